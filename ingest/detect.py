@@ -1,0 +1,41 @@
+"""Deciding what kind of feedback a message is, from its structure and headers.
+
+The order matters: a DSN carries `Auto-Submitted: auto-replied` too, so bounces are
+recognised before vacation replies; ARF and DMARC reports are recognised by their MIME
+structure before any heuristic looks at the text.
+"""
+from __future__ import annotations
+
+import email.message
+
+from ingest.bounce import looks_like_bounce
+from ingest.parsers.arf import feedback_type_of, looks_like_complaint
+from ingest.parsers.autoreply import is_auto_reply
+from ingest.parsers.reports import looks_like_report_mail
+
+
+def detect_kind(msg: email.message.Message) -> str:
+    ctype = msg.get_content_type()
+    report_type = (msg.get_param("report-type") or "") if ctype == "multipart/report" else ""
+    report_type = str(report_type).lower()
+    if report_type == "feedback-report" or _has_part(msg, "message/feedback-report"):
+        return "dmarc_failure" if feedback_type_of(msg) == "auth-failure" else "complaint"
+    if report_type in ("delivery-status", "delivery-status-notification") or _has_part(
+            msg, "message/delivery-status", "message/global-delivery-status"):
+        return "bounce"
+    report = looks_like_report_mail(msg)
+    if report:
+        return report
+    if looks_like_bounce(msg):
+        return "bounce"
+    if looks_like_complaint(msg):
+        return "complaint"
+    if is_auto_reply(msg):
+        return "auto_reply"
+    return "unknown"
+
+
+def _has_part(msg: email.message.Message, *types: str) -> bool:
+    if not msg.is_multipart():
+        return False
+    return any(part.get_content_type() in types for part in msg.walk())

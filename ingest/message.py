@@ -1,0 +1,84 @@
+"""Turning raw bytes into an `email.message.Message`, the same way everywhere.
+
+Line endings are normalised first (CRLF, LF and CR-only give identical results), and the
+limits that keep a hostile message from costing unbounded time or memory are checked here.
+"""
+from __future__ import annotations
+
+import email
+import email.message
+from email.header import decode_header, make_header
+
+MAX_MIME_DEPTH = 25
+MAX_MIME_PARTS = 2000
+
+
+class UnreadableMessage(ValueError):
+    """The bytes are not a message we can read; the text is the quarantine reason."""
+
+
+def normalise_newlines(raw: bytes) -> bytes:
+    if b"\r" not in raw:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def load_message(raw: bytes) -> email.message.Message:
+    """Parse `raw` (compat32: the fastest policy) after normalising line endings."""
+    msg = email.message_from_bytes(normalise_newlines(raw))
+    _check_shape(msg)
+    return msg
+
+
+def _check_shape(msg: email.message.Message) -> None:
+    parts = 0
+    stack = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        parts += 1
+        if depth > MAX_MIME_DEPTH:
+            raise UnreadableMessage(f"MIME nesting deeper than {MAX_MIME_DEPTH} levels")
+        if parts > MAX_MIME_PARTS:
+            raise UnreadableMessage(f"more than {MAX_MIME_PARTS} MIME parts")
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, email.message.Message))
+
+
+def looks_like_message(raw: bytes) -> bool:
+    """True when the first line is a header field (so the bytes are an e-mail, not a file)."""
+    head = raw.lstrip()[:1000]
+    first = head.split(b"\n", 1)[0]
+    if first.startswith(b"From ") or first.startswith(b">From "):  # mbox separator
+        return True
+    name, sep, _ = first.partition(b":")
+    return bool(sep) and 0 < len(name) <= 76 and all(33 <= c <= 126 for c in name)
+
+
+def header_text(msg: email.message.Message, name: str) -> str | None:
+    """A header decoded from RFC 2047 and unfolded, or None."""
+    value = msg.get(name)
+    if value is None:
+        return None
+    value = str(value)
+    if "=?" in value:
+        try:
+            value = str(make_header(decode_header(value)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
+    return " ".join(value.split())
+
+
+def part_text(part: email.message.Message) -> str:
+    """The decoded text of a leaf part, in its declared charset, never raising."""
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        inner = part.get_payload()
+        if isinstance(inner, list):
+            return "\n".join(p.as_string() for p in inner if isinstance(p, email.message.Message))
+        return inner if isinstance(inner, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")

@@ -1,0 +1,162 @@
+"""The `postwatch` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from postwatch import __version__
+from postwatch.config import ConfigError, load
+
+log = logging.getLogger("postwatch")
+
+
+def _add_parse(sub) -> None:
+    p = sub.add_parser("parse", help="parse feedback files and print what they are (writes nothing)",
+                       description="Parse bounces, complaints, DMARC and TLS reports and print "
+                                   "what each file is. Touches no store.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, mbox files or Maildirs")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per input per line (the contract in DESIGN.md)")
+    p.set_defaults(func=cmd_parse)
+
+
+def _add_ingest(sub) -> None:
+    p = sub.add_parser("ingest", help="store feedback files, folders, mbox files and Maildirs",
+                       description="Ingest feedback into the store: each message is stored raw "
+                                   "(once, by its sha256), parsed, and its events written; what "
+                                   "cannot be parsed is quarantined with a reason.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursive), mbox files or Maildirs")
+    p.add_argument("--source", default="file", help="source label stored with each message (default: file)")
+    p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+
+def _add_db(sub) -> None:
+    p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
+    dsub = p.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    up = dsub.add_parser("upgrade", help="create or migrate the schema to the newest version",
+                         description="Create the database (if needed) and apply every migration.")
+    up.set_defaults(func=cmd_db_upgrade)
+    cur = dsub.add_parser("current", help="print the schema version the database is at",
+                          description="Print the schema version the database is at.")
+    cur.set_defaults(func=cmd_db_current)
+
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="show the configuration in effect",
+                       description="Show the configuration in effect (file, environment, defaults).")
+    csub = p.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    show = csub.add_parser("show", help="print every key with its value in effect",
+                           description="Print every configuration key with its value in effect.")
+    show.set_defaults(func=cmd_config_show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postwatch",
+        description="Collect and understand e-mail feedback: bounces, complaints (ARF), DMARC "
+                    "aggregate and failure reports, SMTP TLS reports.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: ./postwatch.toml when it exists)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"postwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_parse(sub)
+    _add_ingest(sub)
+    _add_db(sub)
+    _add_config(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(args.config)
+        return int(args.func(args, config) or 0)
+    except ConfigError as exc:
+        print(f"postwatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("postwatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def cmd_parse(args, config) -> int:
+    from ingest.parse import parse_bytes
+    from ingest.sources import iter_inputs
+
+    out = sys.stdout
+    for item in iter_inputs(args.paths):
+        if item.error is not None:
+            result_json = {"file": item.name, "kind": "unknown", "events": [], "report": None,
+                           "error": item.error}
+        else:
+            result_json = parse_bytes(item.raw, config.ingest).as_json(item.name)
+        if args.json:
+            out.write(json.dumps(result_json, default=str) + "\n")
+        else:
+            _print_human(result_json, out)
+    return 0
+
+
+def _print_human(r: dict, out) -> None:
+    head = f"{r['file']}: {r['kind']}"
+    if r["error"]:
+        head += f" (quarantined: {r['error']})"
+    out.write(head + "\n")
+    for ev in r["events"]:
+        if "feedback_type" in ev:
+            out.write(f"  {ev.get('feedback_type')} from {ev.get('source_ip') or '?'} about "
+                      f"{ev.get('recipient') or '?'}\n")
+        else:
+            out.write(f"  {ev.get('recipient')}: {ev.get('status')} {ev.get('reply_code') or ''} "
+                      f"{ev.get('reason')} ({'hard' if ev.get('hard_bounce') else 'soft'}, "
+                      f"{ev.get('category')})\n")
+    if r["report"]:
+        out.write("  " + ", ".join(f"{k}={v}" for k, v in r["report"].items()) + "\n")
+
+
+def cmd_ingest(args, config) -> int:
+    from postwatch.ingest_command import run_ingest
+
+    return run_ingest(args, config)
+
+
+def cmd_db_upgrade(args, config) -> int:
+    from store.engine import upgrade
+
+    version = upgrade(config.database)
+    print(f"database {config.database.url} is at schema version {version}")
+    return 0
+
+
+def cmd_db_current(args, config) -> int:
+    from store.engine import current_version
+
+    print(current_version(config.database) or "empty (run: postwatch db upgrade)")
+    return 0
+
+
+def cmd_config_show(args, config) -> int:
+    from postwatch.config import describe
+
+    print(f"# read from: {config.source}")
+    for key, env, _default, _type in describe():
+        section, name = key.split(".", 1)
+        value = getattr(getattr(config, section), name)
+        if "secret" in name and value:
+            value = "(set)"
+        print(f"{key} = {value!r}    # {env}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
