@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose == 0:  # parsedmarc warns about every report's small deviations
+        logging.getLogger("parsedmarc").setLevel(logging.ERROR)
     try:
         config = load(args.config)
         return int(args.func(args, config) or 0)

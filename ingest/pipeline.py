@@ -1,0 +1,363 @@
+"""The pipeline: raw bytes in, facts stored.
+
+    store raw (once, by sha256) -> detect kind -> parse -> write events
+
+A message and everything read from it are written in one transaction; `ingest_many` puts
+many messages in one transaction (the cost of a commit is paid once per batch). Parsing
+happens before the transaction opens, so a slow parse never holds a lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.config import IngestConfig
+from ingest.parse import parse_bytes
+from ingest.types import ParseResult
+from store import models as m
+from store.timeparse import parse_when
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Envelope:
+    mail_from: str | None = None
+    rcpt_tos: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos)}
+
+
+@dataclass
+class Outcome:
+    """What became of one input."""
+
+    message_id: int | None
+    sha256: str
+    kind: str
+    status: str  # parsed | quarantined | ignored
+    error: str | None
+    events: int
+    duplicate: bool = False  # the same bytes were stored before
+    origin: str | None = None
+
+
+@dataclass
+class _Pending:
+    raw: bytes
+    sha256: str
+    source: str
+    envelope: Envelope | None
+    origin: str | None
+    result: ParseResult
+    received_at: datetime
+
+
+class Pipeline:
+    """Ingests raw messages into one store."""
+
+    def __init__(self, sessions: sessionmaker[Session], config: IngestConfig | None = None,
+                 clock: Clock = utcnow) -> None:
+        self.sessions = sessions
+        self.config = config or IngestConfig()
+        self.clock = clock
+
+    def ingest(self, raw: bytes, source: str, envelope: Envelope | None = None,
+               origin: str | None = None) -> Outcome:
+        """Store one message and its facts in one transaction."""
+        return self._commit([self._prepare(raw, source, envelope, origin)])[0]
+
+    def ingest_many(self, items: Iterable[tuple[bytes, str, Envelope | None, str | None]],
+                    batch_size: int | None = None) -> Iterator[Outcome]:
+        """Ingest (raw, source, envelope, origin) tuples, `batch_size` per transaction."""
+        size = batch_size or self.config.batch_size
+        batch: list[_Pending] = []
+        for raw, source, envelope, origin in items:
+            batch.append(self._prepare(raw, source, envelope, origin))
+            if len(batch) >= size:
+                yield from self._commit(batch)
+                batch = []
+        if batch:
+            yield from self._commit(batch)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _prepare(self, raw: bytes, source: str, envelope: Envelope | None, origin: str | None) -> _Pending:
+        result = parse_bytes(raw, self.config, envelope.as_dict() if envelope else None)
+        return _Pending(raw, hashlib.sha256(raw).hexdigest(), source, envelope, origin, result, self.clock())
+
+    def _commit(self, batch: list[_Pending]) -> list[Outcome]:
+        try:
+            with self.sessions.begin() as session:
+                return self._write(session, batch)
+        except IntegrityError:
+            if len(batch) == 1:
+                # another process stored the same bytes (or report) between our check and insert
+                with self.sessions.begin() as session:
+                    return self._write(session, batch)
+            log.info("batch of %d hit a concurrent duplicate; storing one by one", len(batch))
+            return [out for p in batch for out in self._commit([p])]
+
+    def _write(self, session: Session, batch: list[_Pending]) -> list[Outcome]:
+        shas = {p.sha256 for p in batch}
+        known = dict(session.execute(
+            select(m.InboundMessage.sha256, m.InboundMessage.id).where(m.InboundMessage.sha256.in_(shas))).all())
+        outcomes: list[Outcome] = []
+        fresh: list[tuple[_Pending, m.InboundMessage]] = []
+        for p in batch:
+            if p.sha256 in known:
+                outcomes.append(self._known(session, p, known[p.sha256]))
+                continue
+            row = self._message_row(p)
+            known[p.sha256] = row  # a second copy inside this batch is a duplicate too
+            fresh.append((p, row))
+            outcomes.append(Outcome(None, p.sha256, row.kind, row.status, row.error, 0, origin=p.origin))
+        session.add_all(row for _, row in fresh)
+        session.flush()  # assigns ids
+        for out in outcomes:
+            row = known[out.sha256]
+            if isinstance(row, m.InboundMessage) and out.message_id is None:
+                out.message_id = row.id
+        writer = _FactWriter(session)
+        by_sha = {p.sha256: (p, row) for p, row in fresh}
+        for out in outcomes:
+            if out.duplicate or out.sha256 not in by_sha:
+                continue
+            p, row = by_sha.pop(out.sha256)
+            out.events = writer.write(p, row)
+            out.status, out.error = row.status, row.error
+        return outcomes
+
+    def _known(self, session: Session, p: _Pending, row_or_id: Any) -> Outcome:
+        row = row_or_id if isinstance(row_or_id, m.InboundMessage) else session.get(m.InboundMessage, row_or_id)
+        return Outcome(row.id, p.sha256, row.kind, row.status, row.error, 0, duplicate=True, origin=p.origin)
+
+    def _message_row(self, p: _Pending) -> m.InboundMessage:
+        r = p.result
+        if r.error:
+            status = "quarantined"
+        elif r.kind == "auto_reply":
+            status = "ignored"
+        else:
+            status = "parsed"
+        env = p.envelope
+        return m.InboundMessage(
+            sha256=p.sha256, received_at=p.received_at, source=p.source, origin=p.origin,
+            envelope_from=env.mail_from if env else None,
+            envelope_to=list(env.rcpt_tos) if env else None,
+            size=len(p.raw), kind=r.kind, status=status, error=r.error,
+            raw_zlib=zlib.compress(p.raw, 1), attribution=dict(r.attribution) or None)
+
+
+class _FactWriter:
+    """Turns one ParseResult into rows."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def write(self, p: _Pending, row: m.InboundMessage) -> int:
+        r = p.result
+        if row.status == "quarantined":
+            self.session.add(m.Quarantine(message_id=row.id, reason=r.error or "unreadable",
+                                          created_at=p.received_at))
+            return 0
+        if r.kind == "bounce":
+            return self._bounces(p, row)
+        if r.kind == "complaint":
+            return self._complaints(p, row)
+        if r.kind == "dmarc_aggregate":
+            return self._aggregates(p, row)
+        if r.kind == "smtp_tls":
+            return self._tls(p, row)
+        if r.kind == "dmarc_failure":
+            return self._failure(p, row)
+        return 0
+
+    def _attributed(self, r: ParseResult) -> dict[str, Any]:
+        a = r.attribution or {}
+        return {"orig_message_id": _cut(a.get("message_id"), 998), "from_domain": a.get("from_domain"),
+                "feedback_id": _cut(a.get("feedback_id"), 255), "list_id": _cut(a.get("list_id"), 255),
+                "campaign": _cut(a.get("campaign"), 255), "verp_token": a.get("verp_token"),
+                "send_id": a.get("send_id")}
+
+    def _bounces(self, p: _Pending, row: m.InboundMessage) -> int:
+        attributed = self._attributed(p.result)
+        rows = []
+        for ev in p.result.events:
+            rcpt = ev.get("recipient")
+            when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
+            rows.append(m.BounceEvent(
+                message_id=row.id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
+                provider=ev.get("provider"), action=ev.get("action"), status=_cut(ev.get("status"), 16),
+                reply_code=_cut(ev.get("reply_code"), 3), diagnostic=ev.get("diagnostic"),
+                remote_mta=_cut(ev.get("remote_mta"), 255), reporting_mta=_cut(ev.get("reporting_mta"), 255),
+                smtp_command=_cut(ev.get("smtp_command"), 16), reason=ev.get("reason") or "undefined",
+                hard=bool(ev.get("hard_bounce")), category=ev.get("category") or "unknown",
+                rule=ev.get("rule"), **attributed))
+        self.session.add_all(rows)
+        return len(rows)
+
+    def _complaints(self, p: _Pending, row: m.InboundMessage) -> int:
+        attributed = self._attributed(p.result)
+        rows = []
+        for ev in p.result.events:
+            rcpt = ev.get("recipient")
+            rows.append(m.ComplaintEvent(
+                message_id=row.id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
+                feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
+                recipient_domain=_domain(rcpt), source_ip=_cut(ev.get("source_ip"), 45),
+                reported_domain=_cut(ev.get("reported_domain"), 255), user_agent=_cut(ev.get("user_agent"), 255),
+                original_mail_from=_cut(ev.get("original_mail_from"), 320), **attributed))
+        self.session.add_all(rows)
+        return len(rows)
+
+    def _duplicate(self, row: m.InboundMessage, what: str, other: int) -> int:
+        row.status = "ignored"
+        row.error = f"duplicate {what}: already stored from message {other}"
+        return 0
+
+    def _aggregates(self, p: _Pending, row: m.InboundMessage) -> int:
+        stored = 0
+        for rep in _reports(p.result):
+            meta, pol = rep["report_metadata"], rep["policy_published"]
+            key = (meta["org_name"], meta["report_id"], pol["domain"],
+                   parse_when(meta["begin_date"]), parse_when(meta["end_date"]))
+            other = self.session.execute(select(m.DmarcAggregateReport.message_id).where(
+                tuple_(m.DmarcAggregateReport.org_name, m.DmarcAggregateReport.report_id,
+                       m.DmarcAggregateReport.domain, m.DmarcAggregateReport.begin,
+                       m.DmarcAggregateReport.end) == tuple_(*key))).scalar()
+            if other is not None:
+                if stored == 0:
+                    self._duplicate(row, "DMARC aggregate report", other)
+                continue
+            report = m.DmarcAggregateReport(
+                message_id=row.id, org_name=key[0], org_email=meta.get("org_email"), report_id=key[1],
+                domain=key[2], begin=key[3], end=key[4], policy=dict(pol), errors=meta.get("errors") or None,
+                record_count=len(rep["records"]), message_count=sum(r["count"] for r in rep["records"]))
+            report.records = [_dmarc_record(r, key[3], key[4]) for r in rep["records"]]
+            self.session.add(report)
+            self.session.flush([report])  # a re-sent copy later in this batch must see it
+            stored += 1
+        return stored
+
+    def _tls(self, p: _Pending, row: m.InboundMessage) -> int:
+        stored = 0
+        for rep in _reports(p.result):
+            other = self.session.execute(select(m.TlsReport.message_id).where(
+                m.TlsReport.organization_name == rep["organization_name"],
+                m.TlsReport.report_id == rep["report_id"])).scalar()
+            if other is not None:
+                if stored == 0:
+                    self._duplicate(row, "TLS report", other)
+                continue
+            contact = rep.get("contact_info")
+            pols = rep.get("policies") or []
+            report = m.TlsReport(
+                message_id=row.id, organization_name=rep["organization_name"], report_id=rep["report_id"],
+                begin=parse_when(rep["begin_date"]), end=parse_when(rep["end_date"]),
+                contact_info=_cut(", ".join(contact) if isinstance(contact, list) else contact, 320),
+                successful_sessions=sum(x.get("successful_session_count", 0) for x in pols),
+                failed_sessions=sum(x.get("failed_session_count", 0) for x in pols))
+            report.policies = [_tls_policy(x) for x in pols]
+            self.session.add(report)
+            self.session.flush([report])
+            stored += 1
+        return stored
+
+    def _failure(self, p: _Pending, row: m.InboundMessage) -> int:
+        summary = p.result.report or {}
+        detail = p.result.detail if isinstance(p.result.detail, dict) else {}
+        source = detail.get("source") or {}
+        auth = detail.get("auth_failure") or summary.get("auth_failure")
+        sample = detail.get("parsed_sample") or {}
+        self.session.add(m.DmarcFailureReport(
+            message_id=row.id,
+            arrival_date=parse_when(summary.get("arrival_date") or detail.get("arrival_date_utc")) or p.received_at,
+            feedback_type=summary.get("feedback_type") or detail.get("feedback_type") or "auth-failure",
+            source_ip=_cut(summary.get("source_ip") or source.get("ip_address"), 45),
+            reported_domain=_cut(summary.get("reported_domain") or detail.get("reported_domain"), 255),
+            auth_failure=_cut(", ".join(auth) if isinstance(auth, list) else auth, 255),
+            delivery_result=_cut(summary.get("delivery_result") or detail.get("delivery_result"), 40),
+            original_mail_from=_cut(detail.get("original_mail_from"), 320),
+            original_rcpt_to=_cut(detail.get("original_rcpt_to"), 320),
+            subject=sample.get("subject") if isinstance(sample, dict) else None,
+            detail=_jsonable(detail) or None))
+        return 1
+
+
+def _reports(r: ParseResult) -> list[dict[str, Any]]:
+    if r.reports:
+        return [x.get("detail", x) if isinstance(x, dict) and "detail" in x else x for x in r.reports]
+    return [r.detail] if isinstance(r.detail, dict) else []
+
+
+def _dmarc_record(r: dict[str, Any], begin: datetime | None, end: datetime | None) -> m.DmarcRecord:
+    src, ident = r.get("source") or {}, r.get("identifiers") or {}
+    align, pe = r.get("alignment") or {}, r.get("policy_evaluated") or {}
+    auth = r.get("auth_results") or {}
+    return m.DmarcRecord(
+        interval_begin=parse_when(r.get("interval_begin")) or begin,
+        interval_end=parse_when(r.get("interval_end")) or end,
+        source_ip=src.get("ip_address") or "", source_country=_cut(src.get("country"), 2),
+        source_reverse_dns=_cut(src.get("reverse_dns"), 255), source_base_domain=_cut(src.get("base_domain"), 255),
+        count=int(r.get("count") or 0), disposition=pe.get("disposition") or r.get("disposition"),
+        dkim_aligned=bool(align.get("dkim")), spf_aligned=bool(align.get("spf")),
+        dmarc_pass=bool(align.get("dmarc")), header_from=_cut(ident.get("header_from"), 255),
+        envelope_from=_cut(ident.get("envelope_from"), 255), envelope_to=_cut(ident.get("envelope_to"), 255),
+        dkim_results=auth.get("dkim") or None, spf_results=auth.get("spf") or None,
+        policy_override_reasons=pe.get("policy_override_reasons") or None)
+
+
+def _tls_policy(x: dict[str, Any]) -> m.TlsPolicy:
+    pol = m.TlsPolicy(policy_type=x.get("policy_type"), policy_domain=x.get("policy_domain") or "",
+                      policy_strings=x.get("policy_strings") or None,
+                      mx_host_patterns=x.get("mx_host_patterns") or None,
+                      successful_sessions=int(x.get("successful_session_count") or 0),
+                      failed_sessions=int(x.get("failed_session_count") or 0))
+    pol.failures = [m.TlsFailureDetail(
+        result_type=f.get("result_type") or "unknown", sending_mta_ip=_cut(f.get("sending_mta_ip"), 45),
+        receiving_mx_hostname=_cut(f.get("receiving_mx_hostname"), 255),
+        receiving_mx_helo=_cut(f.get("receiving_mx_helo"), 255),
+        receiving_ip=_cut(f.get("receiving_ip") or f.get("ip_address"), 45),
+        failed_sessions=int(f.get("failed_session_count") or 0),
+        additional_information=f.get("additional_info_uri") or f.get("additional_information"),
+        failure_reason_code=_cut(f.get("failure_reason_code"), 255)) for f in x.get("failure_details") or []]
+    return pol
+
+
+def _cut(value: Any, n: int) -> Any:
+    if value is None:
+        return None
+    value = str(value)
+    return value[:n]
+
+
+def _domain(address: str | None) -> str | None:
+    if not address or "@" not in address:
+        return None
+    return address.rsplit("@", 1)[1].lower()[:255]
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` with anything JSON cannot hold turned into text (sample bytes, datetimes)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

@@ -1,0 +1,1 @@
+"""The store: data model, engine and sessions, migrations, shared query helpers."""
