@@ -48,6 +48,8 @@ def _check_shape(msg: email.message.Message) -> None:
 def looks_like_message(raw: bytes) -> bool:
     """True when the first line is a header field (so the bytes are an e-mail, not a file)."""
     head = raw.lstrip()[:1000]
+    if head[:1] in (b"{", b"[", b"<") or head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04":
+        return False  # JSON, XML, gzip or zip: a bare report file
     first = head.split(b"\n", 1)[0]
     if first.startswith(b"From ") or first.startswith(b">From "):  # mbox separator
         return True

@@ -250,7 +250,7 @@ class _FactWriter:
                 record_count=len(rep["records"]), message_count=sum(r["count"] for r in rep["records"]))
             report.records = [_dmarc_record(r, key[3], key[4]) for r in rep["records"]]
             self.session.add(report)
-            self.session.flush([report])  # a re-sent copy later in this batch must see it
+            self.session.flush()  # a re-sent copy later in this batch must see it
             stored += 1
         return stored
 
@@ -274,7 +274,7 @@ class _FactWriter:
                 failed_sessions=sum(x.get("failed_session_count", 0) for x in pols))
             report.policies = [_tls_policy(x) for x in pols]
             self.session.add(report)
-            self.session.flush([report])
+            self.session.flush()
             stored += 1
         return stored
 

@@ -1,0 +1,38 @@
+# postwatch — the two first commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PW     := $(VENV)/bin/postwatch
+CORPUS ?= ../shared/corpus
+
+.PHONY: run test venv bench score clean help
+
+help:
+	@echo "make run    - install into $(VENV), ingest sample_reports/ into ./var/postwatch.db, print the summary"
+	@echo "make test   - install into $(VENV) and run the test suite"
+	@echo "make bench  - run every benchmark under bench/ and print the figures"
+	@echo "make score  - score the parser on $(CORPUS)"
+	@echo "make clean  - remove $(VENV) and ./var"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PW) ingest --no-progress sample_reports/
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/run_all.py
+
+score: venv
+	$(PY) $(CORPUS)/../tools/score_corpus.py $(CORPUS) --cmd "$(PW) parse --json" --show 20
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,44 @@
+import mailbox
+
+from ingest.sources import iter_inputs
+from tests.ingest.messages import postfix_dsn, vacation_reply
+
+
+def test_folders_are_walked_recursively_in_order(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "2.eml").write_bytes(b"Subject: two\n\n2\n")
+    (tmp_path / "a" / "1.eml").write_bytes(b"Subject: one\n\n1\n")
+    (tmp_path / "a" / ".hidden").write_bytes(b"x")
+    names = [i.name for i in iter_inputs([str(tmp_path / "a")])]
+    assert names == [str(tmp_path / "a" / "1.eml"), str(tmp_path / "a" / "b" / "2.eml")]
+
+
+def test_an_mbox_yields_each_message(tmp_path):
+    path = tmp_path / "feedback.mbox"
+    box = mailbox.mbox(str(path))
+    box.add(postfix_dsn())
+    box.add(vacation_reply())
+    box.close()
+    items = list(iter_inputs([str(path)]))
+    assert [i.name for i in items] == [f"{path}:1", f"{path}:2"]
+    assert items[0].raw.startswith(b"Return-Path: <>") and b"Out of office" in items[1].raw
+
+
+def test_a_maildir_yields_new_and_cur(tmp_path):
+    md = mailbox.Maildir(str(tmp_path / "Maildir"))
+    md.add(postfix_dsn())
+    md.add(vacation_reply())
+    items = list(iter_inputs([str(tmp_path)]))  # found inside a folder too
+    assert len(items) == 2 and all(i.error is None for i in items)
+
+
+def test_a_missing_path_is_reported_not_raised(tmp_path):
+    (item,) = iter_inputs([str(tmp_path / "nope.eml")])
+    assert item.error and "no such file" in item.error
+
+
+def test_an_eml_starting_with_a_from_line_is_one_message(tmp_path):
+    path = tmp_path / "one.eml"
+    path.write_bytes(b"From MAILER-DAEMON Tue Nov  3 10:00:00 2026\n" + postfix_dsn()
+                     + b"\n\nFrom nobody Tue Nov  3 10:00:00 2026\n")
+    assert len(list(iter_inputs([str(path)]))) == 1
