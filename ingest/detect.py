@@ -2,7 +2,7 @@
 
 The order matters: a DSN carries `Auto-Submitted: auto-replied` too, so bounces are
 recognised before vacation replies; ARF and DMARC reports are recognised by their MIME
-structure before any heuristic looks at the text.
+structure, and complaints by their strict shapes, before any bounce heuristic looks at the text.
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def detect_kind(msg: email.message.Message) -> str:
     report = looks_like_report_mail(msg)
     if report:
         return report
+    if looks_like_complaint(msg):  # strict shapes only (legacy FBL, SES JSON, Apple unsubscribe)
+        return "complaint"
     if looks_like_bounce(msg):
         return "bounce"
-    if looks_like_complaint(msg):
-        return "complaint"
     if is_auto_reply(msg):
         return "auto_reply"
     return "unknown"

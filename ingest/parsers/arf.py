@@ -1,46 +1,402 @@
-"""ARF complaint reports (RFC 5965)."""
+"""Complaint reports: ARF (RFC 5965) and the provider shapes that predate or bend it.
+
+Shapes read here, each by its structure, never by one sender's file:
+- RFC 5965 ARF: multipart/report with a message/feedback-report part (Yahoo CFL, AOL,
+  Microsoft JMRP today, Return Path / Validity FBLs, abuse desks); the feedback part may be
+  base64- or quoted-printable-encoded, and its fields folded;
+- the older Microsoft JMRP and provider FBL mails: a plain mail from a known feedback-loop
+  sender with the complained-about message attached as message/rfc822, the recipient in the
+  provider's own header (X-HmXmrOriginalRecipient);
+- Amazon SES complaint notifications (JSON, `notificationType: Complaint`);
+- Apple Mail's one-click unsubscribe mail (`X-Apple-Unsubscribe: true`): an opt-out.
+RFC 6591 `auth-failure` reports are DMARC failure reports; `failure_report_from_arf` gives
+their summary when parsedmarc cannot read them.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
+import email
 import email.message
+import json
+import quopri
+import re
+from datetime import timezone
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
+from ingest.attribution import attribution_from
 from ingest.config import IngestConfig
-from ingest.message import part_text
-from ingest.types import ParseResult
+from ingest.message import header_text, part_text
+from ingest.types import Attribution, ParseResult
+
+FEEDBACK_TYPES = ("message/feedback-report",)
+RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
+                  "text/rfc822-header", "text/rfc822", "message/partial")
+# Feedback-loop senders whose reports are not ARF: (From address suffix, feedback type,
+# user agent). A mail from one of them with the complained-about message attached is a complaint.
+LEGACY_FBL_SENDERS: tuple[tuple[str, str, str], ...] = (
+    ("staff@hotmail.com", "abuse", "Microsoft Junk Mail Reporting Program"),
+    ("@jmrp.microsoft.com", "abuse", "Microsoft Junk Mail Reporting Program"),
+    ("complaints@email-abuse.amazonses.com", "abuse", "Amazon SES"),
+    ("scomp@aol.net", "abuse", "AOL Feedback Loop"),
+    ("feedback@arf.mail.yahoo.com", "abuse", "Yahoo! Mail Feedback"),
+)
+# headers of the returned message that name its recipient, most precise first
+RECIPIENT_HEADERS = ("X-HmXmrOriginalRecipient", "X-Original-To", "Delivered-To", "Envelope-To",
+                     "X-Envelope-To", "X-Rcpt-To", "To")
+_REDACTED_LOCAL = re.compile(r"^(redacted|x+|\*+|hashed|null|none|unknown|undisclosed.*|"
+                             r"recipient|user|removed|\[?redacted\]?)$", re.I)
+_IP = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})\b", re.I)
+_SUBJECT_IP = re.compile(r"complaint about message from\s+\[?([0-9a-f.:]+)", re.I)
+_SES_COMPLAINT = re.compile(r'"(?:notificationType|eventType)"\s*:\s*"Complaint"')
 
 
-def _feedback_part(msg: email.message.Message) -> email.message.Message | None:
-    for part in msg.walk():
-        if part.get_content_type() == "message/feedback-report":
-            return part
-    return None
+# --- the parts of a report, found in one walk ----------------------------------------
+
+class _Parts:
+    __slots__ = ("feedback", "returned", "text")
+
+    def __init__(self, msg: email.message.Message) -> None:
+        self.feedback: email.message.Message | None = None
+        self.returned: email.message.Message | None = None
+        self.text: email.message.Message | None = None
+        for part in msg.walk():
+            if part is msg and msg.is_multipart():
+                continue
+            ctype = part.get_content_type()
+            if ctype in FEEDBACK_TYPES:
+                if self.feedback is None:
+                    self.feedback = part
+            elif ctype in RETURNED_TYPES:
+                if self.returned is None:
+                    self.returned = part
+            elif ctype == "text/plain" and self.text is None:
+                self.text = part
 
 
-def _fields(part: email.message.Message) -> dict[str, str]:
+def _feedback_text(part: email.message.Message) -> str:
+    """The feedback part's fields as text, whatever encoding and parse the part got."""
+    cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
     payload = part.get_payload()
-    text = str(payload[0]) if isinstance(payload, list) else part_text(part)
-    out: dict[str, str] = {}
+    if isinstance(payload, list):  # the email package parses message/* bodies as messages
+        sub = payload[0] if payload and isinstance(payload[0], email.message.Message) else None
+        if sub is None:
+            return ""
+        head = "\n".join(f"{k}: {v}" for k, v in sub.items())
+        body = sub.get_payload()
+        body = body if isinstance(body, str) else ""
+        text = f"{head}\n{body}" if head else body
+    else:
+        text = payload if isinstance(payload, str) else ""
+    if cte == "base64":
+        try:
+            text = base64.b64decode(re.sub(r"\s+", "", text)).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            pass
+    elif cte == "quoted-printable":
+        text = quopri.decodestring(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+    return text
+
+
+def parse_fields(text: str) -> dict[str, list[str]]:
+    """Header-style fields (folded lines joined), each name lower-cased, every value kept."""
+    out: dict[str, list[str]] = {}
+    last: str | None = None
     for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line[0] in " \t" and last is not None:
+            out[last][-1] = f"{out[last][-1]} {line.strip()}".strip()
+            continue
         name, sep, value = line.partition(":")
-        if sep:
-            out.setdefault(name.strip().lower(), value.strip())
+        name = name.strip().lower()
+        if not sep or not name or " " in name:
+            last = None
+            continue
+        out.setdefault(name, []).append(value.strip())
+        last = name
     return out
 
 
+def _first(fields: dict[str, list[str]], *names: str) -> str | None:
+    for name in names:
+        for value in fields.get(name, ()):
+            if value:
+                return value
+    return None
+
+
+def _fields_of(msg: email.message.Message) -> dict[str, list[str]] | None:
+    part = _Parts(msg).feedback
+    return parse_fields(_feedback_text(part)) if part is not None else None
+
+
 def feedback_type_of(msg: email.message.Message) -> str | None:
-    part = _feedback_part(msg)
-    return _fields(part).get("feedback-type", "").lower() or None if part is not None else None
+    fields = _fields_of(msg)
+    if fields is None:
+        return None
+    value = _first(fields, "feedback-type")
+    return value.split()[0].strip(";").lower() if value else None
+
+
+# --- recognising the shapes that are not multipart/report ----------------------------
+
+def _sender(msg: email.message.Message) -> str:
+    addrs = getaddresses([str(msg.get("From") or "")])
+    return addrs[0][1].strip().lower() if addrs else ""
+
+
+def _legacy_fbl(msg: email.message.Message) -> tuple[str, str] | None:
+    sender = _sender(msg)
+    for suffix, ftype, agent in LEGACY_FBL_SENDERS:
+        if sender.endswith(suffix):
+            return ftype, agent
+    return None
+
+
+def _is_apple_unsubscribe(msg: email.message.Message) -> bool:
+    return str(msg.get("X-Apple-Unsubscribe") or "").strip().lower() == "true"
+
+
+def _ses_json(msg: email.message.Message, text_part: email.message.Message | None) -> dict | None:
+    if text_part is None:
+        return None
+    text = part_text(text_part)
+    if not _SES_COMPLAINT.search(text[:4000]):
+        return None
+    start = text.find("{")
+    try:
+        obj, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def looks_like_complaint(msg: email.message.Message) -> bool:
+    """A complaint that is not a multipart/report: legacy FBL, SES JSON, Apple unsubscribe."""
+    if _is_apple_unsubscribe(msg):
+        return True
+    parts = _Parts(msg)
+    if parts.feedback is not None:
+        return True
+    if parts.returned is not None:
+        if _legacy_fbl(msg) and "complaint" in str(msg.get("Subject") or "").lower():
+            return True
+        inner = _returned_headers(parts.returned)
+        if inner is not None and inner.get("X-HmXmrOriginalRecipient") is not None:
+            return True
+    if parts.text is not None:
+        head = (str(msg.get("Subject") or "") + str(msg.get("From") or "")).lower()
+        if "amazonses" in head or "aws notification" in head or msg.get("x-amz-sns-message-id") is not None:
+            return _ses_json(msg, parts.text) is not None
     return False
 
 
-def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
-    part = _feedback_part(msg)
+# --- values --------------------------------------------------------------------------
+
+def iso_date(value: str | None) -> str | None:
+    """An RFC 5322 date as ISO 8601 in UTC; the text itself when it is not a date."""
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return value.strip() or None
+    if dt is None:
+        return value.strip() or None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):
+        return value.strip()
+
+
+def _address(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.lower().startswith("rfc822;"):
+        value = value[7:]
+    addrs = [a for _, a in getaddresses([value]) if a]
+    addr = (addrs[0] if addrs else value).strip().strip("<>").strip()
+    return addr.lower() or None
+
+
+def redacted(addr: str | None) -> bool:
+    """True for a recipient a provider has hidden: no domain, or a placeholder local part."""
+    if not addr or "@" not in addr:
+        return True
+    local, _, domain = addr.rpartition("@")
+    return not local or not domain or bool(_REDACTED_LOCAL.match(local.strip("<>\" ")))
+
+
+def _ip(value: str | None) -> str | None:
+    if not value:
+        return None
+    found = _IP.search(value)
+    return found.group(1) if found else value.strip().strip("[]") or None
+
+
+def _mta(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.split(";", 1)[1].strip() if ";" in value else value.strip()
+
+
+def _returned_headers(part: email.message.Message | None) -> email.message.Message | None:
     if part is None:
-        return ParseResult(kind="complaint", error="complaint report has no feedback-report part")
-    f = _fields(part)
-    ev = {"recipient": f.get("original-rcpt-to"), "feedback_type": f.get("feedback-type", "abuse").lower(),
-          "source_ip": f.get("source-ip"), "reported_domain": f.get("reported-domain"),
-          "user_agent": f.get("user-agent"), "arrival_date": f.get("arrival-date")}
-    return ParseResult(kind="complaint", events=[ev])
+        return None
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        inner = payload[0] if payload and isinstance(payload[0], email.message.Message) else None
+        return inner
+    if isinstance(payload, str) and payload.strip():
+        raw = part.get_payload(decode=True) or payload.encode("utf-8", "replace")
+        return email.message_from_bytes(raw.lstrip())
+    return None
+
+
+def _recipient_from(original: email.message.Message | None) -> str | None:
+    if original is None:
+        return None
+    for name in RECIPIENT_HEADERS:
+        for value in original.get_all(name) or ():
+            addr = _address(str(value))
+            if addr and not redacted(addr):
+                return addr
+    return None
+
+
+# --- parsing -------------------------------------------------------------------------
+
+def _event(fields: dict[str, list[str]], recipient: str | None, rcpt_to: str | None) -> dict[str, Any]:
+    ftype = _first(fields, "feedback-type")
+    return {
+        "recipient": recipient,
+        "feedback_type": ftype.split()[0].strip(";").lower() if ftype else "abuse",
+        "source_ip": _ip(_first(fields, "source-ip")),
+        "reported_domain": (_first(fields, "reported-domain") or "").lower() or None,
+        "user_agent": _first(fields, "user-agent"),
+        "version": _first(fields, "version"),
+        "original_mail_from": _address(_first(fields, "original-mail-from")),
+        "original_rcpt_to": rcpt_to,
+        "arrival_date": iso_date(_first(fields, "arrival-date", "received-date")),
+        "authentication_results": _first(fields, "authentication-results"),
+        "reporting_mta": _mta(_first(fields, "reporting-mta")),
+    }
+
+
+def _arf_events(fields: dict[str, list[str]], original: email.message.Message | None) -> list[dict]:
+    rcpts = [v for v in fields.get("original-rcpt-to", ()) if v.strip()]
+    rcpts += [v for v in fields.get("redacted-address", ()) if v.strip()]
+    fallback = _recipient_from(original)
+    if not rcpts:
+        return [_event(fields, fallback, None)]
+    events = []
+    for value in rcpts:
+        addr = _address(value)
+        events.append(_event(fields, fallback if redacted(addr) else addr, addr))
+    return events
+
+
+def _legacy_events(msg: email.message.Message, original: email.message.Message | None,
+                   ftype: str, agent: str) -> list[dict]:
+    subject_ip = _SUBJECT_IP.search(str(msg.get("Subject") or ""))
+    source_ip = subject_ip.group(1) if subject_ip else None
+    if source_ip is None and original is not None:
+        source_ip = _ip(str(original.get("X-Originating-IP") or "")) or None
+    sender = _address(str(original.get("From") or "")) if original is not None else None
+    return [{"recipient": _recipient_from(original), "feedback_type": ftype, "source_ip": source_ip,
+             "reported_domain": sender.rsplit("@", 1)[1] if sender and "@" in sender else None,
+             "user_agent": agent, "version": None, "original_mail_from": None,
+             "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
+             "authentication_results": None, "reporting_mta": None}]
+
+
+def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
+    complaint = obj.get("complaint") or {}
+    mail = obj.get("mail") or {}
+    ftype = str(complaint.get("complaintFeedbackType") or "abuse").lower()
+    events = []
+    for rcpt in complaint.get("complainedRecipients") or [{}]:
+        addr = rcpt.get("emailAddress") if isinstance(rcpt, dict) else None
+        source = str(mail.get("source") or "") or None
+        events.append({"recipient": _address(addr), "feedback_type": ftype,
+                       "source_ip": mail.get("sourceIp"),
+                       "reported_domain": source.rsplit("@", 1)[1].lower() if source and "@" in source else None,
+                       "user_agent": complaint.get("userAgent"), "version": None,
+                       "original_mail_from": _address(source), "original_rcpt_to": _address(addr),
+                       "arrival_date": complaint.get("arrivalDate") or complaint.get("timestamp"),
+                       "authentication_results": None, "reporting_mta": None})
+    attribution: Attribution = {}
+    common = mail.get("commonHeaders") or {}
+    if common.get("messageId"):
+        attribution["message_id"] = str(common["messageId"])
+    senders = common.get("from") or []
+    if senders:
+        addr = _address(str(senders[0]))
+        if addr and "@" in addr:
+            attribution["from_address"] = addr
+            attribution["from_domain"] = addr.rsplit("@", 1)[1]
+    if common.get("subject"):
+        attribution["subject"] = str(common["subject"])
+    return events, attribution
+
+
+def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
+    parts = _Parts(msg)
+    original = _returned_headers(parts.returned)
+    attribution = attribution_from(original)
+    if parts.feedback is not None:
+        fields = parse_fields(_feedback_text(parts.feedback))
+        if not fields:
+            return ParseResult(kind="complaint", error="complaint report's feedback-report part is empty")
+        events = _arf_events(fields, original)
+        if original is not None and original.get("X-HmXmrOriginalRecipient") is not None:
+            for ev in events:  # Microsoft's ARF leaves the agent out
+                ev["user_agent"] = ev["user_agent"] or "Microsoft Junk Mail Reporting Program"
+        return ParseResult(kind="complaint", events=events, attribution=attribution)
+    if _is_apple_unsubscribe(msg):
+        to = _address(header_text(msg, "To"))
+        return ParseResult(kind="complaint", events=[{
+            "recipient": _address(header_text(msg, "From")), "feedback_type": "opt-out",
+            "source_ip": None, "reported_domain": to.rsplit("@", 1)[1] if to and "@" in to else None,
+            "user_agent": "Apple Mail", "version": None, "original_mail_from": None,
+            "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
+            "authentication_results": None, "reporting_mta": None}])
+    ses = _ses_json(msg, parts.text)
+    if ses is not None:
+        events, ses_attr = _ses_events(ses)
+        return ParseResult(kind="complaint", events=events, attribution=ses_attr)
+    if original is not None:
+        legacy = _legacy_fbl(msg) or (("abuse", "Microsoft Junk Mail Reporting Program")
+                                      if original.get("X-HmXmrOriginalRecipient") is not None else None)
+        if legacy:
+            return ParseResult(kind="complaint", events=_legacy_events(msg, original, *legacy),
+                               attribution=attribution)
+    return ParseResult(kind="complaint", error="complaint report has no feedback-report part "
+                                               "and no known feedback-loop shape")
+
+
+def failure_report_from_arf(msg: email.message.Message) -> dict[str, Any] | None:
+    """The DMARC failure summary of an RFC 6591 report, read from its ARF fields."""
+    parts = _Parts(msg)
+    if parts.feedback is None:
+        return None
+    fields = parse_fields(_feedback_text(parts.feedback))
+    if not fields:
+        return None
+    original = _returned_headers(parts.returned)
+    ftype = _first(fields, "feedback-type")
+    return {"feedback_type": ftype.split()[0].strip(";").lower() if ftype else "auth-failure",
+            "source_ip": _ip(_first(fields, "source-ip")),
+            "reported_domain": (_first(fields, "reported-domain") or "").lower() or None,
+            "arrival_date": iso_date(_first(fields, "arrival-date", "received-date")),
+            "auth_failure": _first(fields, "auth-failure"),
+            "delivery_result": _first(fields, "delivery-result"),
+            "original_mail_from": _address(_first(fields, "original-mail-from")),
+            "original_rcpt_to": _address(_first(fields, "original-rcpt-to")),
+            "original_from": _address(header_text(original, "From")) if original is not None else None,
+            "original_subject": header_text(original, "Subject") if original is not None else None}

@@ -1,19 +1,48 @@
-"""RFC 3834 automatic replies (vacation, out-of-office): recognised, then ignored."""
+"""RFC 3834 automatic replies (vacation, out-of-office): recognised, then ignored.
+
+The markers are the ones Sisimai's RFC3834 detector uses, plus the common vendor headers:
+`Auto-Submitted: auto-replied` (RFC 3834), Exchange's `X-Auto-Response-Suppress` with OOF
+or AutoReply, Apple's `X-Apple-Action: vacation`, `Precedence: auto_reply`, the
+`X-Autoreply` family, and the subject prefixes that mail clients write. A DSN carries
+`Auto-Submitted` too, so ingest/detect.py asks about bounces first.
+"""
 from __future__ import annotations
 
 import email.message
 import re
 
-SUBJECT = re.compile(r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|vacation|"
-                     r"abwesenheit|absence|r[ée]ponse automatique|autosvar)", re.I)
+# header -> pattern on its lower-cased value
+HEADER_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("Auto-Submitted", re.compile(r"^auto-(generated|replied|notified)")),
+    ("X-Auto-Response-Suppress", re.compile(r"oof|autoreply")),
+    ("X-Apple-Action", re.compile(r"^vacation")),
+    ("Precedence", re.compile(r"^auto_reply")),
+    ("X-Autoreply", re.compile(r".")),
+    ("X-Autorespond", re.compile(r".")),
+    ("X-Autoresponder", re.compile(r".")),
+    ("X-Vacation", re.compile(r".")),
+    ("X-POST-MessageClass", re.compile(r"autoreply")),
+)
+SUBJECT = re.compile(
+    r"^\s*(auto:|auto[ -]?(reply|response|respond|antwort|svar)\b|automatic (reply|response)|"
+    r"out of (the )?office\b|ooo:|vacation (reply|notice|message|response)|"
+    r"abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|"
+    r"automatisch antwoord|autosvar|automaattinen vastaus|odpowied[źz] automatyczna|"
+    r"automatick[áa] odpov[ěe]ď|自動応答|自动回复)",
+    re.I)
+# Sisimai's exclusions: system mail that carries the same markers but is no one's reply
+EXCLUDE_SUBJECT = re.compile(r"security information for|mail failure -", re.I)
+EXCLUDE_FROM = re.compile(r"(root|postmaster|mailer-daemon)@", re.I)
 
 
 def is_auto_reply(msg: email.message.Message) -> bool:
-    auto = (msg.get("Auto-Submitted") or "").strip().lower()
-    if auto.startswith("auto-replied"):
-        return True
-    if any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress-Reply")):
-        return True
-    if (msg.get("Precedence") or "").strip().lower() == "auto_reply":
-        return True
-    return bool(SUBJECT.match(str(msg.get("Subject") or "")))
+    subject = str(msg.get("Subject") or "")
+    if EXCLUDE_SUBJECT.search(subject) or EXCLUDE_FROM.search(str(msg.get("From") or "")):
+        return False
+    if str(msg.get("To") or "").lower().startswith("root@"):
+        return False
+    for name, pattern in HEADER_MARKERS:
+        value = msg.get(name)
+        if value is not None and pattern.search(str(value).strip().lower()):
+            return True
+    return bool(SUBJECT.match(subject))

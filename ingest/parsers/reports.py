@@ -1,55 +1,297 @@
-"""DMARC aggregate and failure reports and SMTP TLS reports, read by parsedmarc."""
+"""DMARC aggregate and failure reports and SMTP TLS reports, read by parsedmarc.
+
+Report attachments are found and unpacked here (bounded, see `safety`), then each one is
+handed to parsedmarc's own XML / JSON readers, so a message with several reports yields all
+of them. parsedmarc is imported only when a report is met (it costs ~0.45 s), and always
+with `offline` from the configuration: no DNS or downloads at parse time.
+"""
 from __future__ import annotations
 
 import email.message
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any
 
 from ingest.config import IngestConfig
+from ingest.message import header_text, normalise_newlines, part_text
+from ingest.parsers.safety import UnsafeReport, check_xml, is_compressed, unpack
 from ingest.types import ParseResult
 
+AGGREGATE_TYPES = ("application/zip", "application/x-zip", "application/x-zip-compressed",
+                   "application/gzip", "application/x-gzip", "application/x-gunzip",
+                   "application/gzip-compressed", "application/xml", "text/xml")
+TLS_TYPES = ("application/tlsrpt+json", "application/tlsrpt+gzip")
+GENERIC_TYPES = ("application/octet-stream", "application/x-compressed", "application/x-compress",
+                 "text/plain", "application/json")
+REPORT_NAME = re.compile(r"\.(xml|zip|gz|json)(\.gz|\.zip)?$", re.I)
+# "A message claiming to be from you has failed the published DMARC policy" (Exim, plain text)
+TEXT_FAILURE = "a message claiming to be from you has failed"
+_BODY_HEAD = 600
 
-def looks_like_report_mail(msg: email.message.Message) -> str | None:
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        name = (part.get_filename() or "").lower()
-        if "tlsrpt" in ctype or name.endswith(".json") or name.endswith(".json.gz"):
-            return "smtp_tls"
-        if ctype in ("application/zip", "application/gzip", "application/x-gzip", "text/xml",
-                     "application/xml", "application/x-zip-compressed") or name.endswith((".xml", ".zip", ".gz")):
-            return "dmarc_aggregate"
+
+class _Parsedmarc:
+    """parsedmarc and one ParserConfig, made on first use."""
+
+    module: Any = None
+    configs: dict[bool, Any] = {}
+
+    @classmethod
+    def get(cls, offline: bool) -> tuple[Any, Any]:
+        if cls.module is None:
+            import logging
+
+            import parsedmarc  # heavy: imported only when a report is met
+
+            logging.getLogger("parsedmarc").setLevel(logging.CRITICAL)
+            cls.module = parsedmarc
+        if offline not in cls.configs:
+            from parsedmarc.config import ParserConfig
+
+            cls.configs[offline] = ParserConfig(offline=offline, always_use_local_files=offline)
+        return cls.module, cls.configs[offline]
+
+
+# --- recognising a report mail -------------------------------------------------------
+
+def _report_parts(msg: email.message.Message):
+    """Leaf parts of `msg` that may hold a report, not looking inside returned messages."""
+    stack = [msg]
+    while stack:
+        part = stack.pop(0)
+        if part.is_multipart():
+            stack[:0] = [p for p in part.get_payload() if isinstance(p, email.message.Message)]
+            continue
+        if part.get_content_maintype() == "message":
+            continue  # a forwarded or returned message: its attachments are not ours
+        yield part
+
+
+def _candidate(part: email.message.Message) -> str | None:
+    ctype = part.get_content_type()
+    name = (part.get_filename() or part.get_param("name") or "")
+    name = str(name).lower() if not isinstance(name, tuple) else ""
+    if ctype in TLS_TYPES or name.endswith((".json", ".json.gz")):
+        return "smtp_tls"
+    if ctype in AGGREGATE_TYPES:
+        return "dmarc_aggregate"
+    if REPORT_NAME.search(name) and ctype in GENERIC_TYPES:
+        return "dmarc_aggregate"
     return None
 
 
-def _parse(raw: bytes, config: IngestConfig) -> ParseResult:
-    import parsedmarc  # heavy: imported only when a report is met
+def looks_like_report_mail(msg: email.message.Message) -> str | None:
+    """`dmarc_aggregate`, `smtp_tls` or `dmarc_failure` when the message carries such a report."""
+    if msg.get("TLS-Report-Domain") is not None or msg.get("TLS-Report-Submitter") is not None:
+        return "smtp_tls"
+    for part in _report_parts(msg):
+        kind = _candidate(part)
+        if kind:
+            return kind
+        if part.get_content_type() == "text/plain" and TEXT_FAILURE in _head_text(part):
+            return "dmarc_failure"
+    return None
 
-    try:
-        parsed = parsedmarc.parse_report_file(raw, offline=config.offline)
-    except parsedmarc.ParserError as exc:
-        return ParseResult(error=f"not a valid report: {exc}")
-    rtype = parsed["report_type"]
-    rep = parsed["report"]
-    if rtype == "aggregate":
-        meta = rep["report_metadata"]
-        return ParseResult(kind="dmarc_aggregate", detail=rep, report={
-            "report_id": meta["report_id"], "org_name": meta["org_name"],
-            "domain": rep["policy_published"]["domain"], "begin": meta["begin_date"],
-            "end": meta["end_date"], "records": len(rep["records"]),
-            "messages": sum(r["count"] for r in rep["records"])})
-    if rtype == "smtp_tls":
-        pols = rep["policies"]
-        return ParseResult(kind="smtp_tls", detail=rep, report={
-            "organization_name": rep["organization_name"], "report_id": rep["report_id"],
-            "begin": rep["begin_date"], "end": rep["end_date"], "policies": len(pols),
-            "successful_sessions": sum(p["successful_session_count"] for p in pols),
-            "failed_sessions": sum(p["failed_session_count"] for p in pols)})
-    return ParseResult(kind="dmarc_failure", detail=rep, report={
-        "feedback_type": rep.get("feedback_type"), "source_ip": (rep.get("source") or {}).get("ip_address"),
-        "reported_domain": rep.get("reported_domain"), "arrival_date": rep.get("arrival_date_utc")})
+
+def _head_text(part: email.message.Message) -> str:
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return ""
+    if (part.get("Content-Transfer-Encoding") or "").strip().lower() in ("base64", "quoted-printable"):
+        return part_text(part)[:_BODY_HEAD].lower()
+    return payload.lstrip()[:_BODY_HEAD].lower()
+
+
+# --- summaries and keys --------------------------------------------------------------
+
+def _iso(value: Any) -> str | None:
+    """parsedmarc's "YYYY-MM-DD HH:MM:SS" (UTC) or an RFC 3339 string, as ISO 8601 UTC."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z"):
+        try:
+            dt = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc)
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text
+
+
+def aggregate_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    meta = rep["report_metadata"]
+    return {"report_id": str(meta["report_id"]), "org_name": meta["org_name"],
+            "domain": rep["policy_published"]["domain"], "begin": _iso(meta["begin_date"]),
+            "end": _iso(meta["end_date"]), "records": len(rep["records"]),
+            "messages": sum(int(r.get("count") or 0) for r in rep["records"])}
+
+
+def tls_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    pols = rep.get("policies") or []
+    return {"organization_name": rep["organization_name"], "report_id": str(rep["report_id"]),
+            "begin": _iso(rep.get("begin_date")), "end": _iso(rep.get("end_date")),
+            "policies": len(pols),
+            "successful_sessions": sum(int(p.get("successful_session_count") or 0) for p in pols),
+            "failed_sessions": sum(int(p.get("failed_session_count") or 0) for p in pols)}
+
+
+def failure_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    sample = rep.get("parsed_sample") or {}
+    sender = sample.get("from") or {}
+    auth_failure = rep.get("auth_failure")
+    if isinstance(auth_failure, list):
+        auth_failure = ", ".join(str(a) for a in auth_failure) or None
+    return {"feedback_type": rep.get("feedback_type") or "auth-failure",
+            "source_ip": (rep.get("source") or {}).get("ip_address"),
+            "reported_domain": rep.get("reported_domain"),
+            "arrival_date": _iso(rep.get("arrival_date_utc")),
+            "auth_failure": auth_failure, "delivery_result": rep.get("delivery_result"),
+            "original_mail_from": rep.get("original_mail_from"),
+            "original_rcpt_to": rep.get("original_rcpt_to"),
+            "original_from": sender.get("address") if isinstance(sender, dict) else None,
+            "original_subject": sample.get("subject")}
+
+
+def report_key(kind: str, detail: dict[str, Any]) -> str:
+    """A stable key for one report, so a re-sent report is stored once.
+
+    Aggregate: org_name + report_id + domain + begin + end (parsedmarc's identity of a
+    report); TLS: organization_name + report_id; failure: what identifies the failed message.
+    Accepts parsedmarc's report shape or the summary shape.
+    """
+    if kind == "dmarc_aggregate":
+        if "report_metadata" in detail:
+            s = aggregate_summary({**detail, "records": []})
+        else:
+            s = detail
+        parts = [s.get("org_name"), s.get("report_id"), s.get("domain"), s.get("begin"), s.get("end")]
+    elif kind == "smtp_tls":
+        parts = [detail.get("organization_name"), detail.get("report_id")]
+    elif kind == "dmarc_failure":
+        s = failure_summary(detail) if "source" in detail or "arrival_date_utc" in detail else detail
+        sample = detail.get("parsed_sample") or {}
+        parts = [s.get("reported_domain"), s.get("source_ip"), s.get("arrival_date"),
+                 s.get("original_mail_from"), detail.get("original_envelope_id"),
+                 detail.get("message_id") or sample.get("message-id")]
+    else:
+        raise ValueError(f"no report key for kind {kind!r}")
+    text = "\x1f".join("" if p is None else str(p).strip().lower() for p in parts)
+    return f"{kind}:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+# --- parsing -------------------------------------------------------------------------
+
+def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]:
+    """(kind, parsedmarc report) from unpacked XML or JSON bytes; raises on anything else."""
+    pm, cfg = _Parsedmarc.get(config.offline)
+    text = data.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if text.startswith("<"):
+        check_xml(text)
+        try:
+            return "dmarc_aggregate", pm.parse_aggregate_report_xml(text, config=cfg)
+        except pm.ParserError as exc:
+            raise UnsafeReport(f"not a valid DMARC aggregate report: {_short(exc)}") from exc
+    if text.startswith("{"):
+        try:
+            return "smtp_tls", pm.parse_smtp_tls_report_json(text)
+        except pm.ParserError as exc:
+            raise UnsafeReport(f"not a valid SMTP TLS report: {_short(exc)}") from exc
+    raise UnsafeReport("not a DMARC aggregate (XML) or SMTP TLS (JSON) report")
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    text = re.sub(r" \(raised at [^)]*\)", "", text)
+    return text[:200] or type(exc).__name__
+
+
+def _result(found: list[tuple[str, dict[str, Any]]]) -> ParseResult:
+    summaries = []
+    for kind, rep in found:
+        if kind == "dmarc_aggregate":
+            summaries.append(aggregate_summary(rep))
+        elif kind == "smtp_tls":
+            summaries.append(tls_summary(rep))
+        else:
+            summaries.append(failure_summary(rep))
+    kind, first = found[0]
+    return ParseResult(kind=kind, report=summaries[0], detail=first,
+                       reports=summaries if len(found) > 1 else [])
 
 
 def parse_report_bytes(raw: bytes, config: IngestConfig) -> ParseResult:
-    return _parse(raw, config)
+    """A bare report file: XML, JSON, or either one gzipped or zipped."""
+    try:
+        data = unpack(raw, config.max_decompressed_bytes)
+        if is_compressed(data):
+            raise UnsafeReport("archive holds another archive; a report is XML or JSON")
+        return _result([_parse_text(data, config)])
+    except UnsafeReport as exc:
+        return ParseResult(error=str(exc))
 
 
-def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str, config: IngestConfig) -> ParseResult:
-    return _parse(raw, config)
+def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
+                      config: IngestConfig) -> ParseResult:
+    """Every report a mail carries (attached, inline or as its whole body)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    errors: list[str] = []
+    for part in _report_parts(msg):
+        if not _candidate(part) and not _inline_report(part):
+            continue
+        data = part.get_payload(decode=True)
+        if not data:
+            continue
+        try:
+            unpacked = unpack(data, config.max_decompressed_bytes)
+            found.append(_parse_text(unpacked, config))
+        except UnsafeReport as exc:
+            name = part.get_filename()
+            errors.append(f"{name}: {exc}" if name else str(exc))
+    if not found and kind == "dmarc_failure":
+        return parse_failure_mail(raw, msg, config)
+    if found:  # the readable reports are kept even when another attachment was not
+        return _result(found)
+    reason = errors[0] if errors else "no DMARC or TLS report found in the message"
+    return ParseResult(kind="unknown" if not errors else kind, error=reason)
+
+
+def _inline_report(part: email.message.Message) -> bool:
+    """A text part whose body is an XML aggregate report or a TLS JSON report."""
+    if part.get_content_maintype() != "text" and part.get_content_type() != "application/json":
+        return False
+    head = _head_text(part).lstrip("\ufeff \t\r\n")
+    return head.startswith(("<?xml", "<feedback")) and "<feedback" in head or \
+        (head.startswith("{") and '"organization-name"' in head)
+
+
+def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestConfig) -> ParseResult:
+    """A DMARC failure report (RFC 6591 ARF `auth-failure`, or a plain-text one) via parsedmarc."""
+    pm, cfg = _Parsedmarc.get(config.offline)
+    try:
+        parsed = pm.parse_report_email(normalise_newlines(raw), config=cfg)
+    except pm.ParserError as exc:
+        return _failure_from_arf(msg, f"parsedmarc could not read it: {_short(exc)}")
+    except (RecursionError, MemoryError):
+        raise
+    except Exception as exc:  # parsedmarc promises ParserError only; be sure anyway
+        return _failure_from_arf(msg, f"parsedmarc failed: {type(exc).__name__}: {_short(exc)}")
+    if parsed.get("report_type") != "failure":
+        kind = {"aggregate": "dmarc_aggregate", "smtp_tls": "smtp_tls"}.get(parsed.get("report_type"))
+        if kind:
+            return _result([(kind, parsed["report"])])
+        return _failure_from_arf(msg, "no failure report found")
+    return _result([("dmarc_failure", parsed["report"])])
+
+
+def _failure_from_arf(msg: email.message.Message, why: str) -> ParseResult:
+    """When parsedmarc refuses a failure report, its ARF fields are still worth keeping."""
+    from ingest.parsers.arf import failure_report_from_arf
+
+    report = failure_report_from_arf(msg)
+    if report is None:
+        subject = header_text(msg, "Subject") or ""
+        return ParseResult(kind="dmarc_failure", error=f"DMARC failure report not readable ({why})"
+                           + (f"; subject {subject[:80]!r}" if subject else ""))
+    return ParseResult(kind="dmarc_failure", report=report)
