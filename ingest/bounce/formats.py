@@ -1,0 +1,70 @@
+"""Bounce formats whose layout the generic reader cannot follow, and how to tell them.
+
+`reader_for` picks a reader by the markers a format writes; a reader returns the same
+`Block`s the generic reader does, so the rest of the pipeline never knows which ran.
+"""
+from __future__ import annotations
+
+import email.message
+import re
+from typing import Callable
+
+from ingest.bounce.text import Block, read_blocks
+
+Reader = Callable[[str, frozenset, email.message.Message], list[Block]]
+
+# Opening lines of bounces, by MTA: enough to call a message a bounce from its body alone.
+STARTS = re.compile(r"^\s*(?:" + "|".join((
+    r"This message was created automatically by mail delivery software",  # Exim, GMX, mail.ru
+    r"Hi\. This is the qmail",  # qmail
+    r"This is the (?:Postfix|mail system|MAILER-DAEMON|DragonFly Mail Agent|mail delivery agent|"
+    r"machine generated message from mail service)",
+    r"Delivery to the following recipients? (?:failed|has been delayed)",  # Gmail
+    r"Sorry, we were unable to deliver your message",  # Yahoo
+    r"Unable to deliver message to the following address",  # X2
+    r"The original message was received at",  # Sendmail
+    r"-+ ?The following addresses had (?:permanent fatal errors|delivery problems)",
+    r"-+ ?Transcript of session follows",
+    r"Your message could not be (?:delivered|sent)",
+    r"This report relates to a message you sent",  # MessagingServer
+    r"Delivery has failed to these recipients or groups",  # Office 365
+    r"Your message did not reach some or all of the intended recipients",  # Exchange 2003
+    r"This is an automatically generated Delivery Status Notification",
+    r"The following message to <",  # Amazon SES
+    r"An error occurred while trying to deliver the mail",
+    r"Technical report:",  # WorkMail
+    r"Unable to deliver message to:",  # MailFoundry
+    r"Your mail (?:sent on|attempted to be delivered on)",  # KDDI
+    r"-+ ?Failure Reasons",  # Notes
+    r"\d+ error\(s\):",  # X6
+    r"Body of message generated response:",  # IMail
+    r"UNDELIVERABLE MAIL|DELAYS IN DELIVERING YOUR MESSAGE",  # Courier
+    r"Hello, this is the mail server on",  # PowerMTA
+    r"Could not be delivered because of",  # MailMarshal
+    r"This is an automatically generated message from SendGrid",
+    r"Message delivery has failed",
+)) + r")", re.M | re.I)
+
+
+def has_marker(msg: email.message.Message) -> bool:
+    text = _first_text(msg)
+    return bool(text) and bool(STARTS.search(text[:4000]))
+
+
+def _first_text(msg: email.message.Message) -> str:
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload[:4000].decode("utf-8", "replace")
+            return ""
+        if part.get_content_type() == "message/rfc822":
+            return ""
+    return ""
+
+
+def reader_for(msg: email.message.Message, human: str, full: str) -> Reader | None:
+    return None
+
+
+__all__ = ["STARTS", "has_marker", "reader_for", "read_blocks"]

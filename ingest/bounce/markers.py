@@ -1,0 +1,89 @@
+"""Where bounce texts put things, as data: the markers MTAs write, compiled once.
+
+Each pattern names the MTAs that write it, so a marker can be traced to a format, never to
+one message. Sisimai's Lhost modules (BSD-2) are the map these were read from.
+"""
+from __future__ import annotations
+
+import re
+
+_ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
+
+# The line where the copy of the original message (or its headers) starts.
+RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
+    r"[ \t]*-+ ?This is a copy of (?:the|your) message",  # Exim, mail.ru
+    r"[ \t]*-+ ?This is a copy of the (?:body of the )?message",  # Exim, body only
+    r"[ \t]*-{2,} ?(?:Original message|Original Message|Message header follows|Message headers follow|"
+    r"Unsent message (?:follows|below)|No message was collected|Returned mail follows|"
+    r"Returned Message|Below this line is a copy of the message|Original message follows|"
+    r"The header of the original message is following|original (?:message|mail info)|"
+    r"Original mail header|Header of the original message)",  # Sendmail, qmail, Gmail, GMX, mFILTER...
+    r"[ \t]*-{5,}\s*$\n(?=(?:Return-Path|Received|From|Message-ID|Date|Subject|To|X-[\w-]+):)",  # EZweb
+    r"Message headers follow",  # DragonFly
+    r"Original message headers:",  # Exchange 2007, Office 365
+    r"En-t.tes de message d'origine",  # Exchange 2007 (fr)
+    r"Intestazioni originali del messaggio",  # Exchange 2007 (it)
+    r"Included is a copy of the message header:",  # MXLogic
+    r"Original mail as follows:",  # FML
+    r"Original message follows\.",  # IMail
+    r"[ \t]+Below is a copy of the original message:",  # OpenSMTPD
+    r"The attachment contains the original mail headers",  # X6
+    r"Your message reads \(in part\):",
+    r"Content-Type:[ \t]*(?:message/rfc822|text/rfc822-headers|message/partial)",  # inline parts
+    r"Return-Path:[ \t]*<",  # the returned headers, with no marker before them
+    r"Received:[ \t]*(?:from|by)[ \t]",
+    r"[ \t]*\+{3,}[ \t]*",  # MailMarshal
+    r"\s*Message Hops\b",  # Office 365
+)) + r")", re.M | re.I)
+
+# A line that is a recipient address, with what follows it on the same line:
+#   kijitora@example.jp                      Exim, Gmail, Sendmail, mFILTER
+#   <kijitora@example.jp>:                   qmail, Yahoo, X4
+#   <kijitora@example.jp>: host mx said: ... Postfix
+#   "Name" <kijitora@example.jp>             Exchange
+ADDRESS_LINE = re.compile(
+    r"^(?:\"[^\"]*\"\s*|'[^']*'\s*)?(?:RFC822;\s*)?<?(?P<addr>" + _ADDR + r")>?(?:\.{3})?"
+    r"(?P<rest>(?:[\s:,].*)?)$", re.I)
+
+# A phrase that puts a recipient address after it.
+ADDRESS_PHRASE = re.compile(r"(?:" + "|".join((
+    r"\b(?:final|original)-recipient:\s*(?:rfc822;\s*)?",  # DSN fields quoted in text
+    r"^(?:recipient|address|e-?mail address|rcpt|destinat[a-z]+|adresse|empf.nger):\s*",
+    r"\baddressed to\s+",
+    r"\bcould not be delivered to:?\s+",
+    r"\bdelivering (?:your )?(?:mail|message) to\s+",  # DragonFly
+    r"\bdelivery (?:failed|has failed|to the following recipient failed[a-z ]*):?\s*",
+    r"\bdid not reach the following recipient(?:\(s\))?:\s*",
+    r"\berror-for:\s+",
+    r"\bfailed recipient:\s*",
+    r"\bfailed to deliver to\s+",
+    r"\bintended recipient:\s*",
+    r"\bmailbox is full:\s*",
+    r"\brejected recipient\s+",
+    r"\bthe following recipients returned permanent errors:\s*",
+    r"\bthe following (?:message|e-?mail) to\s+",  # Amazon SES
+    r"\bunknown user:?\s+",
+    r"\bundeliverable (?:to|address:?)\s*",
+    r"\bunable to deliver (?:the )?(?:message|mail) to:?\s+",  # MailFoundry
+    r"\byou sent mail to\s+",
+    r"\byour (?:message|mail|e-?mail) (?:to|for)\s+",
+    r"\bwas not delivered to:?\s+",
+    r"\bwasn't delivered to\s+",
+    r"\bnot be delivered to\s+",
+    r"\bcould not deliver (?:mail|the message) to\s+",
+    r"\bsent to\s+",
+    r"\bnon-?existent\s+(?:address|user)?:?\s*",
+)) + r")['\"]?<?(?P<addr>" + _ADDR + r")>?", re.I)
+
+# After an address at the start of a line: this line is about the sender, not a recipient.
+NOT_A_RECIPIENT_LINE = re.compile(r"sender ok|sender address|\.\.\. sender\b|^\s*\(?sent by\b|"
+                                  r"^\s*wrote:", re.I)
+
+# Lines that mention addresses but never name a failed recipient.
+SKIP_LINE = re.compile(r"(?:from|reply-to|sender|return-path|message-id|in-reply-to|references|"
+                       r"envelope-from|x-[\w-]+|subject|date|received|cc|bcc|dkim-signature|"
+                       r"authentication-results|list-[\w-]+)\s*:|"
+                       r">>>|\(?envelope-from\b|mail from\s*:", re.I)
+
+# Lines that say nothing about why a recipient failed.
+BOILERPLATE = re.compile(r"^(?:[-=_*~#+ ]{3,}|\[?-- ?(?:attachment|end) .*|content-[\w-]+:.*)$", re.I)

@@ -1,0 +1,159 @@
+"""Reading SMTP facts out of free text: status codes, reply codes, commands, addresses.
+
+Every bounce format ends up quoting a receiver's reply somewhere; these helpers pull the
+RFC 3463 status, the RFC 5321 reply code and the SMTP command it answered out of that text,
+so the format readers only have to find the text.
+"""
+from __future__ import annotations
+
+import re
+
+# RFC 3463 status inside text, most specific shape first (Sisimai's SMTP::Status order).
+_STATUS_PATTERNS = (
+    re.compile(r"\(#([245]\.\d{1,3}\.\d{1,3})\)?"),  # qmail: (#5.1.1)
+    re.compile(r"#([245]\.\d{1,3}\.\d{1,3})\b"),  # #5.1.1
+    re.compile(r"\b[245]\d\d[ -]#?([245]\.\d{1,3}\.\d{1,3})\b"),  # 550-5.1.1 / 550 5.1.1
+    re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)"),  # a bare 5.1.1
+    re.compile(r"(?<![\d.])(2\.[0-7]\.[0-7])(?![\d.]*\d)"),  # a bare 2.1.5
+)
+_DOTTED = re.compile(r"\d+(?:\.\d+){3,}")  # IP addresses and versions hide false statuses
+_IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
+_REPLY_AT_START = re.compile(r"^\W{0,3}([245][0-5]\d)(?:[ \-]|$)")
+_REPLY_ANYWHERE = re.compile(r"(?<![\w.#/-])([45][0-5]\d|25[0-3])(?:[ \-](?!\d+[.:/]\d)|$)")
+STATUS_FIELD = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+# The SMTP command a reply answered, as MTAs describe it.
+_COMMANDS = (
+    ("STARTTLS", re.compile(r"\bSTARTTLS\b|\bTLS (?:negotiation|handshake) failed", re.I)),
+    ("CONN", re.compile(r"\b(?:while connecting|connection (?:refused|timed out|to [^ ]+ failed)|"
+                        r"no smtp connection got far enough|connect(?:ion)? to [^ ]+ (?:failed|timed out)|"
+                        r"greeting|banner|in reply to (?:the )?initial|before greeting)\b", re.I)),
+    ("EHLO", re.compile(r"\b(?:after|in reply to|response to|for) (?:the )?EHLO\b|\bEHLO (?:command|response)\b",
+                        re.I)),
+    ("HELO", re.compile(r"\b(?:after|in reply to|response to|for) (?:the )?HELO\b|\bHELO (?:command|response)\b",
+                        re.I)),
+    ("MAIL", re.compile(r"\bMAIL FROM\b|\b(?:after|in reply to|for|response to) (?:the )?MAIL\b|"
+                        r"\bMAIL (?:command|response)\b", re.I)),
+    ("RCPT", re.compile(r"\bRCPT TO\b|\b(?:after|in reply to|for|response to) (?:the )?RCPT\b|"
+                        r"\bRCPT (?:command|response)\b|\bresponse to RCPT\b", re.I)),
+    ("DATA", re.compile(r"\b(?:end of (?:data|message)|final DATA|DATA (?:command|response)|"
+                        r"(?:after|in reply to|for|response to) (?:the )?(?:end of )?DATA|"
+                        r"after (?:the )?(?:message|body)|while sending (?:the )?message)\b", re.I)),
+)
+_ALLOWED_COMMANDS = frozenset(("CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
+                               "BDAT", "QUIT", "XEXCH50", "RSET"))
+
+_ADDR = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
+                   r"|[^\s<>()\[\]\"',;:@]+@\[\d{1,3}(?:\.\d{1,3}){3}\]")
+_CONTINUATION = re.compile(r"^([245]\d\d)[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
+_SPACE = re.compile(r"\s+")
+
+
+def find_status(text: str | None) -> str | None:
+    """The RFC 3463 status a text names, or None; an IP address or version is not one."""
+    if not text or "." not in text:
+        return None
+    masked = _DOTTED.sub(" ", text) if _DOTTED.search(text) else text
+    for pattern in _STATUS_PATTERNS:
+        m = pattern.search(masked)
+        if m:
+            return _valid_status(m.group(1))
+    return None
+
+
+def _valid_status(value: str) -> str | None:
+    klass, subject, detail = value.split(".")
+    if int(subject) > 9 or int(detail) > 99:
+        return None
+    return f"{klass}.{int(subject)}.{int(detail)}"
+
+
+def status_field(value: str | None) -> str | None:
+    """The status of a DSN `Status:` field ("5.1.1 (user unknown)" -> "5.1.1")."""
+    if not value:
+        return None
+    m = STATUS_FIELD.match(value)
+    if not m:
+        return None
+    return _valid_status(f"{m.group(1)}.{m.group(2)}.{m.group(3)}")
+
+
+def find_reply_code(text: str | None) -> str | None:
+    """The SMTP reply code a diagnostic carries: the leading one, else the first one in it."""
+    if not text:
+        return None
+    m = _REPLY_AT_START.match(text)
+    if m:
+        return m.group(1)
+    masked = _IPV4.sub(" ", text) if "." in text else text
+    m = _REPLY_ANYWHERE.search(masked)
+    return m.group(1) if m else None
+
+
+def find_command(text: str | None) -> str | None:
+    if not text:
+        return None
+    for name, pattern in _COMMANDS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def command_name(value: str | None) -> str | None:
+    """An SMTP command named by a reader ("rcpt to:<x>" -> "RCPT"), or None."""
+    if not value:
+        return None
+    word = value.strip().split(None, 1)[0].upper().rstrip(":") if value.strip() else ""
+    if word in ("CONNECT", "CONNECTION"):
+        word = "CONN"
+    return word if word in _ALLOWED_COMMANDS else None
+
+
+def find_addresses(text: str) -> list[str]:
+    return [clean_address(a) for a in _ADDR.findall(text)]
+
+
+def clean_address(value: str | None) -> str | None:
+    """One e-mail address, lower-cased, without brackets, quotes, `rfc822;` or trailing dots."""
+    if not value:
+        return None
+    value = value.strip()
+    if ";" in value:
+        value = value.split(";", 1)[1].strip()
+    m = _ADDR.search(value)
+    if m:
+        value = m.group(0)
+    else:
+        value = value.strip("<>\"' \t")
+        if not value or " " in value:
+            return None
+    value = value.strip(".").lower()
+    if value.startswith("mailto:"):
+        value = value[7:]
+    return value or None
+
+
+def is_address(value: str | None) -> bool:
+    return bool(value) and "@" in value and bool(_ADDR.fullmatch(value))  # type: ignore[arg-type]
+
+
+def unfold(text: str) -> str:
+    """Multi-line SMTP replies as one line: "550-5.1.1 a\\n550 5.1.1 b" -> "550 5.1.1 a b"."""
+    lines = [ln.strip() for ln in text.split("\n")]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return ""
+    if len(lines) > 1:
+        first = _CONTINUATION.match(lines[0])
+        if first:
+            code = first.group(1)
+            out = [lines[0][:3] + " " + lines[0][4:]] if lines[0][3:4] == "-" else [lines[0]]
+            for ln in lines[1:]:
+                m = _CONTINUATION.match(ln)
+                out.append(ln[m.end():] if m and m.group(1) == code else ln)
+            lines = out
+    return _SPACE.sub(" ", " ".join(lines)).strip()
+
+
+def squash(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
