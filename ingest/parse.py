@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from email.utils import getaddresses
+
+from ingest import verp
 from ingest.attribution import attribution_from, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
@@ -59,6 +62,45 @@ def _parse(raw: bytes, config: IngestConfig, envelope: dict | None) -> ParseResu
     else:
         result = ParseResult(kind="unknown", error="not a feedback message: no delivery status, "
                                                    "ARF, DMARC or TLS report found")
-    if not result.attribution and result.kind in ("bounce", "complaint", "dmarc_failure"):
-        result.attribution = attribution_from(returned_message(msg))
+    if result.kind in ("bounce", "complaint", "dmarc_failure"):
+        original = returned_message(msg)
+        if not result.attribution:
+            result.attribution = attribution_from(original)
+        _apply_verp(result, msg, original, envelope, config)
     return result
+
+
+# Where the return path shows up again: the envelope, then the headers the receiving MTA adds.
+VERP_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+
+
+def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, config: IngestConfig) -> None:
+    candidates: list[str] = list((envelope or {}).get("rcpt_tos") or [])
+    for name in VERP_HEADERS:
+        candidates.extend(str(v) for v in msg.get_all(name) or [])
+    for ev in result.events:
+        if ev.get("original_mail_from"):
+            candidates.append(str(ev["original_mail_from"]))
+    if original is not None and original.get("Return-Path"):
+        candidates.append(str(original.get("Return-Path")))
+    found = None
+    for _, address in getaddresses(candidates):
+        found = verp.decode(address, config.verp_secret or None) if "@" in address else None
+        if found is not None:
+            break
+    if found is None:
+        return
+    if found.kind == "classic":
+        result.attribution["verp_recipient"] = found.recipient
+    else:
+        result.attribution["verp_token"] = found.token
+        if found.valid:
+            result.attribution["send_id"] = found.send_id
+    if result.kind == "bounce" and not result.events and found.recipient:
+        from ingest.bounce.classify import classify
+
+        event = {"recipient": found.recipient, "action": "failed", "status": None, "reply_code": None,
+                 "diagnostic": None}
+        event.update(classify(event))
+        result.events = [event]
+        result.error = None
