@@ -1,33 +1,145 @@
-"""A first classifier: the status code alone."""
+"""Why did a recipient bounce: the reason, its category, and the rule that decided.
+
+What the receiver *said* decides first: the diagnostic text against the rules in
+`rules.toml` (an operator's `ingest.rules_file` before them), first match in file order,
+rules scoped to a provider only for that provider's bounces. Only when no rule matches do
+the codes speak: the enhanced status code, then the SMTP reply code, then the action.
+Receivers put rate limits behind 5.1.1 and "mailbox not found" behind 4xx, so a code is a
+weaker witness than the sentence next to it.
+"""
 from __future__ import annotations
 
-CATEGORY = {
-    "userunknown": "hygiene", "hostunknown": "hygiene", "hasmoved": "hygiene", "notaccept": "hygiene",
-    "suspend": "hygiene", "suppressed": "hygiene",
-    "mailboxfull": "transient", "systemfull": "transient", "expired": "transient",
-    "networkerror": "transient", "systemerror": "transient", "mailererror": "transient",
-    "syntaxerror": "transient",
-    "blocked": "reputation", "badreputation": "reputation", "requireptr": "reputation",
-    "authfailure": "reputation", "toomanyconn": "reputation", "speeding": "reputation",
-    "spamdetected": "content", "virusdetected": "content", "contenterror": "content",
-    "mesgtoobig": "content", "exceedlimit": "content", "notcompliantrfc": "content",
-    "policyviolation": "policy", "filtered": "policy", "securityerror": "policy",
-    "failedstarttls": "policy", "norelaying": "policy", "rejected": "policy",
-    "undefined": "unknown", "onhold": "unknown",
-    "delivered": "delivered", "vacation": "auto_reply",
-}
-BY_STATUS = {
-    "5.1.1": "userunknown", "5.1.2": "hostunknown", "5.1.6": "hasmoved", "5.2.1": "suspend",
-    "5.2.2": "mailboxfull", "4.2.2": "mailboxfull", "5.2.3": "exceedlimit", "5.3.4": "mesgtoobig",
-    "4.4.7": "expired", "5.4.7": "expired", "5.7.1": "rejected",
-}
+import re
+from dataclasses import dataclass
+
+from ingest.bounce.providers import detect_provider
+from ingest.bounce.rules import CATEGORY, Rule, RuleSet, code_matches, load_rules
+
+__all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules"]
+
+HARD = frozenset({"userunknown", "hostunknown", "hasmoved"})
+_SPACE = re.compile(r"\s+")
+_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
 
-def classify(event: dict) -> dict:
-    status = event.get("status") or ""
-    reason = BY_STATUS.get(status, "undefined")
-    if event.get("action") == "delivered":
-        reason = "delivered"
-    hard = reason in ("userunknown", "hostunknown", "hasmoved") or (
-        reason == "notaccept" and status.startswith("5"))
-    return {"reason": reason, "hard_bounce": hard, "category": CATEGORY[reason], "rule": f"status {status}"}
+@dataclass(frozen=True)
+class Decision:
+    reason: str
+    rule: str  # e.g. "rules.toml:userunknown#3 /user unknown/" or "status 5.1.1"
+    provider: str | None = None
+    matched: str | None = None  # the part of the diagnostic the pattern matched
+    status: str | None = None  # derived when the event had none
+
+
+def _temporary(status: str, code: str, action: str, text: str) -> bool:
+    if status[:1] in ("4", "5"):
+        return status[0] == "4"
+    if code[:1] in ("4", "5"):
+        return code[0] == "4"
+    if action == "delayed":
+        return True
+    lowered = text.lower()
+    return ("temporar" in lowered or "persistent" in lowered) and "permanent" not in lowered
+
+
+def is_hard(reason: str, status: str | None = None, reply_code: str | None = None,
+            action: str | None = None) -> bool:
+    """Hard bounces: the address itself is bad. notaccept only when permanent (5xx)."""
+    if reason in HARD:
+        return True
+    if reason == "notaccept":
+        return not _temporary(status or "", reply_code or "", action or "", "")
+    return False
+
+
+def _applies(rule: Rule, provider: str | None, command: str, status: str, code: str,
+             action: str) -> bool:
+    if rule.provider is not None and provider not in rule.provider:
+        return False
+    if rule.command is not None and command not in rule.command:
+        return False
+    if rule.not_command is not None and command in rule.not_command:
+        return False
+    if rule.status is not None and not code_matches(status, rule.status):
+        return False
+    if rule.not_status is not None and code_matches(status, rule.not_status):
+        return False
+    if rule.code is not None and not code_matches(code, rule.code):
+        return False
+    if rule.action is not None and action not in rule.action:
+        return False
+    return True
+
+
+def _by_codes(rs: RuleSet, status: str, code: str, action: str, text: str) -> tuple[str, str] | None:
+    if status:
+        if status in rs.status:
+            return rs.status[status], f"status {status}"
+        head = ".".join(status.split(".")[:2])
+        if head in rs.status:
+            return rs.status[head], f"status {head}.x"
+    if code and code in rs.reply:
+        return rs.reply[code], f"reply {code}"
+    if action in ("delayed", "expired"):
+        return "expired", f"action {action}"
+    if text:
+        return "onhold", "no rule matched the diagnostic"
+    return None
+
+
+def decide(event: dict, rules: RuleSet | None = None) -> Decision:
+    """The full decision for one bounce event (what `postwatch explain` prints)."""
+    rs = rules if rules is not None else load_rules()
+    status = (event.get("status") or "").strip()
+    if status and not _STATUS.match(status):
+        status = ""
+    code = (event.get("reply_code") or "").strip()
+    action = (event.get("action") or "").strip().lower()
+    command = (event.get("smtp_command") or "").strip().upper()
+    text = _SPACE.sub(" ", event.get("diagnostic") or "").strip()
+    provider = detect_provider(event, rs)
+
+    if action == "delivered" or status.startswith("2."):
+        d = Decision("delivered", f"action {action}" if action == "delivered" else f"status {status}",
+                     provider)
+    else:
+        d = None
+        for rule in rs.rules:
+            if not _applies(rule, provider, command, status, code, action):
+                continue
+            if rule.combined is None:
+                d = Decision(rule.reason, rule.label(None), provider)
+                break
+            if not text or not rule.combined.search(text):
+                continue
+            index, m = rule.which(text) or (0, None)
+            d = Decision(rule.reason, rule.label(index), provider, m.group(0) if m else None)
+            break
+        if d is None:
+            found = _by_codes(rs, status, code, action, text)
+            d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",
+                                                                  provider)
+    if not status and d.reason != "delivered":
+        number = rs.internal_status.get(d.reason)
+        if number:
+            temp = _temporary("", code, action, text) and d.reason not in HARD
+            d = Decision(d.reason, d.rule, d.provider, d.matched, f"{'4' if temp else '5'}.0.{number}")
+    return d
+
+
+def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:
+    """What a bounce event gets from the classifier: reason, hard_bounce, category, rule,
+    provider, and `status` when the event had none (Sisimai's internal X.0.9xx codes).
+
+    `config` (an IngestConfig) names the operator's rules file; `rules` is a loaded set.
+    """
+    if rules is None:
+        rules = load_rules(getattr(config, "rules_file", "") if config is not None else "")
+    d = decide(event, rules)
+    status = event.get("status") or d.status
+    out = {"reason": d.reason,
+           "hard_bounce": is_hard(d.reason, status, event.get("reply_code"), event.get("action")),
+           "category": CATEGORY[d.reason], "rule": d.rule, "provider": d.provider}
+    if not event.get("status") and d.status:
+        out["status"] = d.status
+    return out
