@@ -83,6 +83,9 @@ def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, confi
             candidates.append(str(ev["original_mail_from"]))
     if original is not None and original.get("Return-Path"):
         candidates.append(str(original.get("Return-Path")))
+    candidates = [c for c in candidates if "+" in c]  # cheap: a return path of ours has a "+"
+    if not candidates:
+        return
     found = None
     for _, address in getaddresses(candidates):
         found = verp.decode(address, config.verp_secret or None) if "@" in address else None

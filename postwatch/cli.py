@@ -92,21 +92,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_parse(args, config) -> int:
-    from ingest.parse import parse_bytes
     from ingest.sources import iter_inputs
 
     out = sys.stdout
-    for item in iter_inputs(args.paths):
-        if item.error is not None:
-            result_json = {"file": item.name, "kind": "unknown", "events": [], "report": None,
-                           "error": item.error}
-        else:
-            result_json = parse_bytes(item.raw, config.ingest).as_json(item.name)
+    for result_json in _parse_all(iter_inputs(args.paths), config.ingest):
         if args.json:
             out.write(json.dumps(result_json, default=str) + "\n")
         else:
             _print_human(result_json, out)
     return 0
+
+
+PARSE_BATCH = 512  # inputs handed to the worker processes at a time (bounds memory)
+
+
+def _parse_one(item_and_config) -> dict:
+    from ingest.parse import parse_bytes
+
+    item, ingest_config = item_and_config
+    if item.error is not None:
+        return {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
+    return parse_bytes(item.raw, ingest_config).as_json(item.name)
+
+
+def _parse_all(inputs, ingest_config):
+    """Results in input order; a large batch is parsed on every core."""
+    import itertools
+    import multiprocessing
+    import os
+
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    inputs = iter(inputs)
+    first = list(itertools.islice(inputs, 64))
+    if workers < 2 or len(first) < 64:
+        for item in first:
+            yield _parse_one((item, ingest_config))
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        batch = first
+        while batch:
+            yield from pool.imap(_parse_one, [(item, ingest_config) for item in batch], chunksize=16)
+            batch = list(itertools.islice(inputs, PARSE_BATCH))
 
 
 def _print_human(r: dict, out) -> None:
