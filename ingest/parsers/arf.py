@@ -91,9 +91,9 @@ def _feedback_text(part: email.message.Message) -> str:
         text = payload if isinstance(payload, str) else ""
     if cte == "base64":
         try:
-            text = base64.b64decode(re.sub(r"\s+", "", text)).decode("utf-8", "replace")
+            text = base64.b64decode(re.sub(r"\s+", "", text), validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
-            pass
+            text = ""  # undecodable: no fields rather than base64 read as fields
     elif cte == "quoted-printable":
         text = quopri.decodestring(text.encode("utf-8", "replace")).decode("utf-8", "replace")
     return text

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ingest.config import IngestConfig
-from ingest.message import header_text, normalise_newlines, part_text
+from ingest.message import normalise_newlines, part_text
 from ingest.parsers.safety import UnsafeReport, check_xml, is_compressed, unpack
 from ingest.types import ParseResult
 
@@ -148,10 +148,15 @@ def failure_summary(rep: dict[str, Any]) -> dict[str, Any]:
             "reported_domain": rep.get("reported_domain"),
             "arrival_date": _iso(rep.get("arrival_date_utc")),
             "auth_failure": auth_failure, "delivery_result": rep.get("delivery_result"),
-            "original_mail_from": rep.get("original_mail_from"),
-            "original_rcpt_to": rep.get("original_rcpt_to"),
+            "original_mail_from": _bare(rep.get("original_mail_from")),
+            "original_rcpt_to": _bare(rep.get("original_rcpt_to")),
             "original_from": sender.get("address") if isinstance(sender, dict) else None,
             "original_subject": sample.get("subject")}
+
+
+def _bare(addr: Any) -> str | None:
+    text = str(addr or "").strip().strip("<>").strip()
+    return text.lower() or None
 
 
 def report_key(kind: str, detail: dict[str, Any]) -> str:
@@ -185,15 +190,16 @@ def report_key(kind: str, detail: dict[str, Any]) -> str:
 
 def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]:
     """(kind, parsedmarc report) from unpacked XML or JSON bytes; raises on anything else."""
-    pm, cfg = _Parsedmarc.get(config.offline)
     text = data.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
     if text.startswith("<"):
         check_xml(text)
+        pm, cfg = _Parsedmarc.get(config.offline)
         try:
             return "dmarc_aggregate", pm.parse_aggregate_report_xml(text, config=cfg)
         except pm.ParserError as exc:
             raise UnsafeReport(f"not a valid DMARC aggregate report: {_short(exc)}") from exc
     if text.startswith("{"):
+        pm, cfg = _Parsedmarc.get(config.offline)
         try:
             return "smtp_tls", pm.parse_smtp_tls_report_json(text)
         except pm.ParserError as exc:
@@ -242,6 +248,8 @@ def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
             continue
         data = part.get_payload(decode=True)
         if not data:
+            name = part.get_filename() or part.get_content_type()
+            errors.append(f"report attachment {name} is empty or its encoding cannot be decoded")
             continue
         try:
             unpacked = unpack(data, config.max_decompressed_bytes)
@@ -290,8 +298,6 @@ def _failure_from_arf(msg: email.message.Message, why: str) -> ParseResult:
     from ingest.parsers.arf import failure_report_from_arf
 
     report = failure_report_from_arf(msg)
-    if report is None:
-        subject = header_text(msg, "Subject") or ""
-        return ParseResult(kind="dmarc_failure", error=f"DMARC failure report not readable ({why})"
-                           + (f"; subject {subject[:80]!r}" if subject else ""))
+    if report is None or not (report.get("source_ip") or report.get("reported_domain")):
+        return ParseResult(kind="dmarc_failure", error=f"DMARC failure report not readable: {why}")
     return ParseResult(kind="dmarc_failure", report=report)
