@@ -112,17 +112,24 @@ def code_matches(value: str | None, wanted: tuple[str, ...]) -> bool:
     return False
 
 
-def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int]) -> Rule:
+def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
+                  earlier: dict[str, Rule]) -> Rule:
     where = f"{source}: rule {n}"
     reason = raw.get("reason")
     if reason not in REASONS:
         raise RulesError(f"{where}: reason {reason!r} is not one of DESIGN.md's reasons "
                          f"({', '.join(sorted(REASONS))})")
     unknown = set(raw) - {"reason", "match", "provider", "command", "not_command", "status",
-                          "code", "action", "name", "comment", "not_status"}
+                          "code", "action", "name", "comment", "not_status", "like"}
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     patterns = _strings(raw.get("match"), where, "match")
+    if raw.get("like"):
+        # `like = "NAME"`: the patterns of an earlier block of the same file, tried again here
+        # under this block's conditions.
+        if raw["like"] not in earlier:
+            raise RulesError(f"{where}: like = {raw['like']!r} names no earlier block of this file")
+        patterns = patterns + earlier[raw["like"]].patterns
     providers = _strings(raw.get("provider"), where, "provider")
     name = raw.get("name") or (reason + (f"@{'+'.join(providers)}" if providers else ""))
     seen[name] = seen.get(name, 0) + 1
@@ -199,11 +206,14 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
         source, data = _read(path)
         sources.append(source)
         seen: dict[str, int] = {}
+        earlier: dict[str, Rule] = {}
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list):
             raise RulesError(f"{source}: rules are written as [[rule]] blocks")
         for n, raw in enumerate(raw_rules, 1):
-            rules.append(_compile_rule(raw, source, n, seen))
+            rule = _compile_rule(raw, source, n, seen, earlier)
+            earlier.setdefault(rule.name, rule)
+            rules.append(rule)
         for table, into in (("status", status), ("reply", reply), ("internal_status", internal)):
             for k, v in _table(data, table, source).items():
                 into.setdefault(k, v)
