@@ -18,6 +18,7 @@ class IngestConfig:
     rules_file: str = ""  # an operator's bounce rules (TOML), read before the shipped ones
     verp_secret: str = ""  # key of the signed return path bounces+t-TOKEN@
     batch_size: int = 500  # messages per transaction in `postwatch ingest`
+    workers: int = 0  # parsing processes for `postwatch ingest`; 0 = one per core, 1 = no extra process
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ happens before the transaction opens, so a slow parse never holds a lock.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import logging
+import multiprocessing
+import os
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +31,7 @@ from store.timeparse import parse_when
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+PARALLEL_MIN = 64  # fewer inputs than this are parsed in this process
 
 
 def utcnow() -> datetime:
@@ -58,13 +63,28 @@ class Outcome:
 
 @dataclass
 class _Pending:
-    raw: bytes
+    """One input, parsed; made in a worker process, so it carries the compressed bytes only."""
+
+    size: int
+    raw_zlib: bytes
     sha256: str
     source: str
     envelope: Envelope | None
     origin: str | None
     result: ParseResult
-    received_at: datetime
+    received_at: datetime | None = None
+
+
+def _prepare(item: tuple[bytes, str, Envelope | None, str | None], config: IngestConfig) -> _Pending:
+    raw, source, envelope, origin = item
+    result = parse_bytes(raw, config, envelope.as_dict() if envelope else None)
+    return _Pending(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), source, envelope,
+                    origin, result)
+
+
+def _prepare_many(args: tuple[list, IngestConfig]) -> list[_Pending]:
+    items, config = args
+    return [_prepare(item, config) for item in items]
 
 
 class Pipeline:
@@ -79,26 +99,50 @@ class Pipeline:
     def ingest(self, raw: bytes, source: str, envelope: Envelope | None = None,
                origin: str | None = None) -> Outcome:
         """Store one message and its facts in one transaction."""
-        return self._commit([self._prepare(raw, source, envelope, origin)])[0]
+        return self._commit(self._stamp([_prepare((raw, source, envelope, origin), self.config)]))[0]
 
     def ingest_many(self, items: Iterable[tuple[bytes, str, Envelope | None, str | None]],
-                    batch_size: int | None = None) -> Iterator[Outcome]:
-        """Ingest (raw, source, envelope, origin) tuples, `batch_size` per transaction."""
+                    batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
+        """Ingest (raw, source, envelope, origin) tuples, `batch_size` per transaction.
+
+        With more than one worker, messages are parsed in worker processes while this one
+        writes the previous batch: parsing is the costly part and it uses every core.
+        """
         size = batch_size or self.config.batch_size
-        batch: list[_Pending] = []
-        for raw, source, envelope, origin in items:
-            batch.append(self._prepare(raw, source, envelope, origin))
-            if len(batch) >= size:
-                yield from self._commit(batch)
-                batch = []
-        if batch:
-            yield from self._commit(batch)
+        workers = self.config.workers if workers is None else workers
+        if workers <= 0:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        it = iter(items)
+        first = list(itertools.islice(it, size))
+        if workers < 2 or len(first) < PARALLEL_MIN:
+            batch = first
+            while batch:
+                yield from self._commit(self._stamp([_prepare(item, self.config) for item in batch]))
+                batch = list(itertools.islice(it, size))
+            return
+        chunk = max(8, min(64, size // (workers * 2)))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            in_flight: collections.deque = collections.deque()
+
+            def submit(batch: list) -> None:
+                if batch:
+                    parts = [(batch[i:i + chunk], self.config) for i in range(0, len(batch), chunk)]
+                    in_flight.append(pool.map_async(_prepare_many, parts))
+
+            submit(first)
+            submit(list(itertools.islice(it, size)))  # parse the next batch while this one is written
+            while in_flight:
+                parsed = [p for part in in_flight.popleft().get() for p in part]
+                submit(list(itertools.islice(it, size)))
+                yield from self._commit(self._stamp(parsed))
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _prepare(self, raw: bytes, source: str, envelope: Envelope | None, origin: str | None) -> _Pending:
-        result = parse_bytes(raw, self.config, envelope.as_dict() if envelope else None)
-        return _Pending(raw, hashlib.sha256(raw).hexdigest(), source, envelope, origin, result, self.clock())
+    def _stamp(self, batch: list[_Pending]) -> list[_Pending]:
+        now = self.clock()
+        for p in batch:
+            p.received_at = now
+        return batch
 
     def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         try:
@@ -114,178 +158,186 @@ class Pipeline:
 
     def _write(self, session: Session, batch: list[_Pending]) -> list[Outcome]:
         shas = {p.sha256 for p in batch}
-        known = dict(session.execute(
-            select(m.InboundMessage.sha256, m.InboundMessage.id).where(m.InboundMessage.sha256.in_(shas))).all())
+        stored = {row.sha256: row for row in session.execute(
+            select(m.InboundMessage.sha256, m.InboundMessage.id, m.InboundMessage.kind,
+                   m.InboundMessage.status, m.InboundMessage.error).where(m.InboundMessage.sha256.in_(shas)))}
         outcomes: list[Outcome] = []
-        fresh: list[tuple[_Pending, m.InboundMessage]] = []
+        fresh: dict[str, tuple[_Pending, Outcome]] = {}
         for p in batch:
-            if p.sha256 in known:
-                outcomes.append(self._known(session, p, known[p.sha256]))
-                continue
-            row = self._message_row(p)
-            known[p.sha256] = row  # a second copy inside this batch is a duplicate too
-            fresh.append((p, row))
-            outcomes.append(Outcome(None, p.sha256, row.kind, row.status, row.error, 0, origin=p.origin))
-        session.add_all(row for _, row in fresh)
-        session.flush()  # assigns ids
+            old = stored.get(p.sha256)
+            if old is not None:
+                outcomes.append(Outcome(old.id, p.sha256, old.kind, old.status, old.error, 0, duplicate=True,
+                                        origin=p.origin))
+            elif p.sha256 in fresh:  # a second copy inside this batch
+                first = fresh[p.sha256][1]
+                outcomes.append(Outcome(None, p.sha256, first.kind, first.status, first.error, 0,
+                                        duplicate=True, origin=p.origin))
+            else:
+                out = Outcome(None, p.sha256, p.result.kind, _status(p.result), p.result.error, 0, origin=p.origin)
+                fresh[p.sha256] = (p, out)
+                outcomes.append(out)
+        if fresh:
+            ids = session.scalars(
+                insert(m.InboundMessage).returning(m.InboundMessage.id, sort_by_parameter_order=True),
+                [self._message_row(p, out.status) for p, out in fresh.values()]).all()
+            for (p, out), message_id in zip(fresh.values(), ids):
+                out.message_id = message_id
+            _FactWriter(session).write([(p, out) for p, out in fresh.values()])
         for out in outcomes:
-            row = known[out.sha256]
-            if isinstance(row, m.InboundMessage) and out.message_id is None:
-                out.message_id = row.id
-        writer = _FactWriter(session)
-        by_sha = {p.sha256: (p, row) for p, row in fresh}
-        for out in outcomes:
-            if out.duplicate or out.sha256 not in by_sha:
-                continue
-            p, row = by_sha.pop(out.sha256)
-            out.events = writer.write(p, row)
-            out.status, out.error = row.status, row.error
+            if out.duplicate and out.message_id is None:
+                first = fresh[out.sha256][1]
+                out.message_id, out.kind, out.status, out.error = first.message_id, first.kind, first.status, first.error
         return outcomes
 
-    def _known(self, session: Session, p: _Pending, row_or_id: Any) -> Outcome:
-        row = row_or_id if isinstance(row_or_id, m.InboundMessage) else session.get(m.InboundMessage, row_or_id)
-        return Outcome(row.id, p.sha256, row.kind, row.status, row.error, 0, duplicate=True, origin=p.origin)
-
-    def _message_row(self, p: _Pending) -> m.InboundMessage:
-        r = p.result
-        if r.error:
-            status = "quarantined"
-        elif r.kind == "auto_reply":
-            status = "ignored"
-        else:
-            status = "parsed"
+    def _message_row(self, p: _Pending, status: str) -> dict[str, Any]:
         env = p.envelope
-        return m.InboundMessage(
-            sha256=p.sha256, received_at=p.received_at, source=p.source, origin=p.origin,
-            envelope_from=env.mail_from if env else None,
-            envelope_to=list(env.rcpt_tos) if env else None,
-            size=len(p.raw), kind=r.kind, status=status, error=r.error,
-            raw_zlib=zlib.compress(p.raw, 1), attribution=dict(r.attribution) or None)
+        r = p.result
+        return {"sha256": p.sha256, "received_at": p.received_at, "source": p.source, "origin": p.origin,
+                "envelope_from": env.mail_from if env else None,
+                "envelope_to": list(env.rcpt_tos) if env else None, "size": p.size, "kind": r.kind,
+                "status": status, "error": r.error, "raw_zlib": p.raw_zlib, "raw_path": None,
+                "attribution": dict(r.attribution) or None}
+
+
+def _status(r: ParseResult) -> str:
+    if r.error:
+        return "quarantined"
+    return "ignored" if r.kind == "auto_reply" else "parsed"
 
 
 class _FactWriter:
-    """Turns one ParseResult into rows."""
+    """Turns ParseResults into rows: events in bulk, reports one by one (they are few)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def write(self, p: _Pending, row: m.InboundMessage) -> int:
-        r = p.result
-        if row.status == "quarantined":
-            self.session.add(m.Quarantine(message_id=row.id, reason=r.error or "unreadable",
-                                          created_at=p.received_at))
-            return 0
-        if r.kind == "bounce":
-            return self._bounces(p, row)
-        if r.kind == "complaint":
-            return self._complaints(p, row)
-        if r.kind == "dmarc_aggregate":
-            return self._aggregates(p, row)
-        if r.kind == "smtp_tls":
-            return self._tls(p, row)
-        if r.kind == "dmarc_failure":
-            return self._failure(p, row)
-        return 0
+    def write(self, items: list[tuple[_Pending, Outcome]]) -> None:
+        quarantine: list[dict[str, Any]] = []
+        bounces: list[dict[str, Any]] = []
+        complaints: list[dict[str, Any]] = []
+        for p, out in items:
+            r = p.result
+            if out.status == "quarantined":
+                quarantine.append({"message_id": out.message_id, "reason": r.error or "unreadable",
+                                   "created_at": p.received_at, "released_at": None})
+            elif r.kind == "bounce":
+                rows = self._bounces(p, out.message_id)
+                bounces.extend(rows)
+                out.events = len(rows)
+            elif r.kind == "complaint":
+                rows = self._complaints(p, out.message_id)
+                complaints.extend(rows)
+                out.events = len(rows)
+            elif r.kind == "dmarc_aggregate":
+                out.events = self._aggregates(p, out)
+            elif r.kind == "smtp_tls":
+                out.events = self._tls(p, out)
+            elif r.kind == "dmarc_failure":
+                out.events = self._failure(p, out.message_id)
+        for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
+            if rows:
+                self.session.execute(insert(model), rows)
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
         a = r.attribution or {}
-        return {"orig_message_id": _cut(a.get("message_id"), 998), "from_domain": a.get("from_domain"),
+        return {"orig_message_id": _cut(a.get("message_id"), 998), "from_domain": _cut(a.get("from_domain"), 255),
                 "feedback_id": _cut(a.get("feedback_id"), 255), "list_id": _cut(a.get("list_id"), 255),
-                "campaign": _cut(a.get("campaign"), 255), "verp_token": a.get("verp_token"),
+                "campaign": _cut(a.get("campaign"), 255), "verp_token": _cut(a.get("verp_token"), 64),
                 "send_id": a.get("send_id")}
 
-    def _bounces(self, p: _Pending, row: m.InboundMessage) -> int:
+    def _bounces(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
         rows = []
         for ev in p.result.events:
             rcpt = ev.get("recipient")
             when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
-            rows.append(m.BounceEvent(
-                message_id=row.id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
-                provider=ev.get("provider"), action=ev.get("action"), status=_cut(ev.get("status"), 16),
-                reply_code=_cut(ev.get("reply_code"), 3), diagnostic=ev.get("diagnostic"),
-                remote_mta=_cut(ev.get("remote_mta"), 255), reporting_mta=_cut(ev.get("reporting_mta"), 255),
-                smtp_command=_cut(ev.get("smtp_command"), 16), reason=ev.get("reason") or "undefined",
-                hard=bool(ev.get("hard_bounce")), category=ev.get("category") or "unknown",
-                rule=ev.get("rule"), **attributed))
-        self.session.add_all(rows)
-        return len(rows)
+            rows.append(dict(
+                message_id=message_id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
+                provider=_cut(ev.get("provider"), 40), action=_cut(ev.get("action"), 20),
+                status=_cut(ev.get("status"), 16), reply_code=_cut(ev.get("reply_code"), 3),
+                diagnostic=ev.get("diagnostic"), remote_mta=_cut(ev.get("remote_mta"), 255),
+                reporting_mta=_cut(ev.get("reporting_mta"), 255), smtp_command=_cut(ev.get("smtp_command"), 16),
+                reason=ev.get("reason") or "undefined", hard=bool(ev.get("hard_bounce")),
+                category=ev.get("category") or "unknown", rule=ev.get("rule"), **attributed))
+        return rows
 
-    def _complaints(self, p: _Pending, row: m.InboundMessage) -> int:
+    def _complaints(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
         rows = []
         for ev in p.result.events:
             rcpt = ev.get("recipient")
-            rows.append(m.ComplaintEvent(
-                message_id=row.id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
+            rows.append(dict(
+                message_id=message_id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
                 feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
                 recipient_domain=_domain(rcpt), source_ip=_cut(ev.get("source_ip"), 45),
                 reported_domain=_cut(ev.get("reported_domain"), 255), user_agent=_cut(ev.get("user_agent"), 255),
                 original_mail_from=_cut(ev.get("original_mail_from"), 320), **attributed))
-        self.session.add_all(rows)
-        return len(rows)
+        return rows
 
-    def _duplicate(self, row: m.InboundMessage, what: str, other: int) -> int:
-        row.status = "ignored"
-        row.error = f"duplicate {what}: already stored from message {other}"
-        return 0
+    def _duplicate(self, out: Outcome, what: str, other: int) -> None:
+        out.status = "ignored"
+        out.error = f"duplicate {what}: already stored from message {other}"
+        self.session.execute(update(m.InboundMessage).where(m.InboundMessage.id == out.message_id)
+                             .values(status=out.status, error=out.error))
 
-    def _aggregates(self, p: _Pending, row: m.InboundMessage) -> int:
+    def _aggregates(self, p: _Pending, out: Outcome) -> int:
         stored = 0
-        for rep in _reports(p.result):
+        reports = _reports(p.result)
+        for rep in reports:
             meta, pol = rep["report_metadata"], rep["policy_published"]
             key = (meta["org_name"], meta["report_id"], pol["domain"],
                    parse_when(meta["begin_date"]), parse_when(meta["end_date"]))
+            self.session.flush()  # a copy earlier in this batch must be seen
             other = self.session.execute(select(m.DmarcAggregateReport.message_id).where(
                 tuple_(m.DmarcAggregateReport.org_name, m.DmarcAggregateReport.report_id,
                        m.DmarcAggregateReport.domain, m.DmarcAggregateReport.begin,
                        m.DmarcAggregateReport.end) == tuple_(*key))).scalar()
             if other is not None:
-                if stored == 0:
-                    self._duplicate(row, "DMARC aggregate report", other)
                 continue
             report = m.DmarcAggregateReport(
-                message_id=row.id, org_name=key[0], org_email=meta.get("org_email"), report_id=key[1],
+                message_id=out.message_id, org_name=key[0], org_email=meta.get("org_email"), report_id=key[1],
                 domain=key[2], begin=key[3], end=key[4], policy=dict(pol), errors=meta.get("errors") or None,
                 record_count=len(rep["records"]), message_count=sum(r["count"] for r in rep["records"]))
             report.records = [_dmarc_record(r, key[3], key[4]) for r in rep["records"]]
             self.session.add(report)
-            self.session.flush()  # a re-sent copy later in this batch must see it
             stored += 1
+        if reports and not stored:
+            self._duplicate(out, "DMARC aggregate report", other)
         return stored
 
-    def _tls(self, p: _Pending, row: m.InboundMessage) -> int:
+    def _tls(self, p: _Pending, out: Outcome) -> int:
         stored = 0
-        for rep in _reports(p.result):
+        reports = _reports(p.result)
+        for rep in reports:
+            self.session.flush()
             other = self.session.execute(select(m.TlsReport.message_id).where(
                 m.TlsReport.organization_name == rep["organization_name"],
                 m.TlsReport.report_id == rep["report_id"])).scalar()
             if other is not None:
-                if stored == 0:
-                    self._duplicate(row, "TLS report", other)
                 continue
             contact = rep.get("contact_info")
             pols = rep.get("policies") or []
             report = m.TlsReport(
-                message_id=row.id, organization_name=rep["organization_name"], report_id=rep["report_id"],
+                message_id=out.message_id, organization_name=rep["organization_name"], report_id=rep["report_id"],
                 begin=parse_when(rep["begin_date"]), end=parse_when(rep["end_date"]),
                 contact_info=_cut(", ".join(contact) if isinstance(contact, list) else contact, 320),
                 successful_sessions=sum(x.get("successful_session_count", 0) for x in pols),
                 failed_sessions=sum(x.get("failed_session_count", 0) for x in pols))
             report.policies = [_tls_policy(x) for x in pols]
             self.session.add(report)
-            self.session.flush()
             stored += 1
+        if reports and not stored:
+            self._duplicate(out, "TLS report", other)
         return stored
 
-    def _failure(self, p: _Pending, row: m.InboundMessage) -> int:
+    def _failure(self, p: _Pending, message_id: int) -> int:
         summary = p.result.report or {}
         detail = p.result.detail if isinstance(p.result.detail, dict) else {}
         source = detail.get("source") or {}
         auth = detail.get("auth_failure") or summary.get("auth_failure")
         sample = detail.get("parsed_sample") or {}
         self.session.add(m.DmarcFailureReport(
-            message_id=row.id,
+            message_id=message_id,
             arrival_date=parse_when(summary.get("arrival_date") or detail.get("arrival_date_utc")) or p.received_at,
             feedback_type=summary.get("feedback_type") or detail.get("feedback_type") or "auth-failure",
             source_ip=_cut(summary.get("source_ip") or source.get("ip_address"), 45),

@@ -113,3 +113,14 @@ def test_tls_report_is_stored_with_policies_and_failures(store, pipeline):
         failure = rep.policies[0].failures[0]
     assert (failure.result_type, failure.receiving_mx_hostname, failure.failed_sessions) == (
         "certificate-expired", "mx.send.example.com", 3)
+
+
+def test_parallel_ingest_stores_everything_once_in_input_order(store, pipeline):
+    """Worker processes parse while the main process writes; nothing is lost or doubled."""
+    copies = [postfix_dsn(message_id=f"<m{i}@send.example.com>") for i in range(150)]
+    items = [(raw, "file", None, f"m{i}") for i, raw in enumerate(copies + copies[:20])]
+    outs = list(pipeline.ingest_many(items, batch_size=40, workers=2))
+    assert [o.origin for o in outs] == [f"m{i}" for i in range(170)]
+    assert sum(o.duplicate for o in outs) == 20
+    assert all(o.message_id == outs[i].message_id for i, o in enumerate(outs[150:]))
+    assert count(store, m.InboundMessage) == 150 and count(store, m.BounceEvent) == 150
