@@ -95,27 +95,30 @@ def cmd_parse(args, config) -> int:
     from ingest.sources import iter_inputs
 
     out = sys.stdout
-    for result_json in _parse_all(iter_inputs(args.paths), config.ingest):
+    for result in _parse_all(iter_inputs(args.paths), config.ingest, args.json):
         if args.json:
-            out.write(json.dumps(result_json, default=str) + "\n")
+            out.write(result)
         else:
-            _print_human(result_json, out)
+            _print_human(result, out)
     return 0
 
 
 PARSE_BATCH = 512  # inputs handed to the worker processes at a time (bounds memory)
 
 
-def _parse_one(item_and_config) -> dict:
+def _parse_one(job) -> dict | str:
+    """One input's contract object; as a JSON line when `as_json` (made in the worker)."""
     from ingest.parse import parse_bytes
 
-    item, ingest_config = item_and_config
+    item, ingest_config, as_json = job
     if item.error is not None:
-        return {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
-    return parse_bytes(item.raw, ingest_config).as_json(item.name)
+        result = {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
+    else:
+        result = parse_bytes(item.raw, ingest_config).as_json(item.name)
+    return json.dumps(result, default=str) + "\n" if as_json else result
 
 
-def _parse_all(inputs, ingest_config):
+def _parse_all(inputs, ingest_config, as_json: bool):
     """Results in input order; a large batch is parsed on every core."""
     import itertools
     import multiprocessing
@@ -126,13 +129,13 @@ def _parse_all(inputs, ingest_config):
     first = list(itertools.islice(inputs, 64))
     if workers < 2 or len(first) < 64:
         for item in first:
-            yield _parse_one((item, ingest_config))
+            yield _parse_one((item, ingest_config, as_json))
         return
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         batch = first
         while batch:
-            yield from pool.imap(_parse_one, [(item, ingest_config) for item in batch], chunksize=16)
+            yield from pool.imap(_parse_one, [(item, ingest_config, as_json) for item in batch], chunksize=16)
             batch = list(itertools.islice(inputs, PARSE_BATCH))
 
 
