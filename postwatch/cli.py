@@ -54,6 +54,16 @@ def _add_config(sub) -> None:
     show.set_defaults(func=cmd_config_show)
 
 
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="show why each bounced recipient got its reason",
+                       description="Parse bounces and show, for each recipient, what the receiver "
+                                   "said and which classification rule decided the reason "
+                                   "(ingest.rules_file first, then the shipped rules). Writes nothing.")
+    p.add_argument("paths", nargs="+", metavar="FILE", help="bounce files, folders, mbox files or Maildirs")
+    p.add_argument("--json", action="store_true", help="one JSON object per input per line")
+    p.set_defaults(func=cmd_explain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postwatch",
@@ -68,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_db(sub)
     _add_config(sub)
+    _add_explain(sub)
     return parser
 
 
@@ -187,6 +198,22 @@ def cmd_config_show(args, config) -> int:
         if "secret" in name and value:
             value = "(set)"
         print(f"{key} = {value!r}    # {env}")
+    return 0
+
+
+def cmd_explain(args, config) -> int:
+    from ingest.bounce.explain import explain, print_explanation
+    from ingest.sources import iter_inputs
+
+    for item in iter_inputs(args.paths):
+        if item.error is not None:
+            explained = {"kind": "unknown", "error": item.error, "events": []}
+        else:
+            explained = explain(item.raw, config.ingest)
+        if args.json:
+            sys.stdout.write(json.dumps({"file": item.name, **explained}, default=str) + "\n")
+        else:
+            print_explanation(item.name, explained, sys.stdout)
     return 0
 
 

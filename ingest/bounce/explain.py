@@ -1,0 +1,64 @@
+"""`postwatch explain`: why each recipient of a bounce got its reason.
+
+For every bounce event of a message it shows what the receiver said (status, reply code,
+diagnostic, remote MTA, the SMTP command) and what the classifier made of it: provider,
+reason, hard or soft, category, the rule that decided and the text that rule matched.
+"""
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from ingest.bounce.classify import decide, is_hard
+from ingest.bounce.rules import CATEGORY, RuleSet, load_rules
+from ingest.config import IngestConfig
+
+FIELDS = ("recipient", "action", "status", "reply_code", "smtp_command", "remote_mta", "diagnostic")
+
+
+def explain_event(event: dict, rules: RuleSet) -> dict[str, Any]:
+    """One event's facts and the decision taken on them."""
+    d = decide(event, rules)
+    status = event.get("status") or d.status
+    out: dict[str, Any] = {k: event.get(k) for k in FIELDS}
+    out["status"] = status
+    out.update(provider=d.provider, reason=d.reason,
+               hard_bounce=is_hard(d.reason, status, event.get("reply_code"), event.get("action")),
+               category=CATEGORY[d.reason], rule=d.rule, matched=d.matched)
+    return out
+
+
+def explain(raw: bytes, config: IngestConfig | None = None) -> dict[str, Any]:
+    """Parse one input and explain each of its bounce events.
+
+    Returns {"kind", "error", "events": [explain_event(...), ...]}; complaints, reports and
+    other kinds have no bounce events to explain.
+    """
+    from ingest.parse import parse_bytes
+
+    config = config or IngestConfig()
+    rules = load_rules(config.rules_file)
+    result = parse_bytes(raw, config)
+    events = [explain_event(ev, rules) for ev in result.events
+              if result.kind == "bounce" and "feedback_type" not in ev]
+    return {"kind": result.kind, "error": result.error, "events": events}
+
+
+def print_explanation(name: str, explained: dict[str, Any], out: TextIO) -> None:
+    head = f"{name}: {explained['kind']}"
+    if explained["error"]:
+        head += f" ({explained['error']})"
+    out.write(head + "\n")
+    if explained["kind"] == "bounce" and not explained["events"]:
+        out.write("  no recipient found, nothing to classify\n")
+    for ev in explained["events"]:
+        out.write(f"  {ev['recipient'] or '(no recipient)'}\n")
+        for label, key in (("action", "action"), ("status", "status"), ("reply code", "reply_code"),
+                           ("command", "smtp_command"), ("remote MTA", "remote_mta"),
+                           ("diagnostic", "diagnostic"), ("provider", "provider")):
+            if ev.get(key):
+                out.write(f"    {label + ':':12} {ev[key]}\n")
+        out.write(f"    {'reason:':12} {ev['reason']} ({'hard' if ev['hard_bounce'] else 'soft'}, "
+                  f"{ev['category']})\n")
+        out.write(f"    {'rule:':12} {ev['rule']}\n")
+        if ev.get("matched"):
+            out.write(f"    {'matched:':12} {ev['matched']!r}\n")
