@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.config import IngestConfig
+from ingest.facts import FactWriter
 from ingest.parse import parse_bytes
 from ingest.types import ParseResult
 from store import models as m
-from store.timeparse import parse_when
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -182,7 +182,7 @@ class Pipeline:
                 [self._message_row(p, out.status) for p, out in fresh.values()]).all()
             for (p, out), message_id in zip(fresh.values(), ids):
                 out.message_id = message_id
-            _FactWriter(session).write([(p, out) for p, out in fresh.values()])
+            FactWriter(session).write([(p, out) for p, out in fresh.values()])
         for out in outcomes:
             if out.duplicate and out.message_id is None:
                 first = fresh[out.sha256][1]
@@ -203,213 +203,3 @@ def _status(r: ParseResult) -> str:
     if r.error:
         return "quarantined"
     return "ignored" if r.kind == "auto_reply" else "parsed"
-
-
-class _FactWriter:
-    """Turns ParseResults into rows: events in bulk, reports one by one (they are few)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def write(self, items: list[tuple[_Pending, Outcome]]) -> None:
-        quarantine: list[dict[str, Any]] = []
-        bounces: list[dict[str, Any]] = []
-        complaints: list[dict[str, Any]] = []
-        for p, out in items:
-            r = p.result
-            if out.status == "quarantined":
-                quarantine.append({"message_id": out.message_id, "reason": r.error or "unreadable",
-                                   "created_at": p.received_at, "released_at": None})
-            elif r.kind == "bounce":
-                rows = self._bounces(p, out.message_id)
-                bounces.extend(rows)
-                out.events = len(rows)
-            elif r.kind == "complaint":
-                rows = self._complaints(p, out.message_id)
-                complaints.extend(rows)
-                out.events = len(rows)
-            elif r.kind == "dmarc_aggregate":
-                out.events = self._aggregates(p, out)
-            elif r.kind == "smtp_tls":
-                out.events = self._tls(p, out)
-            elif r.kind == "dmarc_failure":
-                out.events = self._failure(p, out.message_id)
-        for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
-            if rows:
-                self.session.execute(insert(model), rows)
-
-    def _attributed(self, r: ParseResult) -> dict[str, Any]:
-        a = r.attribution or {}
-        return {"orig_message_id": _cut(a.get("message_id"), 998), "from_domain": _cut(a.get("from_domain"), 255),
-                "feedback_id": _cut(a.get("feedback_id"), 255), "list_id": _cut(a.get("list_id"), 255),
-                "campaign": _cut(a.get("campaign"), 255), "verp_token": _cut(a.get("verp_token"), 64),
-                "send_id": a.get("send_id")}
-
-    def _bounces(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
-        attributed = self._attributed(p.result)
-        rows = []
-        for ev in p.result.events:
-            rcpt = ev.get("recipient")
-            when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
-            rows.append(dict(
-                message_id=message_id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
-                provider=_cut(ev.get("provider"), 40), action=_cut(ev.get("action"), 20),
-                status=_cut(ev.get("status"), 16), reply_code=_cut(ev.get("reply_code"), 3),
-                diagnostic=ev.get("diagnostic"), remote_mta=_cut(ev.get("remote_mta"), 255),
-                reporting_mta=_cut(ev.get("reporting_mta"), 255), smtp_command=_cut(ev.get("smtp_command"), 16),
-                reason=ev.get("reason") or "undefined", hard=bool(ev.get("hard_bounce")),
-                category=ev.get("category") or "unknown", rule=ev.get("rule"), **attributed))
-        return rows
-
-    def _complaints(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
-        attributed = self._attributed(p.result)
-        rows = []
-        for ev in p.result.events:
-            rcpt = ev.get("recipient")
-            rows.append(dict(
-                message_id=message_id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
-                feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
-                recipient_domain=_domain(rcpt), source_ip=_cut(ev.get("source_ip"), 45),
-                reported_domain=_cut(ev.get("reported_domain"), 255), user_agent=_cut(ev.get("user_agent"), 255),
-                original_mail_from=_cut(ev.get("original_mail_from"), 320), **attributed))
-        return rows
-
-    def _duplicate(self, out: Outcome, what: str, other: int) -> None:
-        out.status = "ignored"
-        out.error = f"duplicate {what}: already stored from message {other}"
-        self.session.execute(update(m.InboundMessage).where(m.InboundMessage.id == out.message_id)
-                             .values(status=out.status, error=out.error))
-
-    def _aggregates(self, p: _Pending, out: Outcome) -> int:
-        stored = 0
-        reports = _reports(p.result)
-        for rep in reports:
-            meta, pol = rep["report_metadata"], rep["policy_published"]
-            key = (meta["org_name"], meta["report_id"], pol["domain"],
-                   parse_when(meta["begin_date"]), parse_when(meta["end_date"]))
-            self.session.flush()  # a copy earlier in this batch must be seen
-            other = self.session.execute(select(m.DmarcAggregateReport.message_id).where(
-                tuple_(m.DmarcAggregateReport.org_name, m.DmarcAggregateReport.report_id,
-                       m.DmarcAggregateReport.domain, m.DmarcAggregateReport.begin,
-                       m.DmarcAggregateReport.end) == tuple_(*key))).scalar()
-            if other is not None:
-                continue
-            report = m.DmarcAggregateReport(
-                message_id=out.message_id, org_name=key[0], org_email=meta.get("org_email"), report_id=key[1],
-                domain=key[2], begin=key[3], end=key[4], policy=dict(pol), errors=meta.get("errors") or None,
-                record_count=len(rep["records"]), message_count=sum(r["count"] for r in rep["records"]))
-            report.records = [_dmarc_record(r, key[3], key[4]) for r in rep["records"]]
-            self.session.add(report)
-            stored += 1
-        if reports and not stored:
-            self._duplicate(out, "DMARC aggregate report", other)
-        return stored
-
-    def _tls(self, p: _Pending, out: Outcome) -> int:
-        stored = 0
-        reports = _reports(p.result)
-        for rep in reports:
-            self.session.flush()
-            other = self.session.execute(select(m.TlsReport.message_id).where(
-                m.TlsReport.organization_name == rep["organization_name"],
-                m.TlsReport.report_id == rep["report_id"])).scalar()
-            if other is not None:
-                continue
-            contact = rep.get("contact_info")
-            pols = rep.get("policies") or []
-            report = m.TlsReport(
-                message_id=out.message_id, organization_name=rep["organization_name"], report_id=rep["report_id"],
-                begin=parse_when(rep["begin_date"]), end=parse_when(rep["end_date"]),
-                contact_info=_cut(", ".join(contact) if isinstance(contact, list) else contact, 320),
-                successful_sessions=sum(x.get("successful_session_count", 0) for x in pols),
-                failed_sessions=sum(x.get("failed_session_count", 0) for x in pols))
-            report.policies = [_tls_policy(x) for x in pols]
-            self.session.add(report)
-            stored += 1
-        if reports and not stored:
-            self._duplicate(out, "TLS report", other)
-        return stored
-
-    def _failure(self, p: _Pending, message_id: int) -> int:
-        summary = p.result.report or {}
-        detail = p.result.detail if isinstance(p.result.detail, dict) else {}
-        source = detail.get("source") or {}
-        auth = detail.get("auth_failure") or summary.get("auth_failure")
-        sample = detail.get("parsed_sample") or {}
-        self.session.add(m.DmarcFailureReport(
-            message_id=message_id,
-            arrival_date=parse_when(summary.get("arrival_date") or detail.get("arrival_date_utc")) or p.received_at,
-            feedback_type=summary.get("feedback_type") or detail.get("feedback_type") or "auth-failure",
-            source_ip=_cut(summary.get("source_ip") or source.get("ip_address"), 45),
-            reported_domain=_cut(summary.get("reported_domain") or detail.get("reported_domain"), 255),
-            auth_failure=_cut(", ".join(auth) if isinstance(auth, list) else auth, 255),
-            delivery_result=_cut(summary.get("delivery_result") or detail.get("delivery_result"), 40),
-            original_mail_from=_cut(detail.get("original_mail_from"), 320),
-            original_rcpt_to=_cut(detail.get("original_rcpt_to"), 320),
-            subject=sample.get("subject") if isinstance(sample, dict) else None,
-            detail=_jsonable(detail) or None))
-        return 1
-
-
-def _reports(r: ParseResult) -> list[dict[str, Any]]:
-    if r.reports:
-        return [x.get("detail", x) if isinstance(x, dict) and "detail" in x else x for x in r.reports]
-    return [r.detail] if isinstance(r.detail, dict) else []
-
-
-def _dmarc_record(r: dict[str, Any], begin: datetime | None, end: datetime | None) -> m.DmarcRecord:
-    src, ident = r.get("source") or {}, r.get("identifiers") or {}
-    align, pe = r.get("alignment") or {}, r.get("policy_evaluated") or {}
-    auth = r.get("auth_results") or {}
-    return m.DmarcRecord(
-        interval_begin=parse_when(r.get("interval_begin")) or begin,
-        interval_end=parse_when(r.get("interval_end")) or end,
-        source_ip=src.get("ip_address") or "", source_country=_cut(src.get("country"), 2),
-        source_reverse_dns=_cut(src.get("reverse_dns"), 255), source_base_domain=_cut(src.get("base_domain"), 255),
-        count=int(r.get("count") or 0), disposition=pe.get("disposition") or r.get("disposition"),
-        dkim_aligned=bool(align.get("dkim")), spf_aligned=bool(align.get("spf")),
-        dmarc_pass=bool(align.get("dmarc")), header_from=_cut(ident.get("header_from"), 255),
-        envelope_from=_cut(ident.get("envelope_from"), 255), envelope_to=_cut(ident.get("envelope_to"), 255),
-        dkim_results=auth.get("dkim") or None, spf_results=auth.get("spf") or None,
-        policy_override_reasons=pe.get("policy_override_reasons") or None)
-
-
-def _tls_policy(x: dict[str, Any]) -> m.TlsPolicy:
-    pol = m.TlsPolicy(policy_type=x.get("policy_type"), policy_domain=x.get("policy_domain") or "",
-                      policy_strings=x.get("policy_strings") or None,
-                      mx_host_patterns=x.get("mx_host_patterns") or None,
-                      successful_sessions=int(x.get("successful_session_count") or 0),
-                      failed_sessions=int(x.get("failed_session_count") or 0))
-    pol.failures = [m.TlsFailureDetail(
-        result_type=f.get("result_type") or "unknown", sending_mta_ip=_cut(f.get("sending_mta_ip"), 45),
-        receiving_mx_hostname=_cut(f.get("receiving_mx_hostname"), 255),
-        receiving_mx_helo=_cut(f.get("receiving_mx_helo"), 255),
-        receiving_ip=_cut(f.get("receiving_ip") or f.get("ip_address"), 45),
-        failed_sessions=int(f.get("failed_session_count") or 0),
-        additional_information=f.get("additional_info_uri") or f.get("additional_information"),
-        failure_reason_code=_cut(f.get("failure_reason_code"), 255)) for f in x.get("failure_details") or []]
-    return pol
-
-
-def _cut(value: Any, n: int) -> Any:
-    if value is None:
-        return None
-    value = str(value)
-    return value[:n]
-
-
-def _domain(address: str | None) -> str | None:
-    if not address or "@" not in address:
-        return None
-    return address.rsplit("@", 1)[1].lower()[:255]
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` with anything JSON cannot hold turned into text (sample bytes, datetimes)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
