@@ -15,9 +15,9 @@ from ingest.bounce import formats
 from ingest.bounce.classify import classify
 from ingest.bounce.dsn import read_dsn
 from ingest.bounce.smtp import (
-    clean_address, find_command, find_reply_code, find_status, is_address, unfold,
+    clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, unfold,
 )
-from ingest.bounce.text import Block, block_text, cut_returned, read_blocks
+from ingest.bounce.text import Block, Reading, block_text, cut_returned, read_blocks, unquote
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
 from ingest.types import BounceEvent, ParseResult
@@ -44,12 +44,14 @@ _ANY_TAG = re.compile(r"<[^>]*>")
 _ENTITY = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&#39;": "'"}
 _ENTITY_RE = re.compile("|".join(_ENTITY))
 _RETURNED_SENDER = re.compile(r"^(?:From|Return-Path|Sender):[ \t]*(.*)$", re.M | re.I)
-_REMOTE_MTA = (
-    re.compile(r"\bhost\s+([A-Za-z0-9][\w.-]*\.[A-Za-z]{2,})\.?\s*\[[\d.:a-fA-F]+\]", re.I),  # Postfix, Exim
-    re.compile(r"\b(?:while talking to|by|from|connecting to|server for the recipient domain \S+ by)\s+"
-               r"([A-Za-z0-9][\w-]*(?:\.[\w-]+)+\.[A-Za-z]{2,})\.?\s*(?:\[[\d.:a-fA-F]+\]|:|\.\s)", re.I),
-    re.compile(r"\bremote host\s+(\d{1,3}(?:\.\d{1,3}){3})\s+said", re.I),  # qmail
-    re.compile(r"^([A-Za-z0-9][\w-]*(?:\.[\w-]+)+\.[A-Za-z]{2,})\s*\[[\d.]+\]\s+did not like", re.I),  # DMA
+_HOST = r"([A-Za-z0-9][\w-]*(?:\.[\w-]+)*\.[A-Za-z]{2,})"
+_REMOTE_MTA = (  # (a word the text must hold, where the remote host's name is then)
+    ("host", re.compile(r"\bhost[: ]\s*" + _HOST + r"\.?\s*\[[\d.:a-fA-F]+\]")),  # Postfix, Exim
+    ("talking to", re.compile(r"\b[Tt]alking to\s+" + _HOST + r"\.?")),  # Sendmail
+    ("recipient domain", re.compile(r"recipient domain \S+ by\s+" + _HOST)),  # Gmail
+    ("did not like", re.compile(_HOST + r"\s*\[[\d.]+\]\s+did not like")),  # DragonFly
+    ("host", re.compile(r"\b(?:remote )?host\s+(\d{1,3}(?:\.\d{1,3}){3})\s+said")),  # qmail
+    ("remote-mta", re.compile(r"(?i:remote-mta):\s*(?:dns;\s*)?<?\[?" + r"([\w.-]+\.[\w-]+)")),
 )
 MAX_DIAGNOSTIC = 2000
 
@@ -93,28 +95,47 @@ def _walk(msg: email.message.Message) -> _Parts:
         if ctype in DSN_TYPES:
             found.dsn.append(_dsn_text(part))
             continue
+        payload = part._payload  # what get_payload() returns, without its per-call header look-ups
         if ctype in RETURNED_TYPES and part is not msg:
             if found.returned is None and not found.returned_text:
-                payload = part.get_payload()
                 if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
                     found.returned = payload[0]
                 else:
-                    found.returned_text = part_text(part)
+                    found.returned_text = _text_of(part)
             continue
-        payload = part.get_payload()
         if isinstance(payload, list):
             stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
             continue
-        if ctype == "text/plain" or ctype == "text/global" or (ctype.startswith("text/") and ctype != "text/html"
-                                                               and part is msg):
-            if (part.get("Content-Disposition") or "").lower().startswith("attachment") and found.text:
+        if ctype == "text/html":
+            found.html.append(_text_of(part))
+        elif ctype == "text/plain" or ctype == "text/global" or part is msg:
+            if found.text and (part.get("Content-Disposition") or "").lower().startswith("attachment"):
                 continue
-            found.text.append(part_text(part))
-        elif ctype == "text/html":
-            found.html.append(part_text(part))
-        elif part is msg:
-            found.text.append(part_text(part))
+            found.text.append(_text_of(part))
     return found
+
+
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:+-]+)", re.I)
+
+
+def _text_of(part: email.message.Message) -> str:
+    """A leaf part decoded (transfer encoding, then charset), never raising.
+
+    Japanese MTAs often send ISO-2022-JP without saying so; its escape sequences tell.
+    """
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return part_text(part)
+    if payload.isascii() and b"\x1b" not in payload:
+        return payload.decode("ascii")
+    m = _CHARSET.search(part.get("Content-Type") or "")
+    charset = m.group(1).lower() if m else "utf-8"
+    if b"\x1b$" in payload or b"\x1b(" in payload:
+        charset = "iso-2022-jp" if charset in ("us-ascii", "ascii", "utf-8") else charset
+    try:
+        return payload.decode(charset, "replace")
+    except (LookupError, UnicodeError):
+        return payload.decode("utf-8", "replace")
 
 
 def _dsn_text(part: email.message.Message) -> str:
@@ -150,32 +171,41 @@ def _senders(msg: email.message.Message, parts: _Parts, rest: str) -> frozenset[
         values += [str(parts.returned.get(h) or "") for h in ("From", "Return-Path", "Sender")]
     else:
         values += _RETURNED_SENDER.findall(parts.returned_text or rest)
-    out = set()
-    for _, addr in getaddresses(values):
-        addr = clean_address(addr)
-        if addr and "@" in addr:
-            out.add(addr)
-    return frozenset(out)
+    return frozenset(find_addresses(" ".join(values)))
 
 
 def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dict | None = None) -> ParseResult:
+    events = _events(msg, depth=0)
+    if not events:
+        return ParseResult(kind="bounce", error="bounce names no recipient")
+    out: list[BounceEvent] = []
+    for ev in events:
+        _finish(ev)
+        ev.update(classify(ev))  # type: ignore[typeddict-item]
+        out.append(ev)
+    return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
+
+
+def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     parts = _walk(msg)
     full = "\n".join(parts.text) if parts.text else "\n".join(_html_text(h) for h in parts.html)
+    if "\n>" in full:
+        full = unquote(full)
     human = cut_returned(full)
-    senders = _senders(msg, parts, full[len(human):])
+    rest = full[len(human):]
+    senders = _senders(msg, parts, rest)
 
     records: list[dict] = []
-    reporting = None
     for text in parts.dsn:
-        per_message, recs = read_dsn(text)
+        _, recs = read_dsn(text)
         records.extend(r for r in recs if r.get("recipient"))
-        reporting = reporting or per_message.get("reporting-mta")
     if not records and "-recipient:" in human.lower():
         _, recs = read_dsn(human)  # the fields pasted into the text
         records.extend(r for r in recs if is_address(r.get("recipient")))
 
     reader = formats.reader_for(msg, human, full)
-    blocks = reader(human, senders, msg) if reader else read_blocks(human, senders)
+    reading = reader(human, senders, msg) if reader else read_blocks(human, senders)
+    blocks = reading.blocks
     failed = _failed_recipients(msg)
 
     if records:
@@ -185,14 +215,46 @@ def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dic
     else:
         events = [_from_block(b) for b in blocks]
     events = _dedupe(events)
-    if not events:
-        return ParseResult(kind="bounce", error="bounce names no recipient")
-    out: list[BounceEvent] = []
-    for ev in events:
-        _finish(ev)
-        ev.update(classify(ev))  # type: ignore[typeddict-item]
-        out.append(ev)
-    return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
+    if events:
+        _add_preamble(events, reading.preamble)
+        return events
+    if depth == 0 and rest:
+        inner = _embedded(rest)
+        if inner is not None:
+            events = _events(inner, depth + 1)
+            if events:
+                return events
+    address = _returned_recipient(parts, rest)
+    if address:
+        said = unfold(block_text(human.split("\n")))
+        return [{"recipient": address, "diagnostic": said or None}]
+    return []
+
+
+_EMBEDDED_START = re.compile(r"^(?:From |Return-Path:|Received:)", re.M)
+
+
+def _embedded(rest: str) -> email.message.Message | None:
+    """A whole bounce pasted as text below a notice (some relays forward bounces so)."""
+    m = _EMBEDDED_START.search(rest)
+    if m is None or "delivery-status" not in rest[m.start():].lower():
+        return None
+    return email.message_from_string(rest[m.start():])
+
+
+_TO_LINE = re.compile(r"^To:[ \t]*(.*(?:\n[ \t]+.*)*)", re.M | re.I)
+
+
+def _returned_recipient(parts: _Parts, rest: str) -> str | None:
+    """The one address the returned message was sent to, when the bounce names none itself."""
+    if parts.returned is not None:
+        value = str(parts.returned.get("To") or "")
+    else:
+        m = _TO_LINE.search(parts.returned_text or rest)
+        value = m.group(1) if m else ""
+    addresses = {clean_address(a) for _, a in getaddresses([value]) if "@" in a}
+    addresses.discard(None)
+    return addresses.pop() if len(addresses) == 1 else None  # type: ignore[return-value]
 
 
 def _failed_recipients(msg: email.message.Message) -> list[str]:
@@ -243,6 +305,22 @@ def _from_block(block: Block) -> BounceEvent:
     return {"recipient": block.recipient, "diagnostic": unfold(block_text(block.lines)) or None}
 
 
+_CODE_LINE = re.compile(r"^\s*(?:[<>]{3}\s*)?[245]\d\d[ -]|\b[45]\.\d{1,3}\.\d{1,3}\b")
+
+
+def _add_preamble(events: list[BounceEvent], preamble: list[str]) -> None:
+    """Some MTAs state the error once, above the recipients (MailMarshal, James, Sendmail)."""
+    bare = [ev for ev in events if not (find_reply_code(ev.get("diagnostic")) or find_status(ev.get("diagnostic")))]
+    if not bare or not preamble:
+        return
+    said = [ln.strip() for ln in preamble if _CODE_LINE.search(ln)]
+    if not said:
+        return
+    text = unfold("\n".join(said))
+    for ev in bare:
+        ev["diagnostic"] = f"{text} {ev.get('diagnostic') or ''}".strip()
+
+
 def _dedupe(events: list[BounceEvent]) -> list[BounceEvent]:
     seen: dict[str, BounceEvent] = {}
     out = []
@@ -267,19 +345,20 @@ def _finish(ev: BounceEvent) -> None:
         diag = ev["diagnostic"] = diag[:MAX_DIAGNOSTIC]
     said_status = find_status(diag)
     status = ev.get("status")
-    if said_status and (not status or (said_status[0] in "45" and said_status[2:] != "0.0"
-                                        and said_status[0] == (status or said_status)[0])):
-        status = said_status
+    if said_status and (not status or (_specific(said_status) and said_status[0] == status[0])):
+        status = said_status  # the receiver's own words are more precise than a relay's summary
     ev["status"] = status
     code = ev.get("reply_code") or find_reply_code(diag)
     if code and status and code[0] != status[0]:
-        code = None
+        m = re.search(r"\b(" + status[0] + r"\d\d)[ -]['\"]?#?" + re.escape(status) + r"\b", diag)
+        code = m.group(1) if m else None
     ev["reply_code"] = code
     if not ev.get("smtp_command"):
         ev["smtp_command"] = find_command(diag)
     if not ev.get("remote_mta") and diag:
-        for pattern in _REMOTE_MTA:
-            m = pattern.search(diag)
+        low = diag.lower()
+        for word, pattern in _REMOTE_MTA:
+            m = pattern.search(diag) if word in low else None
             if m:
                 ev["remote_mta"] = m.group(1).lower().rstrip(".")
                 break
@@ -290,6 +369,12 @@ def _finish(ev: BounceEvent) -> None:
     for key in ("recipient", "original_recipient", "action", "status", "reply_code", "diagnostic",
                 "diagnostic_type", "remote_mta", "reporting_mta", "smtp_command"):
         ev.setdefault(key, None)  # type: ignore[misc]
+
+
+def _specific(status: str) -> bool:
+    """5.7.1 says more than 5.0.0 or 5.1.0 (Sisimai's rule for trusting a quoted status)."""
+    _, subject, detail = status.split(".")
+    return subject != "0" and detail != "0"
 
 
 def _iso(value: str | None) -> str | None:

@@ -9,9 +9,9 @@ import email.message
 import re
 from typing import Callable
 
-from ingest.bounce.text import Block, read_blocks
+from ingest.bounce.text import Reading, read_blocks
 
-Reader = Callable[[str, frozenset, email.message.Message], list[Block]]
+Reader = Callable[[str, frozenset, email.message.Message], Reading]
 
 # Opening lines of bounces, by MTA: enough to call a message a bounce from its body alone.
 STARTS = re.compile(r"^\s*(?:" + "|".join((

@@ -36,19 +36,20 @@ RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
     r"\s*Message Hops\b",  # Office 365
 )) + r")", re.M | re.I)
 
-# A line that is a recipient address, with what follows it on the same line:
+# Where a recipient address sits. The address is found first (ADDRESS); what comes before it
+# on its line decides whether it is a recipient:
 #   kijitora@example.jp                      Exim, Gmail, Sendmail, mFILTER
 #   <kijitora@example.jp>:                   qmail, Yahoo, X4
 #   <kijitora@example.jp>: host mx said: ... Postfix
-#   "Name" <kijitora@example.jp>             Exchange
-ADDRESS_LINE = re.compile(
-    r"^(?:\"[^\"]*\"\s*|'[^']*'\s*)?(?:RFC822;\s*)?<?(?P<addr>" + _ADDR + r")>?(?:\.{3})?"
-    r"(?P<rest>(?:[\s:,].*)?)$", re.I)
+#   "Name" <kijitora@example.jp>             Exchange;  "kijitora@example.jp":  GMX
+ADDRESS = re.compile(r"<?(" + _ADDR + r")>?")
+LINE_START = re.compile(r"[ \t]*(?:\"[^\"]*\"[ \t]*|'[^']*'[ \t]*)?(?:rfc822;[ \t]*)?[\"']?<?", re.I)
+AFTER_ADDRESS = re.compile(r"(?:\.{3}|[\"'])?(?P<rest>(?:[\s:,].*)?)$")
 
-# A phrase that puts a recipient address after it.
-ADDRESS_PHRASE = re.compile(r"(?:" + "|".join((
+# A phrase that puts a recipient address right after it (matched on the text before it).
+PHRASE_BEFORE = re.compile(r"(?:" + "|".join((
     r"\b(?:final|original)-recipient:\s*(?:rfc822;\s*)?",  # DSN fields quoted in text
-    r"^(?:recipient|address|e-?mail address|rcpt|destinat[a-z]+|adresse|empf.nger):\s*",
+    r"^\s*(?:recipient|address|e-?mail address|rcpt|destinat[a-z]+|adresse|empf.nger):\s*",
     r"\baddressed to\s+",
     r"\bcould not be delivered to:?\s+",
     r"\bdelivering (?:your )?(?:mail|message) to\s+",  # DragonFly
@@ -73,7 +74,10 @@ ADDRESS_PHRASE = re.compile(r"(?:" + "|".join((
     r"\bcould not deliver (?:mail|the message) to\s+",
     r"\bsent to\s+",
     r"\bnon-?existent\s+(?:address|user)?:?\s*",
-)) + r")['\"]?<?(?P<addr>" + _ADDR + r")>?", re.I)
+    r"\brcpt to:\s*",  # a quoted SMTP dialogue: InterScan, V5 Sendmail, Postfix transcripts
+    r"^\s*[a-z][^:@<>\"]{2,60}:\s*",  # IMail "Unknown user: a@b" (only with nothing after the address)
+)) + r")['\"]?<?$", re.I)
+GENERIC_LABEL = re.compile(r"^\s*[a-z][^:@<>\"]{2,60}:\s*['\"]?<?$", re.I)
 
 # After an address at the start of a line: this line is about the sender, not a recipient.
 NOT_A_RECIPIENT_LINE = re.compile(r"sender ok|sender address|\.\.\. sender\b|^\s*\(?sent by\b|"
@@ -83,7 +87,7 @@ NOT_A_RECIPIENT_LINE = re.compile(r"sender ok|sender address|\.\.\. sender\b|^\s
 SKIP_LINE = re.compile(r"(?:from|reply-to|sender|return-path|message-id|in-reply-to|references|"
                        r"envelope-from|x-[\w-]+|subject|date|received|cc|bcc|dkim-signature|"
                        r"authentication-results|list-[\w-]+)\s*:|"
-                       r">>>|\(?envelope-from\b|mail from\s*:", re.I)
+                       r"\(?envelope-from\b|mail from\s*:", re.I)
 
 # Lines that say nothing about why a recipient failed.
 BOILERPLATE = re.compile(r"^(?:[-=_*~#+ ]{3,}|\[?-- ?(?:attachment|end) .*|content-[\w-]+:.*)$", re.I)

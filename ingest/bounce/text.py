@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from ingest.bounce.markers import (
-    ADDRESS_LINE, ADDRESS_PHRASE, BOILERPLATE, NOT_A_RECIPIENT_LINE, RETURNED_MESSAGE, SKIP_LINE,
+    ADDRESS, AFTER_ADDRESS, BOILERPLATE, GENERIC_LABEL, LINE_START, NOT_A_RECIPIENT_LINE, PHRASE_BEFORE,
+    RETURNED_MESSAGE, SKIP_LINE,
 )
 from ingest.bounce.smtp import clean_address, is_address
 
@@ -33,32 +34,61 @@ def cut_returned(text: str) -> str:
 
 def recipient_in(line: str) -> tuple[str, str] | None:
     """(address, rest of the line) when a line names a recipient in a recipient's position."""
-    m = ADDRESS_LINE.match(line)
-    if m is None:
-        m = ADDRESS_PHRASE.search(line)
-        if m is None:
-            return None
-        rest = line[m.end():]
-    else:
-        rest = m.group("rest") or ""
-        if NOT_A_RECIPIENT_LINE.search(rest):
-            return None
-    address = clean_address(m.group("addr"))
-    if not is_address(address):
-        return None
-    return address, rest.strip(" \t:>")  # type: ignore[return-value]
+    for m in ADDRESS.finditer(line):
+        before = line[:m.start()]
+        after = AFTER_ADDRESS.match(line, m.end())
+        rest = after.group("rest") if after else ""
+        if LINE_START.fullmatch(before):
+            if NOT_A_RECIPIENT_LINE.search(rest):
+                return None
+        elif not PHRASE_BEFORE.search(before[-90:]):
+            continue
+        elif GENERIC_LABEL.match(before) and rest.strip(" \t.>"):
+            continue  # "Label: address" counts only when the address ends the line
+        address = clean_address(m.group(1))
+        if is_address(address):
+            return address, rest.strip(" \t:>")  # type: ignore[return-value]
+    return None
 
 
-def read_blocks(text: str, senders: frozenset[str] = frozenset()) -> list[Block]:
-    """Every recipient the text names, in order, each with the lines that follow it."""
+@dataclass
+class Reading:
+    """What a reader found: the recipients' blocks, and the lines before the first one."""
+
+    blocks: list[Block]
+    preamble: list[str] = field(default_factory=list)
+
+
+def read_blocks(text: str, senders: frozenset[str] = frozenset()) -> Reading:
+    """Every recipient the text names, in order, each with the lines that follow it.
+
+    A bounce goes back to the sender, and its text often greets or quotes them: an address
+    of `senders` is dropped, unless it is the only one the text names (mail to oneself).
+    """
+    blocks, preamble = _scan(text)
+    others = [b for b in blocks if b.recipient not in senders]
+    return Reading(others or blocks, preamble)
+
+
+def unquote(text: str) -> str:
+    """A bounce forwarded inline ("> " on every line) as the bounce itself."""
+    lines = text.split("\n")
+    quoted = sum(1 for ln in lines if ln.startswith(">"))
+    if quoted < 5 or quoted * 2 < len([ln for ln in lines if ln.strip()]):
+        return text
+    return "\n".join(ln[2:] if ln.startswith("> ") else ln[1:] if ln.startswith(">") else ln for ln in lines)
+
+
+def _scan(text: str) -> tuple[list[Block], list[str]]:
     blocks: list[Block] = []
+    preamble: list[str] = []
     by_recipient: dict[str, Block] = {}
     current: Block | None = None
     for line in text.split("\n"):
         stripped = line.strip()
         if "@" in stripped and not SKIP_LINE.match(stripped):
             found = recipient_in(stripped)
-            if found and found[0] not in senders:
+            if found:
                 address, rest = found
                 block = by_recipient.get(address)
                 if block is None:
@@ -72,7 +102,9 @@ def read_blocks(text: str, senders: frozenset[str] = frozenset()) -> list[Block]
                 continue
         if current is not None:
             current.lines.append(line)
-    return blocks
+        else:
+            preamble.append(line)
+    return blocks, preamble
 
 
 def block_text(lines: list[str]) -> str:
