@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
-	$(PW) ingest --no-progress sample_reports/
+	$(PW) ingest --no-progress sample_reports/*/
 
 test: venv
 	$(PY) -m pytest -q
