@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import email.message
 import re
+from email.header import Header, decode_header
+
+from ingest.message import header_text
 
 # header -> pattern on its lower-cased value
 HEADER_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -35,8 +38,20 @@ EXCLUDE_SUBJECT = re.compile(r"security information for|mail failure -", re.I)
 EXCLUDE_FROM = re.compile(r"(root|postmaster|mailer-daemon)@", re.I)
 
 
+def _subject(msg: email.message.Message) -> str:
+    """The Subject, RFC 2047-decoded, with raw 8-bit bytes read as UTF-8."""
+    raw = msg.get("Subject")
+    if isinstance(raw, Header):  # the email package's answer to undeclared 8-bit bytes
+        try:
+            return "".join(b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+                           for b, _ in decode_header(raw))
+        except (ValueError, LookupError, UnicodeError):
+            return str(raw)
+    return header_text(msg, "Subject") or ""
+
+
 def is_auto_reply(msg: email.message.Message) -> bool:
-    subject = str(msg.get("Subject") or "")
+    subject = _subject(msg)
     if EXCLUDE_SUBJECT.search(subject) or EXCLUDE_FROM.search(str(msg.get("From") or "")):
         return False
     if str(msg.get("To") or "").lower().startswith("root@"):

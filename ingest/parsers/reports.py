@@ -90,6 +90,9 @@ def looks_like_report_mail(msg: email.message.Message) -> str | None:
             return kind
         if part.get_content_type() == "text/plain" and TEXT_FAILURE in _head_text(part):
             return "dmarc_failure"
+        inline = _inline_report(part)
+        if inline:
+            return inline
     return None
 
 
@@ -265,13 +268,16 @@ def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
     return ParseResult(kind="unknown" if not errors else kind, error=reason)
 
 
-def _inline_report(part: email.message.Message) -> bool:
-    """A text part whose body is an XML aggregate report or a TLS JSON report."""
+def _inline_report(part: email.message.Message) -> str | None:
+    """The kind of report a text part's body is, when it is an XML or TLS JSON report."""
     if part.get_content_maintype() != "text" and part.get_content_type() != "application/json":
-        return False
+        return None
     head = _head_text(part).lstrip("\ufeff \t\r\n")
-    return head.startswith(("<?xml", "<feedback")) and "<feedback" in head or \
-        (head.startswith("{") and '"organization-name"' in head)
+    if head.startswith(("<?xml", "<feedback")) and "<feedback" in head:
+        return "dmarc_aggregate"
+    if head.startswith("{") and '"organization-name"' in head:
+        return "smtp_tls"
+    return None
 
 
 def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestConfig) -> ParseResult:
