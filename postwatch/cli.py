@@ -34,6 +34,16 @@ def _add_ingest(sub) -> None:
     p.set_defaults(func=cmd_ingest)
 
 
+def _add_reprocess(sub) -> None:
+    p = sub.add_parser("reprocess", help="parse the quarantined messages again",
+                       description="Parse every quarantined message again (after an upgrade or a "
+                                   "change to your rules file). Those that now parse get their "
+                                   "events and leave quarantine; the others stay, with today's reason.")
+    p.add_argument("--kind", help="only messages first seen as this kind (e.g. bounce, unknown)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_reprocess)
+
+
 def _add_db(sub) -> None:
     p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     dsub = p.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
@@ -76,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_parse(sub)
     _add_ingest(sub)
+    _add_reprocess(sub)
     _add_db(sub)
     _add_config(sub)
     _add_explain(sub)
@@ -171,6 +182,12 @@ def cmd_ingest(args, config) -> int:
     from postwatch.ingest_command import run_ingest
 
     return run_ingest(args, config)
+
+
+def cmd_reprocess(args, config) -> int:
+    from postwatch.ingest_command import run_reprocess
+
+    return run_reprocess(args, config)
 
 
 def cmd_db_upgrade(args, config) -> int:

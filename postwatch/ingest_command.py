@@ -84,3 +84,20 @@ def run_ingest(args, config) -> int:
         print(f"store: {config.database.url}")
         summary.print()
     return 1 if summary.unreadable else 0
+
+
+def run_reprocess(args, config) -> int:
+    upgrade(config.database)
+    pipeline = Pipeline(session_factory(config.database), config.ingest)
+    summary = Summary()
+    released = 0
+    for outcome in pipeline.reprocess_quarantined(kind=args.kind):
+        summary.add(outcome)
+        released += outcome.status != "quarantined"
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "released": released}))
+    else:
+        print(f"store: {config.database.url}")
+        summary.print()
+        print(f"\n{released} message(s) left quarantine")
+    return 0

@@ -124,3 +124,20 @@ def test_parallel_ingest_stores_everything_once_in_input_order(store, pipeline):
     assert sum(o.duplicate for o in outs) == 20
     assert all(o.message_id == outs[i].message_id for i, o in enumerate(outs[150:]))
     assert count(store, m.InboundMessage) == 150 and count(store, m.BounceEvent) == 150
+
+
+def test_reprocess_releases_what_now_parses_and_keeps_the_rest(store):
+    strict = Pipeline(store, IngestConfig(max_message_bytes=500))
+    bounce = strict.ingest(postfix_dsn(), "file")
+    junk = strict.ingest(b"Subject: hello\n\nnot feedback\n", "file")
+    assert bounce.status == "quarantined" and count(store, m.BounceEvent) == 0
+    outs = {o.message_id: o for o in Pipeline(store).reprocess_quarantined()}
+    assert outs[bounce.message_id].status == "parsed" and outs[bounce.message_id].events == 1
+    assert outs[junk.message_id].status == "quarantined"
+    with store() as s:
+        msg = s.get(m.InboundMessage, bounce.message_id)
+        assert (msg.kind, msg.status, msg.error) == ("bounce", "parsed", None)
+        q = s.scalars(select(m.Quarantine).where(m.Quarantine.message_id == bounce.message_id)).one()
+        assert q.released_at is not None
+        assert s.scalars(select(m.BounceEvent)).one().message_id == bounce.message_id
+    assert list(Pipeline(store).reprocess_quarantined(kind="bounce")) == []  # nothing left of that kind
