@@ -14,6 +14,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from ingest.bounce import formats
 from ingest.bounce.classify import classify
 from ingest.bounce.dsn import read_dsn
+from ingest.bounce.ses import looks_like_ses, read_ses
 from ingest.bounce.smtp import (
     clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, unfold,
 )
@@ -22,7 +23,7 @@ from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
 from ingest.types import BounceEvent, ParseResult
 
-BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail administrator|"
+BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery|mail administrator|"
                          r"mail ?delivery ?(?:sub)?system|mdaemon|mail-?daemon", re.I)
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery (?:status|failure|notification|failed|has failed|report|problem)|"
@@ -69,7 +70,7 @@ def looks_like_bounce(msg: email.message.Message) -> bool:
     from_daemon = bool(BOUNCE_FROM.search(sender)) or (msg.get("Return-Path") or "").strip() == "<>" and \
         bool(BOUNCE_SUBJECT.search(subject))
     if NOT_A_BOUNCE_SUBJECT.search(subject) and not from_daemon:
-        return False
+        return formats.has_marker(msg)  # a forwarded bounce still reads like one
     return bool(BOUNCE_FROM.search(sender) or BOUNCE_SUBJECT.search(subject)) or formats.has_marker(msg)
 
 
@@ -92,6 +93,8 @@ def _walk(msg: email.message.Message) -> _Parts:
     while stack:
         part = stack.pop()
         ctype = part.get_content_type()
+        if " " in ctype or "\n" in ctype:  # a folded, unterminated Content-Type value
+            ctype = ctype.split()[0].rstrip(";")
         if ctype in DSN_TYPES:
             found.dsn.append(_dsn_text(part))
             continue
@@ -108,7 +111,7 @@ def _walk(msg: email.message.Message) -> _Parts:
             continue
         if ctype == "text/html":
             found.html.append(_text_of(part))
-        elif ctype == "text/plain" or ctype == "text/global" or part is msg:
+        elif ctype in ("text/plain", "text/global") or part is msg or ctype.startswith("multipart/"):
             if found.text and (part.get("Content-Disposition") or "").lower().startswith("attachment"):
                 continue
             found.text.append(_text_of(part))
@@ -194,6 +197,9 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     human = cut_returned(full)
     rest = full[len(human):]
     senders = _senders(msg, parts, rest)
+
+    if not parts.dsn and looks_like_ses(full):
+        return read_ses(full)  # type: ignore[return-value]
 
     records: list[dict] = []
     for text in parts.dsn:
@@ -377,9 +383,14 @@ def _specific(status: str) -> bool:
     return subject != "0" and detail != "0"
 
 
+_ISO = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+
+
 def _iso(value: str | None) -> str | None:
     if not value:
         return None
+    if _ISO.match(value):
+        return value
     try:
         return parsedate_to_datetime(value).isoformat()
     except (TypeError, ValueError, IndexError, OverflowError):

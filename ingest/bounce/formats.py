@@ -9,12 +9,13 @@ import email.message
 import re
 from typing import Callable
 
-from ingest.bounce.text import Reading, read_blocks
+from ingest.bounce.ses import MARKER as SES_MARKER
+from ingest.bounce.text import Block, Reading, read_blocks
 
 Reader = Callable[[str, frozenset, email.message.Message], Reading]
 
 # Opening lines of bounces, by MTA: enough to call a message a bounce from its body alone.
-STARTS = re.compile(r"^\s*(?:" + "|".join((
+STARTS = re.compile(r"^[>\s]*(?:" + "|".join((
     r"This message was created automatically by mail delivery software",  # Exim, GMX, mail.ru
     r"Hi\. This is the qmail",  # qmail
     r"This is the (?:Postfix|mail system|MAILER-DAEMON|DragonFly Mail Agent|mail delivery agent|"
@@ -47,13 +48,16 @@ STARTS = re.compile(r"^\s*(?:" + "|".join((
 
 
 def has_marker(msg: email.message.Message) -> bool:
+    if is_fml(msg):
+        return True
     text = _first_text(msg)
-    return bool(text) and bool(STARTS.search(text[:4000]))
+    return bool(text) and bool(STARTS.search(text[:4000]) or SES_MARKER.search(text))
 
 
 def _first_text(msg: email.message.Message) -> str:
     for part in msg.walk():
-        if part.get_content_maintype() == "text":
+        if part.get_content_maintype() == "text" or part.get_content_maintype() == "multipart" and \
+                isinstance(part.get_payload(), str):
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
                 return payload[:4000].decode("utf-8", "replace")
@@ -63,7 +67,28 @@ def _first_text(msg: email.message.Message) -> str:
     return ""
 
 
+_FML_ADDRESS = re.compile(r"<([^ <>@]+@[^ <>]+)>\.\s*$")
+
+
+def _fml(human: str, senders: frozenset, msg: email.message.Message) -> Reading:
+    """fml (a mailing-list manager) refuses a post: the list's address ends a sentence."""
+    blocks: list[Block] = []
+    for line in human.split("\n"):
+        m = _FML_ADDRESS.search(line)
+        if m and not blocks:
+            blocks.append(Block(m.group(1).lower(), [line]))
+        elif blocks:
+            blocks[-1].lines.append(line)
+    return Reading(blocks)
+
+
+def is_fml(msg: email.message.Message) -> bool:
+    return str(msg.get("X-MLServer") or "").lower().startswith("fml")
+
+
 def reader_for(msg: email.message.Message, human: str, full: str) -> Reader | None:
+    if is_fml(msg):
+        return _fml
     return None
 
 

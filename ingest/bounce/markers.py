@@ -43,7 +43,7 @@ RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
 #   <kijitora@example.jp>: host mx said: ... Postfix
 #   "Name" <kijitora@example.jp>             Exchange;  "kijitora@example.jp":  GMX
 ADDRESS = re.compile(r"<?(" + _ADDR + r")>?")
-LINE_START = re.compile(r"[ \t]*(?:\"[^\"]*\"[ \t]*|'[^']*'[ \t]*)?(?:rfc822;[ \t]*)?[\"']?<?", re.I)
+LINE_START = re.compile(r"[ \t]*(?:[*\u2022-][ \t]+)?(?:\"[^\"]*\"[ \t]*|'[^']*'[ \t]*)?(?:rfc822;[ \t]*)?[\"']?<?", re.I)
 AFTER_ADDRESS = re.compile(r"(?:\.{3}|[\"'])?(?P<rest>(?:[\s:,].*)?)$")
 
 # A phrase that puts a recipient address right after it (matched on the text before it).
@@ -90,4 +90,7 @@ SKIP_LINE = re.compile(r"(?:from|reply-to|sender|return-path|message-id|in-reply
                        r"\(?envelope-from\b|mail from\s*:", re.I)
 
 # Lines that say nothing about why a recipient failed.
-BOILERPLATE = re.compile(r"^(?:[-=_*~#+ ]{3,}|\[?-- ?(?:attachment|end) .*|content-[\w-]+:.*)$", re.I)
+BOILERPLATE = re.compile(r"^(?:[-=_*~#+ ]{3,}|\[?-- ?(?:attachment|end) .*|content-[\w-]+:.*|"
+                         r"--[-=_.\w/+]{6,}(?:--)?|"  # a MIME boundary left in the text
+                         r"(?:from|to|cc|subject|date|sent date|size|size \(in bytes\)|number of lines|"
+                         r"message-id|original sender|sender-mta|messagename):.*)$", re.I)
