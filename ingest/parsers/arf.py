@@ -159,7 +159,7 @@ def _is_apple_unsubscribe(msg: email.message.Message) -> bool:
     return str(msg.get("X-Apple-Unsubscribe") or "").strip().lower() == "true"
 
 
-def _ses_json(msg: email.message.Message, text_part: email.message.Message | None) -> dict | None:
+def _ses_json(text_part: email.message.Message | None) -> dict | None:
     if text_part is None:
         return None
     text = part_text(text_part)
@@ -189,7 +189,7 @@ def looks_like_complaint(msg: email.message.Message) -> bool:
     if parts.text is not None:
         head = (str(msg.get("Subject") or "") + str(msg.get("From") or "")).lower()
         if "amazonses" in head or "aws notification" in head or msg.get("x-amz-sns-message-id") is not None:
-            return _ses_json(msg, parts.text) is not None
+            return _ses_json(parts.text) is not None
     return False
 
 
@@ -366,7 +366,7 @@ def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
             "user_agent": "Apple Mail", "version": None, "original_mail_from": None,
             "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
             "authentication_results": None, "reporting_mta": None}])
-    ses = _ses_json(msg, parts.text)
+    ses = _ses_json(parts.text)
     if ses is not None:
         events, ses_attr = _ses_events(ses)
         return ParseResult(kind="complaint", events=events, attribution=ses_attr)

@@ -217,6 +217,8 @@ def _short(exc: Exception) -> str:
 
 
 def _result(found: list[tuple[str, dict[str, Any]]]) -> ParseResult:
+    """The first report in `report`/`detail`; with several, each one in `reports` as its
+    summary plus `kind` and `detail` (parsedmarc's full report, for the store)."""
     summaries = []
     for kind, rep in found:
         if kind == "dmarc_aggregate":
@@ -226,8 +228,9 @@ def _result(found: list[tuple[str, dict[str, Any]]]) -> ParseResult:
         else:
             summaries.append(failure_summary(rep))
     kind, first = found[0]
-    return ParseResult(kind=kind, report=summaries[0], detail=first,
-                       reports=summaries if len(found) > 1 else [])
+    several = [{**s, "kind": k, "detail": rep} for s, (k, rep) in zip(summaries, found)] \
+        if len(found) > 1 else []
+    return ParseResult(kind=kind, report=summaries[0], detail=first, reports=several)
 
 
 def parse_report_bytes(raw: bytes, config: IngestConfig) -> ParseResult:

@@ -100,6 +100,9 @@ def test_several_reports_in_one_mail():
     assert r.kind == "dmarc_aggregate"
     assert r.report["org_name"] == "google.com"
     assert [x["org_name"] for x in r.reports] == ["google.com", "Enterprise Outlook"]
+    assert [x["detail"]["report_metadata"]["org_name"] for x in r.reports] == ["google.com", "Enterprise Outlook"]
+    assert {x["kind"] for x in r.reports} == {"dmarc_aggregate"}
+    assert "reports" not in r.as_json()  # the contract prints the first report only
     assert tls  # the TLS one is read on its own below
 
 
