@@ -36,6 +36,7 @@ class BounceEvent(TypedDict, total=False):
 
     recipient: str | None
     original_recipient: str | None
+    final_recipient: str | None  # where an alias expanded to, when `recipient` is what the sender used
     action: str | None  # failed | delayed | delivered | relayed | expanded
     status: str | None  # RFC 3463, "5.1.1"
     reply_code: str | None  # "550"

@@ -70,7 +70,8 @@ def _recipient(rec: dict[str, str], per_message: dict[str, str]) -> dict[str, st
     final = clean_address(rec.get("final-recipient"))
     original = clean_address(rec.get("original-recipient"))
     actual = clean_address(rec.get("x-actual-recipient"))
-    recipient = final if is_address(final) else original if is_address(original) else (
+    # The address the sender used (ORCPT) is the one to act on; aliases expand behind it.
+    recipient = original if is_address(original) else final if is_address(final) else (
         actual if is_address(actual) else final or original)
     diag_type, diagnostic = None, rec.get("diagnostic-code") or ""
     head, sep, tail = diagnostic.partition(";")
@@ -83,7 +84,7 @@ def _recipient(rec: dict[str, str], per_message: dict[str, str]) -> dict[str, st
     action = (rec.get("action") or "").strip().lower().split(" ", 1)[0] or None
     return {
         "recipient": recipient,
-        "original_recipient": original if original != recipient else None,
+        "final_recipient": final if final != recipient else None,
         "action": action,
         "status": status,
         "diagnostic": squash(diagnostic) or None,

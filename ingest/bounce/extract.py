@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.message
 import re
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from ingest.bounce import formats
 from ingest.bounce.classify import classify
@@ -18,7 +18,9 @@ from ingest.bounce.ses import looks_like_ses, read_ses
 from ingest.bounce.smtp import (
     clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, unfold,
 )
-from ingest.bounce.text import Block, Reading, block_text, cut_returned, read_blocks, unquote
+from ingest.bounce.text import (
+    Block, Reading, bare_names, block_text, cut_returned, expanded_from, read_blocks, unquote,
+)
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
 from ingest.types import BounceEvent, ParseResult
@@ -230,11 +232,22 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
             events = _events(inner, depth + 1)
             if events:
                 return events
-    address = _returned_recipient(parts, rest)
+    domain = _sender_domain(msg)
+    names = bare_names(human) if domain else []
+    if names:
+        said = unfold(block_text(human.split("\n")))
+        return [{"recipient": f"{n}@{domain}", "diagnostic": said or None} for n in dict.fromkeys(names)]
+    address = _returned_recipient(parts, rest, senders)
     if address:
         said = unfold(block_text(human.split("\n")))
         return [{"recipient": address, "diagnostic": said or None}]
     return []
+
+
+def _sender_domain(msg: email.message.Message) -> str | None:
+    """The domain the bounce comes from: where bare local parts in its text live."""
+    found = find_addresses(str(msg.get("From") or ""))
+    return found[0].rsplit("@", 1)[1] if found else None
 
 
 _EMBEDDED_START = re.compile(r"^(?:From |Return-Path:|Received:)", re.M)
@@ -249,30 +262,37 @@ def _embedded(rest: str) -> email.message.Message | None:
 
 
 _TO_LINE = re.compile(r"^To:[ \t]*(.*(?:\n[ \t]+.*)*)", re.M | re.I)
+_RECEIVED = re.compile(r"^Received:[ \t]*(.*(?:\n[ \t]+.*)*)", re.M | re.I)
+_RECEIVED_FOR = re.compile(r"\bfor\s+<?([^\s<>;@]+@[^\s<>;]+?)>?\s*;")
 
 
-def _returned_recipient(parts: _Parts, rest: str) -> str | None:
-    """The one address the returned message was sent to, when the bounce names none itself."""
+def _returned_recipient(parts: _Parts, rest: str, senders: frozenset[str]) -> str | None:
+    """Who the returned message was for, when the bounce names no one itself: the envelope
+    recipient its newest Received header shows, else its only To address."""
     if parts.returned is not None:
-        value = str(parts.returned.get("To") or "")
+        received = [str(v) for v in parts.returned.get_all("Received") or []]
+        to = str(parts.returned.get("To") or "")
     else:
-        m = _TO_LINE.search(parts.returned_text or rest)
-        value = m.group(1) if m else ""
-    addresses = {clean_address(a) for _, a in getaddresses([value]) if "@" in a}
-    addresses.discard(None)
-    return addresses.pop() if len(addresses) == 1 else None  # type: ignore[return-value]
+        text = parts.returned_text or rest
+        received = _RECEIVED.findall(text)
+        m = _TO_LINE.search(text)
+        to = m.group(1) if m else ""
+    for value in received:
+        m = _RECEIVED_FOR.search(value)
+        if m:
+            address = clean_address(m.group(1))
+            if is_address(address) and address not in senders:
+                return address
+            break
+    addresses = set(find_addresses(to)) - senders
+    return addresses.pop() if len(addresses) == 1 else None
 
 
 def _failed_recipients(msg: email.message.Message) -> list[str]:
     value = msg.get("X-Failed-Recipients")
     if not value:
         return []
-    out = []
-    for _, addr in getaddresses([str(value)]):
-        addr = clean_address(addr)
-        if is_address(addr) and addr not in out:
-            out.append(addr)
-    return out
+    return list(dict.fromkeys(a for a in find_addresses(str(value)) if is_address(a)))
 
 
 def _block_for(recipient: str | None, blocks: list[Block], *others: str | None) -> Block | None:
@@ -280,7 +300,7 @@ def _block_for(recipient: str | None, blocks: list[Block], *others: str | None) 
         if not name:
             continue
         for b in blocks:
-            if b.recipient == name:
+            if b.recipient == name or expanded_from(b) == name:
                 return b
     if len(blocks) == 1 and recipient and "@" not in recipient:
         return blocks[0]
@@ -289,7 +309,7 @@ def _block_for(recipient: str | None, blocks: list[Block], *others: str | None) 
 
 def _from_record(rec: dict, blocks: list[Block]) -> BounceEvent:
     ev: BounceEvent = dict(rec)  # type: ignore[assignment]
-    block = _block_for(ev.get("recipient"), blocks, ev.get("original_recipient"))
+    block = _block_for(ev.get("recipient"), blocks, ev.get("final_recipient"))
     if block is not None:
         said = unfold(block_text(block.lines))
         dsn_diag = ev.get("diagnostic") or ""
@@ -308,7 +328,12 @@ def _from_header(address: str, blocks: list[Block], human: str) -> BounceEvent:
 
 
 def _from_block(block: Block) -> BounceEvent:
-    return {"recipient": block.recipient, "diagnostic": unfold(block_text(block.lines)) or None}
+    ev: BounceEvent = {"recipient": block.recipient, "diagnostic": unfold(block_text(block.lines)) or None}
+    original = expanded_from(block)
+    if original and original != block.recipient:
+        ev["final_recipient"] = block.recipient
+        ev["recipient"] = original
+    return ev
 
 
 _CODE_LINE = re.compile(r"^\s*(?:[<>]{3}\s*)?[245]\d\d[ -]|\b[45]\.\d{1,3}\.\d{1,3}\b")
@@ -372,7 +397,7 @@ def _finish(ev: BounceEvent) -> None:
         ev["action"] = {"5": "failed", "4": "delayed", "2": "delivered"}.get(status[0])
     for key in ("arrival_date", "last_attempt_date"):
         ev[key] = _iso(ev.get(key))  # type: ignore[literal-required]
-    for key in ("recipient", "original_recipient", "action", "status", "reply_code", "diagnostic",
+    for key in ("recipient", "action", "status", "reply_code", "diagnostic",
                 "diagnostic_type", "remote_mta", "reporting_mta", "smtp_command"):
         ev.setdefault(key, None)  # type: ignore[misc]
 

@@ -25,6 +25,7 @@ RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
     r"Intestazioni originali del messaggio",  # Exchange 2007 (it)
     r"Included is a copy of the message header:",  # MXLogic
     r"Original mail as follows:",  # FML
+    r"Original message as received is as follows",
     r"Original message follows\.",  # IMail
     r"[ \t]+Below is a copy of the original message:",  # OpenSMTPD
     r"The attachment contains the original mail headers",  # X6
@@ -64,7 +65,8 @@ PHRASE_BEFORE = re.compile(r"(?:" + "|".join((
     r"\bthe following recipients returned permanent errors:\s*",
     r"\bthe following (?:message|e-?mail) to\s+",  # Amazon SES
     r"\bunknown user:?\s+",
-    r"\bundeliverable (?:to|address:?)\s*",
+    r"\bundeliverable\s+(?:to|address:?)\s*",
+    r"\bwas addressed,\s*",  # LLNL
     r"\bunable to deliver (?:the )?(?:message|mail) to:?\s+",  # MailFoundry
     r"\byou sent mail to\s+",
     r"\byour (?:message|mail|e-?mail) (?:to|for)\s+",
@@ -82,6 +84,9 @@ GENERIC_LABEL = re.compile(r"^\s*[a-z][^:@<>\"]{2,60}:\s*['\"]?<?$", re.I)
 # After an address at the start of a line: this line is about the sender, not a recipient.
 NOT_A_RECIPIENT_LINE = re.compile(r"sender ok|sender address|\.\.\. sender\b|^\s*\(?sent by\b|"
                                   r"^\s*wrote:", re.I)
+
+# After an address that starts a line: prose ("a@b fails, try ..."), not a recipient's report.
+PROSE_AFTER = re.compile(r" (?!on |for |via |at |to )[a-z]+[ ,.]")
 
 # Lines that mention addresses but never name a failed recipient.
 SKIP_LINE = re.compile(r"(?:from|reply-to|sender|return-path|message-id|in-reply-to|references|"

@@ -149,6 +149,8 @@ def clean_address(value: str | None) -> str | None:
     value = value.strip(".").lower()
     if value.startswith("mailto:"):
         value = value[7:]
+    if "smtp=" in value:  # X.400 gateways: "...;dda:SMTP=user@example.com"
+        value = value.rsplit("smtp=", 1)[1]
     return value or None
 
 

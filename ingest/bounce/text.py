@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ingest.bounce.markers import (
     ADDRESS, AFTER_ADDRESS, BOILERPLATE, GENERIC_LABEL, LINE_START, NOT_A_RECIPIENT_LINE, PHRASE_BEFORE,
+    PROSE_AFTER,
     RETURNED_MESSAGE, SKIP_LINE,
 )
 from ingest.bounce.smtp import clean_address, is_address
@@ -39,7 +40,7 @@ def recipient_in(line: str) -> tuple[str, str] | None:
         after = AFTER_ADDRESS.match(line, m.end())
         rest = after.group("rest") if after else ""
         if LINE_START.fullmatch(before):
-            if NOT_A_RECIPIENT_LINE.search(rest):
+            if NOT_A_RECIPIENT_LINE.search(rest) or (PROSE_AFTER.match(rest) and not line[m.start()] == "<"):
                 return None
         elif not PHRASE_BEFORE.search(before[-90:]):
             continue
@@ -105,6 +106,39 @@ def _scan(text: str) -> tuple[list[Block], list[str]]:
         else:
             preamble.append(line)
     return blocks, preamble
+
+
+_EXPANDED = re.compile(r"^\s*\(?(?:expanded|generated) from:?\s*<?([^\s<>()]+@[^\s<>()]+?)>?\)", re.I)
+
+
+_BARE_HEADING = re.compile(r"following (?:recipients?|address(?:es|\(es\))?)\b.*:\s*$", re.I)
+_BARE_NAME = re.compile(r"^[ \t]+([A-Za-z0-9][\w.+-]{0,63})[ \t]*$")
+
+
+def bare_names(text: str) -> list[str]:
+    """Local parts listed without a domain under a "following recipients:" heading (AOL)."""
+    names: list[str] = []
+    under = False
+    for line in text.split("\n"):
+        if _BARE_HEADING.search(line):
+            under = True
+            continue
+        if under:
+            m = _BARE_NAME.match(line)
+            if m:
+                names.append(m.group(1).lower())
+            elif line.strip():
+                under = False
+    return names
+
+
+def expanded_from(block: Block) -> str | None:
+    """The address the sender used, when the MTA names the alias it expanded (Sendmail, Postfix)."""
+    for line in block.lines[:3]:
+        m = _EXPANDED.search(line)
+        if m:
+            return clean_address(m.group(1))
+    return None
 
 
 def block_text(lines: list[str]) -> str:
