@@ -104,17 +104,19 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
                      provider)
     else:
         d = None
-        for rule in rs.rules:
+        candidates = rs.matcher.candidates(text)
+        for r in sorted(candidates):
+            rule = rs.rules[r]
             if not _applies(rule, provider, command, status, code, action):
                 continue
-            if rule.combined is None:
+            if not rule.patterns:
                 d = Decision(rule.reason, rule.label(None), provider)
                 break
-            if not text or not rule.combined.search(text):
-                continue
-            index, m = rule.which(text) or (0, None)
-            d = Decision(rule.reason, rule.label(index), provider, m.group(0) if m else None)
-            break
+            found = rule.which(text, candidates[r])
+            if found:
+                index, m = found
+                d = Decision(rule.reason, rule.label(index), provider, m.group(0))
+                break
         if d is None:
             found = _by_codes(rs, status, code, action, text)
             d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",

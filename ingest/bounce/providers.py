@@ -6,6 +6,8 @@ that bounces its own mail, such as Gmail or Outlook.com, names itself there).
 """
 from __future__ import annotations
 
+import functools
+
 from ingest.bounce.rules import RuleSet
 
 
@@ -15,32 +17,46 @@ def _host(value: str | None) -> str:
     value = value.strip().lower()
     if ";" in value:  # "dns; mx.example.com"
         value = value.split(";", 1)[1].strip()
-    value = value.strip("[]<> ").split()[0] if value.strip("[]<> ") else ""
-    return value.rstrip(".")
+    value = value.strip("[]<> ")
+    return value.split()[0].rstrip(".") if value else ""
 
 
-def _suffix(host: str, suffixes: tuple[str, ...]) -> bool:
-    for s in suffixes:
-        if host == s.lstrip(".") or host.endswith(s if s.startswith(".") else "." + s):
-            return True
-    return False
+@functools.lru_cache(maxsize=8)
+def _tables(rules: RuleSet) -> tuple[dict[str, str], dict[str, str]]:
+    """Domain -> provider and host suffix -> provider, first listed wins."""
+    domains: dict[str, str] = {}
+    hosts: dict[str, str] = {}
+    for name, spec in rules.providers.items():
+        for d in spec["domains"]:
+            domains.setdefault(d.lstrip("."), name)
+        for h in spec["hosts"]:
+            hosts.setdefault(h.lstrip("."), name)
+    return domains, hosts
+
+
+def _lookup(host: str, table: dict[str, str]) -> str | None:
+    """The provider of `host` or of the nearest domain above it ("mx1.hotmail.com" -> hotmail.com)."""
+    while host:
+        found = table.get(host)
+        if found:
+            return found
+        host = host.partition(".")[2]
+    return None
 
 
 def detect_provider(event: dict, rules: RuleSet) -> str | None:
     """The provider name from `rules.providers`, or None."""
     if not rules.providers:
         return None
-    recipient = (event.get("recipient") or "").lower()
-    domain = recipient.rpartition("@")[2].rstrip(">").strip()
-    if domain:
-        for name, spec in rules.providers.items():
-            if _suffix(domain, spec["domains"]):
-                return name
+    domains, hosts = _tables(rules)
+    domain = (event.get("recipient") or "").lower().rpartition("@")[2].strip(" >")
+    found = _lookup(domain, domains) if domain else None
+    if found:
+        return found
     for field in ("remote_mta", "reporting_mta"):
         host = _host(event.get(field))
-        if not host:
-            continue
-        for name, spec in rules.providers.items():
-            if _suffix(host, spec["hosts"]):
-                return name
+        if host:
+            found = _lookup(host, hosts)
+            if found:
+                return found
     return None

@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ingest.bounce.matcher import Matcher
+
 SHIPPED = "rules.toml"
 
 # Every reason of DESIGN.md's table, and the category it belongs to.
@@ -56,26 +58,32 @@ class Rule:
     not_status: tuple[str, ...] | None = None
     code: tuple[str, ...] | None = None  # exact reply codes, or 1-2 digit prefixes
     action: frozenset[str] | None = None
-    combined: re.Pattern | None = None
-    _each: list[re.Pattern] = field(default_factory=list)
+    _each: list[re.Pattern | None] = field(default_factory=list)
 
     def label(self, index: int | None) -> str:
         if index is None:
             return f"{self.source}:{self.name}"
         return f"{self.source}:{self.name}#{index + 1} /{self.patterns[index]}/"
 
-    def which(self, text: str) -> tuple[int, re.Match] | None:
-        """The first of this rule's patterns (in file order) that matches `text`."""
+    def search(self, index: int, text: str) -> re.Match | None:
+        """Pattern `index` against `text`; each pattern is compiled the first time it is needed."""
         if not self._each:
-            self._each = [re.compile(p, re.I) for p in self.patterns]
-        for i, rx in enumerate(self._each):
-            m = rx.search(text)
+            self._each = [None] * len(self.patterns)
+        rx = self._each[index]
+        if rx is None:
+            rx = self._each[index] = re.compile(self.patterns[index], re.I)
+        return rx.search(text)
+
+    def which(self, text: str, indexes=None) -> tuple[int, re.Match] | None:
+        """The first of this rule's patterns (in file order) that matches `text`."""
+        for i in (range(len(self.patterns)) if indexes is None else indexes):
+            m = self.search(i, text)
             if m:
                 return i, m
         return None
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: one compiled set per list of files
 class RuleSet:
     rules: list[Rule]
     status: dict[str, str]  # "5.1.1" or class.subject "5.7" -> reason
@@ -83,6 +91,10 @@ class RuleSet:
     internal_status: dict[str, str]  # reason -> "911" (Sisimai's X.0.9xx codes)
     providers: dict[str, dict[str, tuple[str, ...]]]  # name -> {"domains": .., "hosts": ..}
     sources: tuple[str, ...]
+
+    @functools.cached_property
+    def matcher(self) -> Matcher:
+        return Matcher(self.rules)
 
 
 def _strings(value, where: str, key: str) -> list[str]:
@@ -152,16 +164,13 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
         vals = _strings(raw.get(key), where, key)
         return frozenset(v.lower() for v in vals) or None
 
-    combined = None
-    if patterns:
-        combined = re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
     return Rule(name=name, source=source, reason=reason, patterns=patterns,
                 provider=lower("provider"), command=upper("command"),
                 not_command=upper("not_command"),
                 status=_prefixes(_strings(raw.get("status"), where, "status")),
                 not_status=_prefixes(_strings(raw.get("not_status"), where, "not_status")),
                 code=_prefixes(_strings(raw.get("code"), where, "code")),
-                action=lower("action"), combined=combined)
+                action=lower("action"))
 
 
 def _read(path: str | None) -> tuple[str, dict]:

@@ -1,0 +1,124 @@
+"""Which rule patterns can match a diagnostic, without running a thousand regexes.
+
+Python's `re` tries every branch of an alternation at every position, so a rule set of
+~1,500 phrases costs milliseconds per bounce. Nearly every pattern contains a literal run
+("user unknown", " has been replaced by "); a pattern can only match a text that contains
+its literal. The index maps one three-letter piece of each literal to its patterns; a text
+looks up its own pieces, keeps the patterns whose whole literal it contains, and only those
+(plus the few patterns without a literal) are run, in file order.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+_META = set(".^$*+?{}[]()|\\")
+_QUANT = set("*+?{")
+_ESCAPED_LITERAL = set(".^$*+?{}[]()|\\-/ '\"#:;,<>=@!%&~`_")
+
+
+def literal_of(pattern: str) -> str | None:
+    """The longest literal run a match of `pattern` must contain (lower case), or None.
+
+    Only top-level runs count: nothing inside groups or classes, nothing before a quantifier,
+    and nothing at all when the pattern has a top-level `|`.
+    """
+    runs: list[str] = []
+    run: list[str] = []
+    depth = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            token, width = (nxt, 2) if (depth == 0 and nxt in _ESCAPED_LITERAL) else (None, 2)
+        elif c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            token, width = None, j + 1 - i
+        elif c == "{":
+            j = pattern.find("}", i)
+            token, width = None, (j + 1 - i) if j > 0 else 1
+        elif c == "(":
+            depth += 1
+            token, width = None, 1
+        elif c == ")":
+            depth -= 1
+            token, width = None, 1
+        elif c == "|" and depth == 0:
+            return None
+        elif c in _META or depth > 0:
+            token, width = None, 1
+        else:
+            token, width = c, 1
+        quantified = i + width < n and pattern[i + width] in _QUANT
+        if token is not None and not quantified:
+            run.append(token)
+        else:
+            if run:
+                runs.append("".join(run))
+            run = []
+        i += width
+    if run:
+        runs.append("".join(run))
+    best = max(runs, key=len, default="")
+    return best.lower() if len(best) >= 3 else None
+
+
+# Letters from most to least common in English; spaces, digits and signs are common in SMTP
+# replies ("550 ", "5.1.1"), so a piece made of them is a poor key.
+_COMMON = " etaoinsrhldcumfpgwybvkxjqz"
+
+
+def _rarity(ch: str) -> int:
+    if ch in _COMMON:
+        return _COMMON.index(ch)
+    return 2 if ch.isdigit() or not ch.isalnum() else 20
+
+
+def _key(literal: str) -> str:
+    """The literal's least common three-letter piece, so few texts share it by chance."""
+    return max((literal[i:i + 3] for i in range(len(literal) - 2)),
+               key=lambda piece: sum(_rarity(ch) for ch in piece))
+
+
+class Matcher:
+    """For a text, the (rule index, pattern index) pairs worth running, by rule."""
+
+    def __init__(self, rules) -> None:
+        self.index: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        self.always: dict[int, list[int]] = defaultdict(list)  # patterns without a literal
+        self.bare: list[int] = []  # rules with conditions and no patterns
+        for r, rule in enumerate(rules):
+            if not rule.patterns:
+                self.bare.append(r)
+            for p, pattern in enumerate(rule.patterns):
+                lit = literal_of(pattern)
+                if lit is None:
+                    self.always[r].append(p)
+                else:
+                    self.index[_key(lit)].append((r, p, lit))
+        self.keys = frozenset(self.index)
+
+    def candidates(self, text: str) -> dict[int, list[int]]:
+        """Rule index -> its pattern indexes that may match `text` (in file order)."""
+        found: dict[int, list[int]] = {r: [] for r in self.bare}
+        low = text.lower()
+        if not low:
+            return found
+        for r, ps in self.always.items():
+            found[r] = list(ps)
+        index = self.index
+        for piece in self.keys.intersection([low[i:i + 3] for i in range(len(low) - 2)]):
+            for r, p, lit in index[piece]:
+                if lit in low:
+                    if r in found:
+                        found[r].append(p)
+                        found[r].sort()
+                    else:
+                        found[r] = [p]
+        return found
