@@ -254,3 +254,33 @@ def test_bad_rules_file_says_what_to_fix(tmp_path, text, message):
 def test_missing_rules_file_is_an_error(tmp_path):
     with pytest.raises(RulesError, match="ingest.rules_file"):
         load_rules(str(tmp_path / "nope.toml"))
+
+
+@pytest.mark.parametrize("pattern,literal", [
+    ("user unknown", "user unknown"),
+    ("(spf|dmarc) check failed", " check failed"),
+    ("mail ?folder is full", "folder is full"),
+    (r"x{2,3}yz ab", "yz ab"),
+    ("a|bcd", None),
+    (r"\.i\.ua/err/8/", ".i.ua/err/8/"),
+    (r"rcpt <[^>]*> does not exist", "> does not exist"),
+    (r"\bib\d{3}\b", None),
+])
+def test_literal_index_reads_patterns(pattern, literal):
+    from ingest.bounce.matcher import literal_of
+
+    assert literal_of(pattern) == literal
+
+
+def test_literal_index_never_hides_a_match():
+    """The prefilter must pick the same pattern as trying every pattern of every rule."""
+    rules = load_rules()
+    texts = [r[0] for r in ROWS if r[0]] + [p.replace("\\", "") for rule in rules.rules for p in rule.patterns[:3]]
+    for text in texts:
+        found = rules.matcher.candidates(text)
+        for r, rule in enumerate(rules.rules):
+            if not rule.patterns:
+                continue
+            full = rule.which(text)
+            quick = rule.which(text, found.get(r, []))
+            assert (full and full[0]) == (quick and quick[0]), (rule.name, text)
