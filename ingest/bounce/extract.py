@@ -312,6 +312,7 @@ def _from_record(rec: dict, blocks: list[Block]) -> BounceEvent:
     block = _block_for(ev.get("recipient"), blocks, ev.get("final_recipient"))
     if block is not None:
         said = unfold(block_text(block.lines))
+        ev["smtp_command"] = find_command(ev.get("diagnostic")) or find_command(said)
         dsn_diag = ev.get("diagnostic") or ""
         if said and (not dsn_diag or (not find_reply_code(dsn_diag) and find_reply_code(said))
                      or (not find_status(dsn_diag) and find_status(said) and len(dsn_diag) < 40)):

@@ -41,9 +41,9 @@ _MENTIONED = (
               "greeting", "banner", "could not connect", "unable to connect", "connect to ")),
     ("EHLO", ("ehlo ",)),
     ("HELO", ("helo ",)),
-    ("MAIL", ("mail from",)),
-    ("RCPT", ("rcpt to",)),
-    ("DATA", ("end of data", "while sending message")),
+    ("MAIL", ("mail from", "does not like sender")),  # qmail
+    ("RCPT", ("rcpt to", "does not like recipient")),  # qmail
+    ("DATA", ("end of data", "while sending message", ">>> data", "failed after i sent the message")),
 )
 _ALLOWED_COMMANDS = frozenset(("CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
                                "BDAT", "QUIT", "XEXCH50", "RSET"))
@@ -159,21 +159,25 @@ def is_address(value: str | None) -> bool:
 
 
 def unfold(text: str) -> str:
-    """Multi-line SMTP replies as one line: "550-5.1.1 a\\n550 5.1.1 b" -> "550 5.1.1 a b"."""
-    lines = [ln.strip() for ln in text.split("\n")]
-    lines = [ln for ln in lines if ln]
-    if not lines:
-        return ""
-    if len(lines) > 1:
-        first = _CONTINUATION.match(lines[0])
-        if first:
-            code = first.group(1)
-            out = [lines[0][:3] + " " + lines[0][4:]] if lines[0][3:4] == "-" else [lines[0]]
-            for ln in lines[1:]:
-                m = _CONTINUATION.match(ln)
-                out.append(ln[m.end():] if m and m.group(1) == code else ln)
-            lines = out
-    return _SPACE.sub(" ", " ".join(lines)).strip()
+    """Multi-line SMTP replies as one line: "550-5.1.1 a\n550 5.1.1 b" -> "550 5.1.1 a b"."""
+    out: list[str] = []
+    run = None  # the reply code of the multi-line reply being read
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        m = _CONTINUATION.match(line)
+        if m and m.group(1) == run:
+            line = line[m.end():]
+        elif m:
+            run = m.group(1)
+            if line[3:4] == "-":
+                line = line[:3] + " " + line[4:]
+        else:
+            run = None
+        if line:
+            out.append(line)
+    return _SPACE.sub(" ", " ".join(out)).strip()
 
 
 def squash(text: str) -> str:

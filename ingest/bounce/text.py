@@ -46,6 +46,8 @@ def recipient_in(line: str) -> tuple[str, str] | None:
             continue
         elif GENERIC_LABEL.match(before) and rest.strip(" \t.>"):
             continue  # "Label: address" counts only when the address ends the line
+        else:
+            rest = line  # the sentence that names the recipient says what happened to it
         address = clean_address(m.group(1))
         if is_address(address):
             return address, rest.strip(" \t:>")  # type: ignore[return-value]
