@@ -226,8 +226,10 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     if events:
         _add_preamble(events, reading.preamble)
         return events
-    if depth == 0 and rest:
-        inner = _embedded(rest)
+    if depth == 0:
+        # A gateway that wraps the real bounce: attached whole, or pasted below a notice.
+        inner = parts.returned if parts.returned is not None and _is_report(parts.returned) else (
+            _embedded(rest) if rest else None)
         if inner is not None:
             events = _events(inner, depth + 1)
             if events:
@@ -251,6 +253,10 @@ def _sender_domain(msg: email.message.Message) -> str | None:
 
 
 _EMBEDDED_START = re.compile(r"^(?:From |Return-Path:|Received:)", re.M)
+
+
+def _is_report(msg: email.message.Message) -> bool:
+    return msg.get_content_type() == "multipart/report" or bool(BOUNCE_FROM.search(str(msg.get("From") or "")))
 
 
 def _embedded(rest: str) -> email.message.Message | None:
@@ -377,7 +383,8 @@ def _finish(ev: BounceEvent) -> None:
         diag = ev["diagnostic"] = diag[:MAX_DIAGNOSTIC]
     said_status = find_status(diag)
     status = ev.get("status")
-    if said_status and (not status or (_specific(said_status) and said_status[0] == status[0])):
+    if said_status and (not status or said_status[0] == status[0] and (
+            _specific(said_status) or status.endswith(".0.0") and not said_status.endswith(".0.0"))):
         status = said_status  # the receiver's own words are more precise than a relay's summary
     ev["status"] = status
     code = ev.get("reply_code") or find_reply_code(diag)
