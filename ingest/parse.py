@@ -104,6 +104,6 @@ def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, confi
 
         event = {"recipient": found.recipient, "action": "failed", "status": None, "reply_code": None,
                  "diagnostic": None}
-        event.update(classify(event))
+        event.update(classify(event, config=config))
         result.events = [event]
         result.error = None
