@@ -45,6 +45,8 @@ RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
 #   "Name" <kijitora@example.jp>             Exchange;  "kijitora@example.jp":  GMX
 ADDRESS = re.compile(r"<?(" + _ADDR + r")>?")
 LINE_START = re.compile(r"[ \t]*(?:[*\u2022-][ \t]+)?(?:\"[^\"]*\"[ \t]*|'[^']*'[ \t]*)?(?:rfc822;[ \t]*)?[\"']?<?", re.I)
+# Sendmail's per-recipient line in a transcript: "550 <user@example.org>... User unknown".
+SENDMAIL_REPLY = re.compile(r"[ \t]*(?:<<<[ \t]*)?[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}[ \t]+)?<?")
 AFTER_ADDRESS = re.compile(r"(?:\.{3}|[\"'])?(?P<rest>(?:[\s:,].*)?)$")
 
 # A phrase that puts a recipient address right after it (matched on the text before it).

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ingest.bounce.markers import (
     ADDRESS, AFTER_ADDRESS, BOILERPLATE, GENERIC_LABEL, LINE_START, NOT_A_RECIPIENT_LINE, PHRASE_BEFORE,
-    PROSE_AFTER,
+    PROSE_AFTER, SENDMAIL_REPLY,
     RETURNED_MESSAGE, SKIP_LINE,
 )
 from ingest.bounce.smtp import clean_address, is_address
@@ -39,7 +39,9 @@ def recipient_in(line: str) -> tuple[str, str] | None:
         before = line[:m.start()]
         after = AFTER_ADDRESS.match(line, m.end())
         rest = after.group("rest") if after else ""
-        if LINE_START.fullmatch(before):
+        if SENDMAIL_REPLY.fullmatch(before) and line.startswith("...", m.end()):
+            rest = TRANSCRIPT_MARK + line
+        elif LINE_START.fullmatch(before):
             if NOT_A_RECIPIENT_LINE.search(rest) or (PROSE_AFTER.match(rest) and not line[m.start()] == "<"):
                 return None
         elif not PHRASE_BEFORE.search(before[-90:]):
@@ -52,6 +54,10 @@ def recipient_in(line: str) -> tuple[str, str] | None:
         if is_address(address):
             return address, rest.strip(" \t:>")  # type: ignore[return-value]
     return None
+
+
+TRANSCRIPT_MARK = "\x00transcript\x00"  # a block opened by a transcript's reply line
+LISTED = re.compile(r"following addresses? (?:had|has) (?:permanent|transient|delivery)", re.I)
 
 
 @dataclass
@@ -69,6 +75,10 @@ def read_blocks(text: str, senders: frozenset[str] = frozenset()) -> Reading:
     of `senders` is dropped, unless it is the only one the text names (mail to oneself).
     """
     blocks, preamble = _scan(text)
+    if LISTED.search(text):  # Sendmail listed who failed; its transcript may name aliases' targets
+        blocks = [b for b in blocks if not (b.lines and b.lines[0].startswith(TRANSCRIPT_MARK))]
+    for b in blocks:
+        b.lines = [ln.replace(TRANSCRIPT_MARK, "") for ln in b.lines]
     others = [b for b in blocks if b.recipient not in senders]
     return Reading(others or blocks, preamble)
 
