@@ -22,6 +22,18 @@ from ingest.types import ParseResult
 log = logging.getLogger(__name__)
 
 
+def prepare(config: IngestConfig) -> None:
+    """Load and check what parsing needs, once, before the first input.
+
+    A broken rules file stops the command here with its reason (instead of quarantining
+    every bounce), and worker processes forked afterwards share the compiled rules.
+    Raises `ingest.bounce.rules.RulesError`.
+    """
+    from ingest.bounce.rules import load_rules
+
+    load_rules(config.rules_file)
+
+
 def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict | None = None) -> ParseResult:
     """Parse one input. `envelope` (mail_from, rcpt_tos) helps attribute VERP bounces."""
     config = config or IngestConfig()

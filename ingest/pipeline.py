@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.config import IngestConfig
 from ingest.facts import FactWriter
-from ingest.parse import parse_bytes
+from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
 from store import models as m
 
@@ -95,6 +95,7 @@ class Pipeline:
         self.sessions = sessions
         self.config = config or IngestConfig()
         self.clock = clock
+        prepare(self.config)
 
     def ingest(self, raw: bytes, source: str, envelope: Envelope | None = None,
                origin: str | None = None) -> Outcome:

@@ -100,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verbose == 0:  # parsedmarc warns about every report's small deviations
         logging.getLogger("parsedmarc").setLevel(logging.ERROR)
+    from ingest.bounce.rules import RulesError
+
     try:
         config = load(args.config)
         return int(args.func(args, config) or 0)
-    except ConfigError as exc:
+    except (ConfigError, RulesError) as exc:
         print(f"postwatch: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -114,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_parse(args, config) -> int:
+    from ingest.parse import prepare
     from ingest.sources import iter_inputs
 
+    prepare(config.ingest)
     out = sys.stdout
     for result in _parse_all(iter_inputs(args.paths), config.ingest, args.json):
         if args.json:

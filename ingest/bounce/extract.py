@@ -186,7 +186,7 @@ def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dic
     out: list[BounceEvent] = []
     for ev in events:
         _finish(ev)
-        ev.update(classify(ev))  # type: ignore[typeddict-item]
+        ev.update(classify(ev, config=config))  # type: ignore[typeddict-item]
         out.append(ev)
     return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
 

@@ -101,3 +101,22 @@ def test_every_command_has_help():
         assert sub.description, f"postwatch {' '.join(path)} has no description"
         text = sub.format_help()
         assert "usage: postwatch" in text
+
+
+def test_a_broken_rules_file_stops_the_command_with_its_reason(tmp_path, inbox):
+    (tmp_path / "rules.toml").write_text("[[rule]]\nreason = 'nosuchreason'\nmatch = ['x']\n")
+    env = {"POSTWATCH_INGEST__RULES_FILE": str(tmp_path / "rules.toml")}
+    for command in (["parse", "--json", str(inbox)], ["ingest", "--no-progress", str(inbox)]):
+        proc = run(command, cwd=tmp_path, env=env, check=False)
+        assert proc.returncode == 2, command
+        assert "rules.toml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_operators_rules_file_decides_first_in_parse(tmp_path, inbox):
+    (tmp_path / "ours.toml").write_text(
+        "[[rule]]\nname = 'our-filter'\nreason = 'filtered'\nmatch = ['recipient address rejected']\n")
+    env = {"POSTWATCH_INGEST__RULES_FILE": str(tmp_path / "ours.toml")}
+    plain = json.loads(run(["parse", "--json", str(inbox / "bounce.eml")], cwd=tmp_path).stdout)
+    ours = json.loads(run(["parse", "--json", str(inbox / "bounce.eml")], cwd=tmp_path, env=env).stdout)
+    assert plain["events"][0]["reason"] == "userunknown"
+    assert ours["events"][0]["reason"] == "filtered" and "our-filter" in ours["events"][0]["rule"]
