@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def iter_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """Every (sub)command as (("db", "upgrade"), its parser) — for the docs and --help tests."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,), sub
+                yield from iter_commands(sub, prefix + (name,))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

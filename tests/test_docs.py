@@ -1,30 +1,22 @@
 """The README is the user's manual: every command and every configuration key is in it."""
 import re
 
-from postwatch.cli import build_parser
+from postwatch.cli import build_parser, iter_commands
 from postwatch.config import describe
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 
 
-def _commands(parser, prefix=()):
-    for action in parser._actions:
-        if action.__class__.__name__ == "_SubParsersAction":
-            for name, sub in action.choices.items():
-                yield prefix + (name,), sub
-                yield from _commands(sub, prefix + (name,))
-
-
 def test_every_command_is_documented():
-    missing = [" ".join(path) for path, _ in _commands(build_parser())
+    missing = [" ".join(path) for path, _ in iter_commands(build_parser())
                if f"postwatch {' '.join(path)}" not in README]
     assert missing == []
 
 
 def test_every_option_is_documented():
     missing = []
-    for path, sub in _commands(build_parser()):
+    for path, sub in iter_commands(build_parser()):
         for action in sub._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help" and flag not in README:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from postwatch.cli import build_parser
+from postwatch.cli import build_parser, iter_commands
 from tests.ingest.messages import dmarc_xml, postfix_dsn, vacation_reply
 
 EXE = [sys.executable, "-m", "postwatch.cli"]
@@ -88,16 +88,8 @@ def test_a_missing_path_is_reported(tmp_path):
     assert proc.returncode == 1 and "no such file" in proc.stdout
 
 
-def _subcommands(parser, prefix=()):
-    for action in parser._actions:
-        if action.__class__.__name__ == "_SubParsersAction":
-            for name, sub in action.choices.items():
-                yield prefix + (name,), sub
-                yield from _subcommands(sub, prefix + (name,))
-
-
 def test_every_command_has_help():
-    for path, sub in _subcommands(build_parser()):
+    for path, sub in iter_commands(build_parser()):
         assert sub.description, f"postwatch {' '.join(path)} has no description"
         text = sub.format_help()
         assert "usage: postwatch" in text
