@@ -18,10 +18,11 @@ def detect_kind(msg: email.message.Message) -> str:
     ctype = msg.get_content_type()
     report_type = (msg.get_param("report-type") or "") if ctype == "multipart/report" else ""
     report_type = str(report_type).lower()
-    if report_type == "feedback-report" or _has_part(msg, "message/feedback-report"):
+    types = {part.get_content_type() for part in msg.walk()} if msg.is_multipart() else set()
+    if report_type == "feedback-report" or "message/feedback-report" in types:
         return "dmarc_failure" if feedback_type_of(msg) == "auth-failure" else "complaint"
-    if report_type in ("delivery-status", "delivery-status-notification") or _has_part(
-            msg, "message/delivery-status", "message/global-delivery-status"):
+    if report_type in ("delivery-status", "delivery-status-notification") or not types.isdisjoint(
+            ("message/delivery-status", "message/global-delivery-status")):
         return "bounce"
     report = looks_like_report_mail(msg)
     if report:
@@ -34,8 +35,3 @@ def detect_kind(msg: email.message.Message) -> str:
         return "auto_reply"
     return "unknown"
 
-
-def _has_part(msg: email.message.Message, *types: str) -> bool:
-    if not msg.is_multipart():
-        return False
-    return any(part.get_content_type() in types for part in msg.walk())
