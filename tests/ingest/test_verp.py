@@ -63,3 +63,20 @@ def test_a_bounce_naming_nobody_takes_its_recipient_from_classic_verp():
     assert result.kind == "bounce" and result.error is None
     assert [e["recipient"] for e in result.events] == ["gone@example.org"]
     assert result.attribution["verp_recipient"] == "gone@example.org"
+
+
+def test_token_attribution_reaches_the_stored_event(store):
+    from sqlalchemy import select
+
+    from ingest.pipeline import Envelope, Pipeline
+    from store import models as m
+
+    pipeline = Pipeline(store, IngestConfig(verp_secret=KEY))
+    good = verp.encode_token(9001, KEY, "send.example.com")
+    bad = good.replace("+t-", "+t-b")
+    pipeline.ingest(postfix_dsn(message_id="<a@x>"), "smtp", Envelope("", (good,)))
+    pipeline.ingest(postfix_dsn(message_id="<b@x>"), "smtp", Envelope("", (bad,)))
+    with store() as s:
+        rows = {e.orig_message_id: e for e in s.scalars(select(m.BounceEvent))}
+    assert rows["<a@x>"].send_id == 9001 and rows["<a@x>"].verp_token
+    assert rows["<b@x>"].send_id is None and rows["<b@x>"].verp_token  # stored, not trusted
