@@ -16,8 +16,8 @@ import multiprocessing
 import os
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -28,14 +28,10 @@ from ingest.facts import FactWriter
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
 from store import models as m
+from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 PARALLEL_MIN = 64  # fewer inputs than this are parsed in this process
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def _alembic_config(engine: Engine):
     return cfg
 
 
-def upgrade(config: DatabaseConfig, revision: str = "head") -> str | None:
+def upgrade(config: DatabaseConfig, revision: str = "heads") -> str | None:
     """Create or migrate the schema; returns the version the database is at."""
     from alembic import command
 
@@ -72,4 +72,5 @@ def current_version(config: DatabaseConfig) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with get_engine(config).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return "+".join(sorted(heads)) or None

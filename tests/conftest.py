@@ -48,3 +48,19 @@ def corpus() -> Path:
     need((CORPUS / "manifest.json").is_file(),
          f"the shared corpus is not at {CORPUS} (set POSTWATCH_CORPUS to its folder)")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def _dns_server():
+    from tests.dns_server import LocalDNS
+
+    server = LocalDNS().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(_dns_server):
+    """A loopback DNS server with an empty zone; add records with `.add(name, type, value)`."""
+    _dns_server.clear()
+    return _dns_server

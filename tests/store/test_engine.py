@@ -36,8 +36,8 @@ def test_models_match_the_migrations(store, database):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from store.models import Base
+    from store.schema import metadata
 
     with get_engine(database).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []

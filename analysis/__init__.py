@@ -1,0 +1,1 @@
+"""Analysis: events become decisions — rollups, scores, suppressions, alerts, checks."""

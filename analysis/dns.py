@@ -1,0 +1,39 @@
+"""DNS look-ups for the analysis (MX of recipient domains, DNSBL zones, SPF/DMARC records).
+
+One resolver, built from the [dns] section, so that tests point every look-up at a local
+server and production uses the system resolver.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.resolver
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """[dns]: the resolver the analysis uses."""
+
+    nameservers: tuple[str, ...] = ()  # "IP" or "IP:PORT"; empty = the system resolver
+    timeout: float = 3.0  # seconds per look-up, all tries included
+
+
+def make_resolver(config: DnsConfig) -> dns.resolver.Resolver:
+    if not config.nameservers:
+        resolver = dns.resolver.Resolver()
+    else:
+        resolver = dns.resolver.Resolver(configure=False)
+        hosts, ports = [], set()
+        for entry in config.nameservers:
+            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            hosts.append(host or entry)
+            if port:
+                ports.add(int(port))
+        if len(ports) > 1:
+            raise ValueError("dns.nameservers: all servers must use the same port")
+        resolver.nameservers = hosts
+        if ports:
+            resolver.port = ports.pop()
+    resolver.lifetime = config.timeout
+    resolver.timeout = config.timeout
+    return resolver

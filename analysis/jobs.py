@@ -1,0 +1,54 @@
+"""The analysis jobs: one registry that the scheduler and `postwatch analyze` both run.
+
+A job is a function of a `JobContext` returning how many rows it wrote. Jobs are idempotent:
+running one twice in a row writes nothing new the second time.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.clock import Clock
+
+# Modules that define jobs with @job; importing them fills the registry.
+JOB_MODULES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobContext:
+    sessions: sessionmaker[Session]
+    settings: Any  # the whole configuration (postwatch.config.Config): each job reads its sections
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[[JobContext], int]
+    every: timedelta | None = None  # run at this interval ...
+    cron: str | None = None  # ... or on this crontab line ("0 * * * *")
+    order: int = 100  # `postwatch analyze` runs jobs in this order: rollups before scores before alerts
+    description: str = ""
+
+
+REGISTRY: dict[str, Job] = {}
+
+
+def job(name: str, *, every: timedelta | None = None, cron: str | None = None, order: int = 100):
+    """Register the decorated function as a job."""
+    def register(fn: Callable[[JobContext], int]) -> Callable[[JobContext], int]:
+        if name in REGISTRY and REGISTRY[name].run is not fn:
+            raise ValueError(f"two jobs are named {name!r}")
+        REGISTRY[name] = Job(name, fn, every, cron, order, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return register
+
+
+def all_jobs() -> list[Job]:
+    for module in JOB_MODULES:
+        importlib.import_module(module)
+    return sorted(REGISTRY.values(), key=lambda j: (j.order, j.name))

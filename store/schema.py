@@ -1,0 +1,9 @@
+"""Every model module, imported once, so that `Base.metadata` holds the whole schema.
+
+Alembic's environment and the tests read the metadata from here; a new model module is
+added to this list.
+"""
+from store import models  # noqa: F401
+from store.models import Base
+
+metadata = Base.metadata
