@@ -29,13 +29,16 @@ STATUS_FIELD = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ANSWERED = re.compile(r"(?:in reply to|after|response to|for|did not like our) (?:the )?(?:our )?"
                        r"(end of data|final data|end of message|data|rcpt|mail|ehlo|helo|starttls|"
                        r"initial|message|body|connect)\b|\b(data|rcpt to|mail from|ehlo|helo|starttls) "
-                       r"(?:command|response)\b")
-_ANSWERED_GATE = ("in reply to", "after ", "response", "command", "did not like")
+                       r"(?:command|response)\b|"
+                       r"\bsmtp(?: command:? ?|:)(data|rcpt|mail|ehlo|helo)\b|"  # mFILTER, X3: "SMTP command DATA", "SMTP:RCPT"
+                       r"\[(rcpt|mail)_(?:to|from)\]")  # Yahoo: "... User Unknown [RCPT_TO]"
+_ANSWERED_GATE = ("in reply to", "after ", "response", "command", "did not like", "smtp:", "_to]", "_from]")
 _ANSWERED_NAME = {"end of data": "DATA", "final data": "DATA", "end of message": "DATA", "data": "DATA",
                   "message": "DATA", "body": "DATA", "rcpt": "RCPT", "rcpt to": "RCPT", "mail": "MAIL",
                   "mail from": "MAIL", "ehlo": "EHLO", "helo": "HELO", "starttls": "STARTTLS",
                   "initial": "CONN", "connect": "CONN"}
 _MENTIONED = (
+    ("RCPT", ("rcpt to:",)),  # a quoted dialogue (">>> RCPT To:<...>") names what failed
     ("STARTTLS", ("starttls", "tls negotiation failed", "tls handshake failed")),
     ("CONN", ("while connecting", "connection refused", "connection timed out", "no smtp connection",
               "greeting", "banner", "could not connect", "unable to connect", "connect to ")),
@@ -111,7 +114,7 @@ def find_command(text: str | None) -> str | None:
     if any(gate in low for gate in _ANSWERED_GATE):
         m = _ANSWERED.search(low)
         if m:
-            return _ANSWERED_NAME[m.group(1) or m.group(2)]
+            return _ANSWERED_NAME[next(g for g in m.groups() if g)]
     for name, words in _MENTIONED:
         if any(w in low for w in words):
             return name

@@ -21,8 +21,8 @@ ROWS = [
      "5.1.10", "550", {}, "userunknown"),
     ("554 delivery error: dd This user doesn't have a yahoo.com account (kim@yahoo.com) [0] - mta1.mail.yahoo.com",
      "5.0.0", "554", {"recipient": "kim@yahoo.com"}, "userunknown"),
-    ("450 4.1.1 <kim@example.org>: Recipient address rejected: mailbox not found", "4.1.1", "450", {},
-     "userunknown"),
+    ("450 4.1.1 <kim@example.org>: Recipient address rejected: mailbox not found", "4.1.1", "450",
+     {"smtp_command": "RCPT"}, "userunknown"),
     ("Host or domain name not found. Name service error for name=example.invalid type=AAAA: Host not found",
      "5.4.4", None, {}, "hostunknown"),
     ("550 5.1.2 <kim@nxdomain.example>: Recipient address rejected: Domain not found", "5.1.2", "550", {},
@@ -163,10 +163,23 @@ def test_rate_limit_behind_5_1_1_is_not_userunknown():
 
 
 def test_mailbox_not_found_behind_4xx_is_userunknown():
-    out = classify({"status": "4.0.0", "reply_code": "450", "action": "failed",
+    out = classify({"status": "4.0.0", "reply_code": "450", "action": "failed", "smtp_command": "RCPT",
                     "diagnostic": "450 4.0.0 Requested action aborted: mailbox not found"})
     assert out["reason"] == "userunknown"
     assert out["hard_bounce"] is True
+
+
+@pytest.mark.parametrize("command,status,reason", [
+    ("RCPT", None, "userunknown"),  # said to RCPT TO: the address is unknown
+    (None, "5.1.1", "userunknown"),  # a 5.1.x status that means so
+    ("DATA", None, "filtered"),  # said after DATA: the receiver's filter (Sisimai: Filtered.pm)
+    (None, None, "filtered"),  # no command to tell, no status: Sisimai reads it as filtered too
+    (None, "5.2.1", "filtered"),
+    ("MAIL", None, "rejected"),  # said to MAIL FROM: about our sender address
+])
+def test_user_unknown_wording_depends_on_command_and_status(command, status, reason):
+    event = {"action": "failed", "diagnostic": "550 User unknown", "smtp_command": command, "status": status}
+    assert classify(event)["reason"] == reason
 
 
 def test_notaccept_is_hard_only_when_permanent():
@@ -177,7 +190,7 @@ def test_notaccept_is_hard_only_when_permanent():
 
 def test_rule_names_the_deciding_rule():
     out = classify({"status": "5.1.1", "diagnostic": "550 5.1.1 <kim@example.org>... User unknown"})
-    assert re.fullmatch(r"rules\.toml:userunknown#\d+ /user unknown/", out["rule"]), out["rule"]
+    assert re.fullmatch(r"rules\.toml:userunknown-status#\d+ /user unknown/", out["rule"]), out["rule"]
     d = decide({"status": "5.1.1", "diagnostic": "550 5.1.1 <kim@example.org>... User unknown"})
     assert d.matched == "User unknown"
     # no words: the code decides, and says so
@@ -210,8 +223,9 @@ def test_the_failed_command_matters():
 
 
 def test_status_is_derived_when_missing():
-    out = classify({"action": "failed", "diagnostic": "550 User unknown"})
+    out = classify({"action": "failed", "diagnostic": "550 User unknown", "smtp_command": "RCPT"})
     assert out["status"] == "5.0.911"
+    assert classify({"action": "failed", "diagnostic": "550 User unknown"})["status"] == "5.0.910"
     assert classify({"action": "delayed", "diagnostic": "Mailbox full"})["status"] == "4.0.922"
     assert "status" not in classify({"status": "5.1.1", "diagnostic": "User unknown"})
 
