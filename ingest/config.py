@@ -27,3 +27,40 @@ class SMTPConfig:
 
     listen: str = "127.0.0.1:2525"
     accept: tuple[str, ...] = field(default=DEFAULT_ACCEPT)
+    hostname: str = ""  # the name in the greeting; empty = this machine's name
+    max_message_bytes: int = 25 * 1024 * 1024  # SIZE; larger messages get 552
+    max_recipients: int = 50  # per message; more get 452
+    max_sessions: int = 1000  # open sessions from all clients together; more get 421
+    sessions_per_ip: int = 50  # open sessions from one client address; more get 421
+    messages_per_minute: int = 3000  # accepted messages per client address per minute; 0 = no limit
+    command_timeout: float = 300.0  # seconds to wait for the next command
+    data_timeout: float = 600.0  # seconds a client may take to send one message (DATA to the final dot)
+    starttls: bool = True  # offer STARTTLS
+    require_tls: bool = False  # refuse mail until the client has issued STARTTLS
+    tls_cert: str = ""  # PEM certificate chain; empty = a self-signed one made in the spool folder
+    tls_key: str = ""  # PEM private key of tls_cert
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    """[spool]: where collectors keep raw messages until the pipeline has stored them."""
+
+    dir: str = "var/spool"  # relative to the working directory
+    batch_size: int = 200  # spooled messages per database transaction
+
+
+@dataclass(frozen=True)
+class IMAPConfig:
+    """[imap]: the IMAP collector."""
+
+    mailboxes: tuple[str, ...] = ()  # imaps://USER[:PASSWORD]@HOST[:PORT]/FOLDER, one per mailbox
+    password: str = ""  # for the mailboxes whose address carries none
+    processed_folder: str = "Processed"  # where a message goes once stored
+    quarantine_folder: str = "Quarantine"  # where a message goes when postwatch could not read it
+    batch_size: int = 100  # messages fetched per round trip
+    poll_seconds: float = 60.0  # between checks when the server has no IDLE
+    idle_seconds: float = 1500.0  # longest IDLE before it is renewed (servers drop it at 30 min)
+    timeout_seconds: float = 60.0  # network timeout of one IMAP command
+    backoff_max_seconds: float = 300.0  # longest wait between reconnection attempts
+    tls_verify: bool = True  # check the server's certificate and name
+    ca_file: str = ""  # extra CA certificates (PEM) to trust, e.g. a private CA

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 
 from postwatch import __version__
@@ -74,6 +75,37 @@ def _add_explain(sub) -> None:
     p.set_defaults(func=cmd_explain)
 
 
+def _add_collect(sub) -> None:
+    p = sub.add_parser("collect", help="receive feedback by SMTP or fetch it by IMAP",
+                       description="Run a collector: it writes each message to the spool (fsync'd) "
+                                   "and a spool worker stores it. Stops cleanly on Ctrl-C or SIGTERM; "
+                                   "what is left in the spool is stored at the next start.")
+    csub = p.add_subparsers(dest="collect_command", metavar="COMMAND", required=True)
+    smtp = csub.add_parser("smtp", help="an SMTP server for the report addresses (never a relay)",
+                           description="Listen on smtp.listen and accept mail for the addresses "
+                                       "smtp.accept allows (550 5.1.1 for any other); answer 250 once "
+                                       "the message is on disk in the spool.")
+    smtp.add_argument("--listen", metavar="HOST:PORT", help="override smtp.listen")
+    smtp.add_argument("--no-drain", action="store_true",
+                      help="only receive into the spool; store it later with `postwatch collect drain`")
+    smtp.set_defaults(func=cmd_collect_smtp)
+    imap = csub.add_parser("imap", help="fetch feedback from the mailboxes in imap.mailboxes",
+                           description="Fetch new messages from each mailbox by UID, store them, then "
+                                       "move them to imap.processed_folder (imap.quarantine_folder when "
+                                       "postwatch cannot read them). Waits with IDLE, or polls.")
+    imap.add_argument("--once", action="store_true", help="fetch what is there now, then exit")
+    imap.set_defaults(func=cmd_collect_imap)
+    drain = csub.add_parser("drain", help="store what waits in the spool, then exit",
+                            description="Ingest every message waiting in spool.dir into the store "
+                                        "and print how many.")
+    drain.set_defaults(func=cmd_collect_drain)
+
+
+# Command groups kept in modules of their own; each has `register(subparsers)`, and keeps its
+# imports inside the command functions so that start-up stays light.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postwatch",
@@ -90,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(sub)
     _add_config(sub)
     _add_explain(sub)
+    _add_collect(sub)
     return parser
 
 
@@ -225,8 +258,10 @@ def cmd_config_show(args, config) -> int:
     for key, env, _default, _type in describe():
         section, name = key.split(".", 1)
         value = getattr(getattr(config, section), name)
-        if "secret" in name and value:
+        if ("secret" in name or "password" in name) and value:
             value = "(set)"
+        elif key == "imap.mailboxes":
+            value = tuple(re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", v) for v in value)
         print(f"{key} = {value!r}    # {env}")
     return 0
 
@@ -245,6 +280,47 @@ def cmd_explain(args, config) -> int:
         else:
             print_explanation(item.name, explained, sys.stdout)
     return 0
+
+
+def _collector_logging(args) -> None:
+    if args.verbose == 0:  # a collector's log is its record of who sent what
+        for name in ("ingest.collectors", "ingest.spool"):
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+def cmd_collect_smtp(args, config) -> int:
+    import dataclasses
+
+    from ingest.collectors.service import CollectorError, run_smtp
+
+    _collector_logging(args)
+    if args.listen:
+        config = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, listen=args.listen))
+    try:
+        return run_smtp(config, drain=not args.no_drain)
+    except CollectorError as exc:
+        print(f"postwatch: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_collect_imap(args, config) -> int:
+    from ingest.collectors.service import CollectorError, run_imap
+
+    _collector_logging(args)
+    try:
+        return run_imap(config, once=args.once)
+    except CollectorError as exc:
+        print(f"postwatch: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_collect_drain(args, config) -> int:
+    from ingest.collectors.service import drain_spool
+
+    _collector_logging(args)
+    n, left = drain_spool(config)
+    print(f"{n} message(s) stored from {config.spool.dir}; {left} left")
+    return 0 if left == 0 else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ingest.config import IngestConfig, SMTPConfig
+from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from store.config import DatabaseConfig
 
 DEFAULT_FILE = "postwatch.toml"
@@ -25,6 +25,8 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseConfig,
     "ingest": IngestConfig,
     "smtp": SMTPConfig,
+    "imap": IMAPConfig,
+    "spool": SpoolConfig,
 }
 
 
@@ -37,6 +39,8 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
 
 

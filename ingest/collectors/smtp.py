@@ -1,0 +1,377 @@
+"""The SMTP collector: aiosmtpd for the report addresses, never a relay.
+
+The handler checks recipients against `smtp.accept`, enforces the per-client limits, and
+hands each message to the spool's group committer; the `250` goes out only once the
+message is fsync'd on disk. What a message is, the pipeline decides later.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import fnmatch
+import logging
+import re
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from aiosmtpd.smtp import MISSING, SMTP, login_always_fail
+
+from ingest.config import SMTPConfig
+
+from ingest.spool import GroupCommitter, Item, SpoolError
+
+log = logging.getLogger("ingest.collectors.smtp")
+
+# Commands a client may repeat in one session before it is told goodbye (floods).
+CALL_LIMITS = {"NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10, "EHLO": 20, "HELO": 20,
+               "STARTTLS": 3, "RSET": 1000, "*": 100_000}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:2525`) -> (host, port), or a sentence saying what is wrong."""
+    text = listen.strip()
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\s]*):(\d+)", text)
+    if not m:
+        raise ValueError(f"smtp.listen {listen!r} is not HOST:PORT (for example 127.0.0.1:2525)")
+    host = m.group(1) or m.group(3) or "0.0.0.0"
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"smtp.listen {listen!r}: port {port} is out of range")
+    return host, port
+
+
+class RecipientPolicy:
+    """`smtp.accept` patterns (`*` and `?` wildcards, case-insensitive) against an address."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = tuple(p.strip().lower() for p in patterns if p.strip())
+        self._regex = re.compile("|".join(fnmatch.translate(p) for p in self.patterns) or r"(?!)")
+
+    def allows(self, address: str) -> bool:
+        address = address.strip().lower()
+        return "@" in address and bool(self._regex.fullmatch(address))
+
+
+class ClientLimits:
+    """Open sessions per client address and accepted messages per client per minute."""
+
+    def __init__(self, config: SMTPConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.open: collections.Counter[str] = collections.Counter()
+        self.total = 0
+        self._recent: dict[str, collections.deque] = {}
+
+    def enter(self, ip: str) -> str | None:
+        """Register a new session; or the reason it is refused."""
+        if self.config.max_sessions and self.total >= self.config.max_sessions:
+            return f"too many sessions open ({self.total}); try again later"
+        if self.config.sessions_per_ip and self.open[ip] >= self.config.sessions_per_ip:
+            return f"too many sessions from {ip} ({self.open[ip]} open); try again later"
+        self.open[ip] += 1
+        self.total += 1
+        return None
+
+    def leave(self, ip: str) -> None:
+        self.total -= 1
+        self.open[ip] -= 1
+        if self.open[ip] <= 0:
+            del self.open[ip]
+
+    def _window(self, ip: str) -> collections.deque:
+        q = self._recent.get(ip)
+        if q is None:
+            q = self._recent[ip] = collections.deque()
+        cutoff = self.clock() - 60.0
+        while q and q[0] < cutoff:
+            q.popleft()
+        return q
+
+    def message_refusal(self, ip: str) -> str | None:
+        limit = self.config.messages_per_minute
+        if limit and len(self._window(ip)) >= limit:
+            return f"too many messages from {ip} (limit {limit} a minute); try again later"
+        return None
+
+    def count_message(self, ip: str) -> None:
+        if self.config.messages_per_minute:
+            self._window(ip).append(self.clock())
+        if len(self._recent) > 10_000:  # forget quiet clients
+            for key in [k for k, q in self._recent.items() if not self._window(k)]:
+                del self._recent[key]
+
+
+@dataclass
+class Stats:
+    sessions: int = 0
+    accepted: int = 0
+    refused_recipients: int = 0
+    refused_sessions: int = 0
+    by_reply: collections.Counter = field(default_factory=collections.Counter)
+
+
+def _peer_ip(session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
+class FeedbackHandler:
+    """aiosmtpd handler: recipients, limits, and the spool. Knows nothing about parsing."""
+
+    def __init__(self, config: SMTPConfig, committer: GroupCommitter, limits: ClientLimits | None = None) -> None:
+        self.config = config
+        self.policy = RecipientPolicy(config.accept)
+        self.committer = committer
+        self.limits = limits or ClientLimits(config)
+        self.stats = Stats()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        # postwatch takes no AUTH: a report address needs none, and offering it invites guessing
+        return [r for r in responses if not r[4:].upper().startswith("AUTH")]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        ip = _peer_ip(session)
+        why = self.limits.message_refusal(ip)
+        if why:
+            log.warning("smtp %s: refused MAIL FROM <%s>: %s", ip, address, why)
+            self.stats.by_reply["421"] += 1
+            server.loop.call_soon(server.transport.close)
+            return f"421 4.7.0 {why}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        ip = _peer_ip(session)
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            self.stats.by_reply["452"] += 1
+            return f"452 4.5.3 Too many recipients (at most {self.config.max_recipients} per message)"
+        if not self.policy.allows(address):
+            self.stats.refused_recipients += 1
+            self.stats.by_reply["550"] += 1
+            log.info("smtp %s: refused RCPT TO <%s>: not a feedback address of this server", ip, address)
+            return f"550 5.1.1 <{address}>: recipient not accepted here (this server only takes feedback)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        ip = _peer_ip(session)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def committed(path: Path | None, error: Exception | None) -> None:
+            loop.call_soon_threadsafe(_settle, done, path, error)
+
+        item = Item(envelope.original_content or b"", "smtp", f"smtp {ip} helo={session.host_name}",
+                    envelope.mail_from, tuple(envelope.rcpt_tos))
+        self.committer.submit(item, committed)
+        try:
+            path = await done
+        except SpoolError as exc:
+            log.error("smtp %s: message from <%s> NOT accepted: %s", ip, envelope.mail_from, exc)
+            self.stats.by_reply["451"] += 1
+            return "451 4.3.0 Temporary failure writing the message to disk; try again later"
+        self.limits.count_message(ip)
+        self.stats.accepted += 1
+        self.stats.by_reply["250"] += 1
+        log.info("smtp %s: accepted %d bytes from <%s> for %s as %s", ip, len(item.raw),
+                 envelope.mail_from, ", ".join(f"<{r}>" for r in envelope.rcpt_tos), path.name)
+        return f"250 2.0.0 OK queued as {path.stem}"
+
+
+def _settle(fut: asyncio.Future, path, error) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error if isinstance(error, SpoolError) else SpoolError(str(error)))
+    else:
+        fut.set_result(path)
+
+
+_SMTP_COMMANDS = tuple(name[5:] for name in dir(SMTP) if name.startswith("smtp_"))
+
+
+class CollectorSMTP(SMTP):
+    """aiosmtpd's SMTP with per-client limits, separate command and data timeouts, a DATA
+    reader that works on blocks instead of lines, and a cheaper start for each session."""
+
+    def __init__(self, handler: FeedbackHandler, *, config: SMTPConfig, hostname: str,
+                 tls_context: ssl.SSLContext | None = None, loop: asyncio.AbstractEventLoop | None = None):
+        # aiosmtpd's own __init__ inspects the handler and itself on every connection,
+        # which costs more than receiving a small message; the same attributes are set here.
+        self.__ident__ = "postwatch"
+        self.loop = loop or asyncio.get_event_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected, loop=self.loop)
+        self.event_handler = handler
+        self.data_size_limit = config.max_message_bytes or None
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = bool(tls_context) and config.require_tls
+        self._timeout_duration = config.command_timeout
+        self._data_timeout = config.data_timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = True
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        self._auth_methods = {}
+        self._handle_hooks = {name: getattr(handler, "handle_" + name)
+                              for name in ("EHLO", "MAIL", "RCPT", "DATA") if hasattr(handler, "handle_" + name)}
+        self._ehlo_hook_ver = "new"
+        self._smtp_methods = {name: getattr(self, "smtp_" + name) for name in _SMTP_COMMANDS}
+        self._enforce_call_limit = True
+        self._call_limit_base = CALL_LIMITS
+        self._call_limit_default = CALL_LIMITS["*"]
+        self._limits: ClientLimits = handler.limits
+        self._ip: str | None = None
+
+    async def _handle_client(self) -> None:
+        ip = self._ip = _peer_ip(self.session)
+        why = self._limits.enter(ip)
+        if why:
+            self._ip = None
+            self.event_handler.stats.refused_sessions += 1
+            log.warning("smtp %s: connection refused: %s", ip, why)
+            await self.push(f"421 4.7.0 {self.hostname} {why}")
+            self.transport.close()
+            return
+        self.event_handler.stats.sessions += 1
+        log.debug("smtp %s: connected", ip)
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._ip is not None:
+            self._limits.leave(self._ip)
+            log.debug("smtp %s: disconnected", self._ip)
+            self._ip = None
+        super().connection_lost(error)
+
+    def _timeout_cb(self):
+        log.info("smtp %s: timed out; connection closed", self._ip or _peer_ip(self.session))
+        super()._timeout_cb()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        self._reset_timeout(self._data_timeout)  # the whole message must arrive within this
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, too_big = await self._read_data()
+        self._reset_timeout()
+        if too_big:
+            self._set_post_data_state()
+            log.info("smtp %s: refused a message over %d bytes from <%s>", self._ip,
+                     self.data_size_limit, self.envelope.mail_from)
+            await self.push(f"552 5.3.4 Message too big (the limit is {self.data_size_limit} bytes)")
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, bool]:
+        """Read to the lone dot; undo dot-stuffing. Lines may be long (feedback is kept, not
+        judged, here); only the total is limited. `.` ends the data only after CRLF, so a
+        bare LF never ends it (no smuggling)."""
+        reader = self._reader
+        limit = self.data_size_limit
+        parts: list[bytes] = []
+        size = 0
+        too_big = False
+        tail = b"\r\n"  # the last two bytes seen; the DATA line's CRLF to begin with
+        reader._limit = 1 << 16  # block reads during DATA (aiosmtpd's limit is one command line)
+        try:
+            while True:
+                try:
+                    piece = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError as e:  # no terminator in this block yet
+                    piece = await reader.readexactly(e.consumed)
+                    ended = False
+                else:
+                    before = piece[:-3]
+                    ended = (before[-2:] if len(before) >= 2 else (tail + before)[-2:]) == b"\r\n"
+                if ended:
+                    piece = piece[:-3]
+                size += len(piece)
+                if limit and size > limit:
+                    too_big = True
+                    parts.clear()
+                elif not too_big:
+                    parts.append(piece)
+                if ended:
+                    break
+                tail = piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
+        finally:
+            reader._limit = self.line_length_limit
+        if too_big:
+            return b"", True
+        data = b"".join(parts)
+        if b"\r\n." in data:
+            data = data.replace(b"\r\n.", b"\r\n")
+        if data.startswith(b"."):
+            data = data[1:]
+        return data, False
+
+
+def tls_context(config: SMTPConfig, spool_dir: Path, hostname: str) -> ssl.SSLContext | None:
+    """The STARTTLS context: the configured certificate, or a self-signed one made once."""
+    if not config.starttls:
+        return None
+    cert, key = config.tls_cert, config.tls_key
+    if bool(cert) != bool(key):
+        raise ValueError("smtp.tls_cert and smtp.tls_key go together: set both, or neither for a self-signed certificate")
+    if not cert:
+        from ingest.collectors.tlscert import ensure_self_signed
+
+        cert, key = ensure_self_signed(spool_dir / "tls", hostname)
+        log.warning("smtp: no certificate configured (smtp.tls_cert); STARTTLS uses a self-signed one "
+                    "at %s - fine for tests, set a real one on a public MX", cert)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the STARTTLS certificate {cert} / key {key}: {exc}") from None
+    return ctx
+
+
+def default_hostname(config: SMTPConfig) -> str:
+    if config.hostname:
+        return config.hostname
+    import socket
+
+    return socket.gethostname() or "postwatch"
+
+
+def make_factory(handler: FeedbackHandler, config: SMTPConfig, hostname: str,
+                 context: ssl.SSLContext | None) -> Callable[[], CollectorSMTP]:
+    def factory() -> CollectorSMTP:
+        return CollectorSMTP(handler, config=config, hostname=hostname, tls_context=context)
+    return factory
+
+
+def describe(config: SMTPConfig) -> dict[str, Any]:
+    return {"listen": config.listen, "accept": list(config.accept), "max_message_bytes": config.max_message_bytes}
