@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from analysis.dns import DnsConfig
+from analysis.ops_config import AlertsConfig, BlocklistsConfig, DomainsConfig, SchedulerConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from store.config import DatabaseConfig
 
@@ -27,6 +29,11 @@ SECTIONS: dict[str, type] = {
     "smtp": SMTPConfig,
     "imap": IMAPConfig,
     "spool": SpoolConfig,
+    "dns": DnsConfig,
+    "domains": DomainsConfig,
+    "blocklists": BlocklistsConfig,
+    "alerts": AlertsConfig,
+    "scheduler": SchedulerConfig,
 }
 
 
@@ -41,6 +48,11 @@ class Config:
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    domains: DomainsConfig = field(default_factory=DomainsConfig)
+    blocklists: BlocklistsConfig = field(default_factory=BlocklistsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
 
 
