@@ -52,7 +52,8 @@ class RecipientPolicy:
 
     def allows(self, address: str) -> bool:
         address = address.strip().lower()
-        return "@" in address and bool(self._regex.fullmatch(address))
+        local, _, domain = address.rpartition("@")
+        return bool(local and domain) and bool(self._regex.fullmatch(address))
 
 
 class ClientLimits:
@@ -141,7 +142,7 @@ class FeedbackHandler:
             self.stats.by_reply["421"] += 1
             server.loop.call_soon(server.transport.close)
             return f"421 4.7.0 {why}"
-        envelope.mail_from = address
+        envelope.mail_from = address  # "<>" for the null reverse path of DSNs
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
@@ -167,8 +168,9 @@ class FeedbackHandler:
         def committed(path: Path | None, error: Exception | None) -> None:
             loop.call_soon_threadsafe(_settle, done, path, error)
 
+        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
         item = Item(envelope.original_content or b"", "smtp", f"smtp {ip} helo={session.host_name}",
-                    envelope.mail_from, tuple(envelope.rcpt_tos))
+                    mail_from, tuple(envelope.rcpt_tos))
         self.committer.submit(item, committed)
         try:
             path = await done
