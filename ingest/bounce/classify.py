@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ingest.bounce.providers import detect_provider
 from ingest.bounce.rules import CATEGORY, Rule, RuleSet, code_matches, load_rules
 
-__all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules"]
+__all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules", "pseudo_status"]
 
 HARD = frozenset({"userunknown", "hostunknown", "hasmoved"})
 _SPACE = re.compile(r"\s+")
@@ -122,11 +122,20 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
             d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",
                                                                   provider)
     if not status and d.reason != "delivered":
-        number = rs.internal_status.get(d.reason)
-        if number:
-            temp = _temporary("", code, action, text) and d.reason not in HARD
-            d = Decision(d.reason, d.rule, d.provider, d.matched, f"{'4' if temp else '5'}.0.{number}")
+        made = pseudo_status(d.reason, _temporary("", code, action, text), rs)
+        if made:
+            d = Decision(d.reason, d.rule, d.provider, d.matched, made)
     return d
+
+
+def pseudo_status(reason: str, temporary: bool, rules: RuleSet | None = None) -> str | None:
+    """Sisimai's internal status for a reason ("userunknown" -> 5.0.911), 4.0.9nn when the
+    failure was temporary; an unknown address or host is never temporary."""
+    rs = rules if rules is not None else load_rules()
+    number = rs.internal_status.get(reason)
+    if not number:
+        return None
+    return f"{'4' if temporary and reason not in HARD else '5'}.0.{number}"
 
 
 def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:

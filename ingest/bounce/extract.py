@@ -12,7 +12,7 @@ import re
 from email.utils import parsedate_to_datetime
 
 from ingest.bounce import formats
-from ingest.bounce.classify import classify
+from ingest.bounce.classify import classify, is_hard, load_rules, pseudo_status
 from ingest.bounce.dsn import read_dsn
 from ingest.bounce.ses import looks_like_ses, read_ses
 from ingest.bounce.smtp import (
@@ -184,9 +184,17 @@ def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dic
     if not events:
         return ParseResult(kind="bounce", error="bounce names no recipient")
     out: list[BounceEvent] = []
+    rules = load_rules(config.rules_file)
     for ev in events:
+        fmt = ev.pop("_format", None)  # type: ignore[misc]
         _finish(ev)
-        ev.update(classify(ev, config=config))  # type: ignore[typeddict-item]
+        ev.update(classify(ev, rules=rules))  # type: ignore[typeddict-item]
+        if fmt == "exim":
+            said = find_status(ev.get("diagnostic"))
+            ev["status"] = formats.exim_status(
+                said, ev["reason"], ev.get("smtp_command"), ev.get("reply_code"),  # type: ignore[typeddict-item]
+                lambda reason, temporary: pseudo_status(reason, temporary, rules))
+            ev["hard_bounce"] = is_hard(ev["reason"], ev["status"], ev.get("reply_code"), ev.get("action"))
         out.append(ev)
     return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
 
@@ -203,15 +211,16 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     if not parts.dsn and looks_like_ses(full):
         return read_ses(full)  # type: ignore[return-value]
 
+    fmt = formats.format_of(msg, human)
     records: list[dict] = []
-    for text in parts.dsn:
+    for text in (() if fmt in formats.IGNORES_OWN_DSN else parts.dsn):
         _, recs = read_dsn(text)
         records.extend(r for r in recs if r.get("recipient"))
     if not records and "-recipient:" in human.lower():
         _, recs = read_dsn(human)  # the fields pasted into the text
         records.extend(r for r in recs if is_address(r.get("recipient")))
 
-    reader = formats.reader_for(msg, human, full)
+    reader = formats.reader_for(fmt)
     reading = reader(human, senders, msg) if reader else read_blocks(human, senders)
     blocks = reading.blocks
     failed = _failed_recipients(msg)
@@ -225,6 +234,9 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     events = _dedupe(events)
     if events:
         _add_preamble(events, reading.preamble)
+        if fmt == "exim" and not records:
+            for ev in events:
+                ev["_format"] = fmt  # type: ignore[typeddict-unknown-key]
         return events
     if depth == 0:
         # A gateway that wraps the real bounce: attached whole, or pasted below a notice.

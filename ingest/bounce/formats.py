@@ -86,10 +86,59 @@ def is_fml(msg: email.message.Message) -> bool:
     return str(msg.get("X-MLServer") or "").lower().startswith("fml")
 
 
-def reader_for(msg: email.message.Message, human: str, full: str) -> Reader | None:
+_OPENSMTPD_MARK = "This is the MAILER-DAEMON, please DO NOT REPLY to this e"  # smtpd/bounce.c
+_OPENSMTPD_LINE = re.compile(r"^([^\s@:<>]+@[^\s:<>]+): (.+)$")
+# Exim's deliver.c: the opening line, then "The following address(es) failed" (a bounce) or
+# "has not yet been delivered to one or more of its recipients" (a delay warning).
+_EXIM_OPENING = "This message was created automatically by mail delivery software"
+_EXIM_BODY = ("address(es) failed", "has not yet been delivered to one or more of its")
+
+
+def format_of(msg: email.message.Message, human: str) -> str | None:
+    """The MTA whose layout (and whose way of stating a status) a bounce follows, when it matters."""
     if is_fml(msg):
-        return _fml
+        return "fml"
+    if _OPENSMTPD_MARK in human:
+        return "opensmtpd"
+    if _EXIM_OPENING in human and any(b in human for b in _EXIM_BODY):
+        return "exim"
     return None
 
 
-__all__ = ["STARTS", "has_marker", "reader_for", "read_blocks"]
+def _opensmtpd(human: str, senders: frozenset, msg: email.message.Message) -> Reading:
+    """OpenSMTPD lists one recipient a line at the margin, "addr: what the receiver said";
+    its indented lines are notices for every recipient, not anyone's diagnostic."""
+    blocks = [Block(m.group(1).lower(), [m.group(2)]) for m in map(_OPENSMTPD_LINE.match, human.split("\n")) if m]
+    return Reading(blocks) if blocks else read_blocks(human, senders)
+
+
+def reader_for(fmt: str | None) -> Reader | None:
+    return {"fml": _fml, "opensmtpd": _opensmtpd}.get(fmt or "")
+
+
+# OpenSMTPD's own delivery-status part states what it made up (x.0.0, 4.4.7 when the
+# envelope expired), never the receiver's status; Sisimai reads the text alone.
+IGNORES_OWN_DSN = frozenset({"opensmtpd"})
+
+# Statuses Sisimai's Status.Prefer ranks below its own code for the reason: they name the
+# class of failure, not the failure.
+_VAGUE_STATUS = re.compile(r"^(?:[45]\.0\.0|4\.4\.7|4\.7\.0|5\.3\.\d+|[45]\.5\.[1245])$")
+
+
+def exim_status(said: str | None, reason: str, command: str | None, reply_code: str | None,
+                pseudo: Callable[[str, bool], str | None]) -> str | None:
+    """The status of an Exim text bounce, as Sisimai's Exim reader states it.
+
+    Exim names no status of its own. A refusal of MAIL FROM is held (onhold), one at
+    EHLO/HELO is blocked, anything else takes the reason; the code is temporary when the
+    reply was 4xx or the message expired or met a full mailbox. A status the receiver
+    quoted stands unless it is one of the vague ones.
+    """
+    if said and not _VAGUE_STATUS.match(said):
+        return said
+    first = "onhold" if command == "MAIL" else "blocked" if command in ("EHLO", "HELO") else reason
+    temporary = (reply_code or "").startswith("4") or first in ("expired", "mailboxfull")
+    return pseudo(first, temporary) or said
+
+
+__all__ = ["IGNORES_OWN_DSN", "STARTS", "exim_status", "format_of", "has_marker", "reader_for", "read_blocks"]

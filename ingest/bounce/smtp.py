@@ -20,6 +20,7 @@ _DOTTED = re.compile(r"\d+(?:\.\d+){3,}")  # IP addresses and versions hide fals
 _IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 _REPLY_AT_START = re.compile(r"^\W{0,3}([245][0-5]\d)(?:[ \-]|$)")
 _REPLY_ANYWHERE = (re.compile(r"(?<![\w.#/=:-])([45][0-5]\d)(?:[ \-](?!\d+:\d)|$)"),
+                   re.compile(r"\bERROR_CODE :([45][0-5]\d)\b"),  # Zoho: "ERROR_CODE :421, ..."
                    re.compile(r"(?<![\w.#/=:-])(25[0-3])(?:[ \-](?!\d+:\d)|$)"))
 STATUS_FIELD = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
