@@ -94,10 +94,16 @@ _EXIM_OPENING = "This message was created automatically by mail delivery softwar
 _EXIM_BODY = ("address(es) failed", "has not yet been delivered to one or more of its")
 
 
+_NOTES_MARK = re.compile(r"^-+ *Failure Reasons *-+[ \t]*$", re.M)
+_BARE_ADDRESS = re.compile(r"^\s*<?([^\s@<>]+@[^\s<>]+?)>?\s*$")
+
+
 def format_of(msg: email.message.Message, human: str) -> str | None:
     """The MTA whose layout (and whose way of stating a status) a bounce follows, when it matters."""
     if is_fml(msg):
         return "fml"
+    if "Failure Reasons" in human and _NOTES_MARK.search(human):
+        return "notes"
     if _OPENSMTPD_MARK in human:
         return "opensmtpd"
     if _EXIM_OPENING in human and any(b in human for b in _EXIM_BODY):
@@ -112,8 +118,24 @@ def _opensmtpd(human: str, senders: frozenset, msg: email.message.Message) -> Re
     return Reading(blocks) if blocks else read_blocks(human, senders)
 
 
+def _notes(human: str, senders: frozenset, msg: email.message.Message) -> Reading:
+    """Lotus Notes states the reason first, then the address it failed for, under
+    "Failure Reasons": the lines above an address are what was said about it."""
+    m = _NOTES_MARK.search(human)
+    blocks: list[Block] = []
+    said: list[str] = []
+    for line in human[m.end():].split("\n") if m else ():
+        found = _BARE_ADDRESS.match(line)
+        if found:
+            blocks.append(Block(found.group(1).lower(), said))
+            said = []
+        elif line.strip():
+            said.append(line)
+    return Reading(blocks) if blocks else read_blocks(human, senders)
+
+
 def reader_for(fmt: str | None) -> Reader | None:
-    return {"fml": _fml, "opensmtpd": _opensmtpd}.get(fmt or "")
+    return {"fml": _fml, "opensmtpd": _opensmtpd, "notes": _notes}.get(fmt or "")
 
 
 # OpenSMTPD's own delivery-status part states what it made up (x.0.0, 4.4.7 when the
