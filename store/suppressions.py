@@ -1,0 +1,349 @@
+"""Suppressions and their change log: the store functions every layer shares.
+
+The analysis adds suppressions from events, the sender's HTTP blueprint serves the change
+log as the suppression feed and adds unsubscribes, and the command line lists, adds and
+removes. All of them call the functions here, so the feed sees every change.
+
+A suppression is never edited into something else: removing one stamps `removed_at`, and a
+stronger one for the same address and scope (permanent instead of expiring) replaces the
+weaker row. Each add and remove writes one `SuppressionChange`, whose integer `cursor` only
+grows: a consumer that asks for changes after the last cursor it saw misses nothing.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, Index, String, Text, or_, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from store.addresses import HASH_PREFIX, AddressError, is_hashed, normalise
+from store.models import Base, BigId
+
+SOURCES = ("bounce", "complaint", "unsubscribe", "manual", "import")
+GLOBAL = "global"
+MAX_FEED_LIMIT = 10_000  # changes per page of the feed, at most
+FEED_COLUMNS = ("cursor", "op", "address", "scope", "reason", "at")
+_FEED_LOCK = 0x706F_7374_7761_7463  # PostgreSQL advisory lock that orders cursor commits
+
+
+class ScopeError(ValueError):
+    """A scope that is not global, domain:<sending domain> or campaign:<id>."""
+
+
+class Suppression(Base):
+    """Do not mail `address` within `scope` (until `expires_at`, when set), and why."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str | None] = mapped_column(String(320))  # normalised; NULL once erased
+    address_hash: Mapped[str | None] = mapped_column(String(64))  # HMAC-SHA256 of an erased address
+    scope: Mapped[str] = mapped_column(String(300))  # global | domain:<sending domain> | campaign:<id>
+    reason: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(12))  # bounce | complaint | unsubscribe | manual | import
+    event_table: Mapped[str | None] = mapped_column(String(40))  # bounce_events | complaint_events
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any] | None]  # how the rule decided: the events counted, thresholds
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    removed_at: Mapped[datetime | None]
+    removed_reason: Mapped[str | None] = mapped_column(String(60))
+
+    __table_args__ = (Index(None, "address", "scope"), Index(None, "address_hash"),
+                      Index(None, "removed_at", "expires_at"), Index(None, "scope"))
+
+    @property
+    def shown_address(self) -> str:
+        return self.address if self.address is not None else HASH_PREFIX + (self.address_hash or "")
+
+
+class SuppressionChange(Base):
+    """One change of the suppression list; `cursor` is the position in the feed."""
+
+    __tablename__ = "suppression_changes"
+
+    cursor: Mapped[int] = mapped_column(BigId, primary_key=True)
+    op: Mapped[str] = mapped_column(String(6))  # add | remove
+    address: Mapped[str] = mapped_column(String(320))  # or hmac-sha256:<hex> once erased
+    scope: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(60))
+    at: Mapped[datetime]
+    suppression_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+
+    # AUTOINCREMENT on SQLite: a cursor is never handed out twice
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+
+class SuppressionEvidence(Base):
+    """A soft bounce or a delivery the suppression rules counted, under the normalised address."""
+
+    __tablename__ = "suppression_evidence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(10))  # soft | delivered
+    reason: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime]
+    bounce_event_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    message_key: Mapped[str] = mapped_column(String(255))  # which sent message bounced
+    send_id: Mapped[int | None] = mapped_column(BigInteger)
+    provider: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (Index(None, "address", "occurred_at"),)
+
+
+class SuppressionHold(Base):
+    """A soft escalation held back while its provider has a mass blocking event."""
+
+    __tablename__ = "suppression_holds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    provider: Mapped[str] = mapped_column(String(40), index=True)
+    bounce_event_id: Mapped[int] = mapped_column(BigInteger)
+    held_at: Mapped[datetime]
+
+
+class SuppressionWatermark(Base):
+    """The last event id a suppression pass has read, per event table."""
+
+    __tablename__ = "suppression_watermarks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- values -----------------------------------------------------------------------------------
+
+def utc(dt: datetime | None) -> datetime | None:
+    """An aware UTC datetime (SQLite hands back naive ones, which are UTC)."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def feed_time(dt: datetime) -> str:
+    return utc(dt).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def normalise_scope(scope: str | None) -> str:
+    """'global', 'domain:<IDNA sending domain>' or 'campaign:<id>'; raises ScopeError."""
+    value = (scope or GLOBAL).strip()
+    if value.lower() == GLOBAL:
+        return GLOBAL
+    kind, sep, rest = value.partition(":")
+    kind, rest = kind.strip().lower(), rest.strip()
+    if sep and rest and kind == "domain":
+        try:
+            return "domain:" + normalise(f"x@{rest}").split("@", 1)[1]
+        except AddressError:
+            pass
+    elif sep and rest and kind == "campaign":
+        return f"campaign:{rest}"
+    raise ScopeError(f"scope {scope!r} is not valid: use 'global', 'domain:<sending domain>' "
+                     "or 'campaign:<id>'")
+
+
+def target(address: str) -> tuple[str | None, str | None]:
+    """(normalised address, None), or (None, hex) for the shown form of an erased address."""
+    if is_hashed(address.strip()):
+        digest = address.strip()[len(HASH_PREFIX):].lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise AddressError(f"{address!r} is not a valid {HASH_PREFIX} hash (64 hex digits)")
+        return None, digest
+    return normalise(address), None
+
+
+def _who(address: str | None, digest: str | None):
+    return Suppression.address == address if address is not None else Suppression.address_hash == digest
+
+
+def _active(now: datetime):
+    return (Suppression.removed_at.is_(None),
+            or_(Suppression.expires_at.is_(None), Suppression.expires_at > now))
+
+
+def _outlasts(have: datetime | None, want: datetime | None) -> bool:
+    """True when a suppression ending at `have` already covers one ending at `want`."""
+    return have is None or (want is not None and utc(have) >= utc(want))
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+def _log(session: Session, op: str, row: Suppression, reason: str, now: datetime) -> SuppressionChange:
+    if session.get_bind().dialect.name == "postgresql":
+        # cursors must become visible in order: one writer of the change log at a time
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+    change = SuppressionChange(op=op, address=row.shown_address, scope=row.scope, reason=reason[:60],
+                               at=now, suppression_id=row.id)
+    session.add(change)
+    session.flush()
+    return change
+
+
+def add_suppression(session: Session, address: str, *, reason: str, source: str, now: datetime,
+                    scope: str = GLOBAL, expires_at: datetime | None = None, event_table: str | None = None,
+                    event_id: int | None = None, details: dict[str, Any] | None = None,
+                    ) -> tuple[Suppression, bool]:
+    """Suppress `address` in `scope`; returns (row, created).
+
+    An address already suppressed as long or longer is left alone (created False). A
+    stronger suppression (permanent, or expiring later) replaces the weaker row and is
+    written to the change log again. `address` may be the `hmac-sha256:` form of an erased
+    address. Raises AddressError / ScopeError / ValueError with a sentence.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+    if not reason or not reason.strip():
+        raise ValueError("a suppression needs a reason")
+    addr, digest = target(address)
+    scope = normalise_scope(scope)
+    now, expires_at = utc(now), utc(expires_at)
+    if expires_at is not None and expires_at <= now:
+        raise ValueError(f"expiry {expires_at:%Y-%m-%d %H:%M} is not in the future")
+    rows = session.scalars(select(Suppression).where(_who(addr, digest), Suppression.scope == scope,
+                                                     Suppression.removed_at.is_(None))).all()
+    for row in rows:
+        if row.expires_at is not None and utc(row.expires_at) <= now:
+            # lapsed but not yet swept: it ends here, and the new add below keeps the address listed
+            row.removed_at, row.removed_reason = row.expires_at, "expired"
+        elif _outlasts(row.expires_at, expires_at):
+            return row, False
+        else:
+            row.removed_at, row.removed_reason = now, "superseded"
+    row = Suppression(address=addr, address_hash=digest, scope=scope, reason=reason.strip()[:60], source=source,
+                      event_table=event_table, event_id=event_id, details=details, created_at=now,
+                      expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    _log(session, "add", row, row.reason, now)
+    return row, True
+
+
+def remove_suppression(session: Session, address: str, *, reason: str, now: datetime,
+                       scope: str = GLOBAL) -> list[Suppression]:
+    """Lift the suppression of `address` in `scope`; returns the rows removed (may be none)."""
+    if not reason or not reason.strip():
+        raise ValueError("a removal needs a reason")
+    addr, digest = target(address)
+    scope = normalise_scope(scope)
+    now = utc(now)
+    rows = session.scalars(select(Suppression).where(_who(addr, digest), Suppression.scope == scope,
+                                                     Suppression.removed_at.is_(None))).all()
+    for row in rows:
+        row.removed_at, row.removed_reason = now, reason.strip()[:60]
+        _log(session, "remove", row, row.removed_reason, now)
+    return list(rows)
+
+
+def expire_due(session: Session, now: datetime) -> int:
+    """Write a `remove` change for every suppression whose expiry has passed."""
+    now = utc(now)
+    rows = session.scalars(select(Suppression).where(Suppression.removed_at.is_(None),
+                                                     Suppression.expires_at.is_not(None),
+                                                     Suppression.expires_at <= now)
+                           .order_by(Suppression.expires_at, Suppression.id)).all()
+    for row in rows:
+        row.removed_at, row.removed_reason = row.expires_at, "expired"
+        _log(session, "remove", row, "expired", now)
+    return len(rows)
+
+
+def erase_address(session: Session, address: str, digest: str) -> dict[str, int]:
+    """Replace `address` by its hash in the suppression list and the change log, and drop
+    the rules' working rows that name it. Returns the rows touched per table."""
+    addr = normalise(address)
+    shown = HASH_PREFIX + digest
+    sups = session.scalars(select(Suppression).where(Suppression.address == addr)).all()
+    for row in sups:
+        # the events behind it are erased too: keep the decision, not the pointer
+        row.address, row.address_hash = None, digest
+        row.event_table = row.event_id = None
+        row.details = {"erased": True}
+    changes = session.scalars(select(SuppressionChange).where(SuppressionChange.address == addr)).all()
+    for change in changes:
+        change.address = shown
+    evidence = session.query(SuppressionEvidence).filter(SuppressionEvidence.address == addr).delete()
+    holds = session.query(SuppressionHold).filter(SuppressionHold.address == addr).delete()
+    session.flush()
+    return {"suppressions": len(sups), "suppression_changes": len(changes),
+            "suppression_evidence": evidence, "suppression_holds": holds}
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+def is_suppressed(session: Session, address: str, scope_candidates: Iterable[str] = (GLOBAL,), *,
+                  now: datetime | None = None, salt: str = "") -> Suppression | None:
+    """The suppression in force for `address` in any of `scope_candidates`, or None.
+
+    Pass `salt` (the configuration's privacy.salt) so that erased addresses, kept only as
+    their hash, still answer. A malformed address is never suppressed (it cannot be mailed).
+    """
+    from store.addresses import address_hash
+    from store.clock import utcnow
+
+    now = utc(now) if now is not None else utcnow()
+    addr, digest = target(address)
+    scopes = [normalise_scope(s) for s in scope_candidates] or [GLOBAL]
+    who = [_who(addr, digest)]
+    if addr is not None and salt:
+        who.append(Suppression.address_hash == address_hash(addr, salt))
+    return session.scalars(select(Suppression).where(or_(*who), Suppression.scope.in_(scopes), *_active(now))
+                           .order_by(Suppression.id).limit(1)).first()
+
+
+def active_suppressions(session: Session, now: datetime, *, scope: str | None = None,
+                        reason: str | None = None, search: str | None = None):
+    """The suppressions in force, oldest first (a query, so big lists stream)."""
+    query = select(Suppression).where(*_active(utc(now)))
+    if scope:
+        query = query.where(Suppression.scope == normalise_scope(scope))
+    if reason:
+        query = query.where(Suppression.reason == reason)
+    if search:
+        needle = search.strip().lower()
+        if is_hashed(needle):
+            query = query.where(Suppression.address_hash == needle[len(HASH_PREFIX):])
+        else:
+            query = query.where(Suppression.address.contains(needle, autoescape=True))
+    return query.order_by(Suppression.id)
+
+
+def change_row(change: SuppressionChange) -> dict[str, Any]:
+    """One change as the feed shows it."""
+    return {"cursor": change.cursor, "op": change.op, "address": change.address, "scope": change.scope,
+            "reason": change.reason, "at": feed_time(change.at)}
+
+
+def changes_since(session: Session, cursor: int = 0, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    """The changes after `cursor`, in order, at most `limit` (capped at MAX_FEED_LIMIT).
+
+    Returns (rows, next): `next` is the cursor to ask with next time — the last row's, or
+    `cursor` itself when nothing is new.
+    """
+    if cursor < 0:
+        raise ValueError("cursor must be 0 or a cursor the feed returned")
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    changes = session.scalars(select(SuppressionChange).where(SuppressionChange.cursor > cursor)
+                              .order_by(SuppressionChange.cursor).limit(min(limit, MAX_FEED_LIMIT))).all()
+    rows = [change_row(c) for c in changes]
+    return rows, (rows[-1]["cursor"] if rows else cursor)
+
+
+def feed_document(rows: list[dict[str, Any]], next_cursor: int) -> dict[str, Any]:
+    """The JSON body of `GET /api/v1/suppressions` (DESIGN.md's contract)."""
+    return {"changes": rows, "next": next_cursor}
+
+
+def feed_csv(rows: list[dict[str, Any]]) -> str:
+    """The same rows as CSV (`format=csv`), with a header line."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FEED_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
