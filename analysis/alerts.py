@@ -1,0 +1,283 @@
+"""Alert rules: the day's rollups against fixed lines and against their own recent past.
+
+Threshold rules (per entity, today): complaint rate, hard-bounce rate, TLS failure rate, a
+block spike at one provider, DMARC failures from a source never seen before. Anomaly rules:
+today's rate of a metric against the trailing baseline's mean + k·stddev. Lines are in
+[alerts] (analysis/ops_config.py).
+
+Each rule *judges* an entity — it fires, it is clear, or there is not enough data to say.
+Firing raises (store.alerts.raise_alert: one open alert per rule and entity); clear resolves
+the open alert; no data leaves it alone until `stale_hours` have passed. Blocklist alerts are
+raised and resolved by the blocklist check itself; posture alerts by the posture check.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import Session, aliased
+
+from analysis.jobs import JobContext, job
+from analysis.ops_config import AlertsConfig
+from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
+from store.models import DmarcAggregateReport, DmarcRecord
+from store.rollups import Rollup
+
+THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "tls_failure_rate", "block_spike", "dmarc_new_source")
+ANOMALY_PREFIX = "anomaly."
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's judgement of one entity: `severity` None means the condition is clear."""
+
+    rule: str
+    dimension: str
+    key: str
+    severity: str | None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def owns(rule: str) -> bool:
+    """Whether this module judges (and so may resolve) alerts of `rule`."""
+    return rule in THRESHOLD_RULES or rule.startswith(ANOMALY_PREFIX)
+
+
+# ---------------------------------------------------------------- reading the rollups
+
+def metrics(session: Session, start: date, end: date, dimension: str, key: str) -> pd.DataFrame:
+    """Every day of [start, end] as a row, one column per metric, zeros where absent."""
+    try:
+        from analysis.rollups import metrics_frame
+    except ImportError:  # until the rollups module lands: the same contract, read directly
+        metrics_frame = _metrics_frame
+    frame = metrics_frame(session, start, end, dimension, key)
+    days = pd.Index([start + timedelta(days=i) for i in range((end - start).days + 1)], name="day")
+    if len(frame):
+        frame = frame.copy()
+        frame.index = pd.Index([pd.Timestamp(d).date() for d in frame.index], name="day")
+    return frame.reindex(days, fill_value=0).fillna(0)
+
+
+def _metrics_frame(session: Session, start: date, end: date, dimension: str, key: str) -> pd.DataFrame:
+    rows = session.execute(select(Rollup.day, Rollup.metric, Rollup.value).where(
+        Rollup.dimension == dimension, Rollup.key == key, Rollup.day >= start, Rollup.day <= end)).all()
+    frame = pd.DataFrame(rows, columns=["day", "metric", "value"])
+    if frame.empty:
+        return pd.DataFrame()
+    return frame.pivot_table(index="day", columns="metric", values="value", aggfunc="sum", fill_value=0)
+
+
+def entities(session: Session, start: date, end: date, dimensions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (dimension, key) pairs with rollups in [start, end]."""
+    rows = session.execute(select(Rollup.dimension, Rollup.key).distinct()
+                           .where(Rollup.dimension.in_(dimensions), Rollup.day >= start, Rollup.day <= end)
+                           .order_by(Rollup.dimension, Rollup.key))
+    return [(d, k) for d, k in rows]
+
+
+def _get(frame: pd.DataFrame, day: date, metric: str) -> float:
+    if metric not in frame.columns:
+        return 0.0
+    return float(frame.at[day, metric])
+
+
+def _label(dimension: str, key: str) -> str:
+    return "all mail" if dimension == "all" else f"{dimension} {key or '(unknown)'}"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}%"
+
+
+# ---------------------------------------------------------------- the rules
+
+def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: str, key: str,
+              numerator: str, denominator: float, minimum: float, warning: float, critical: float,
+              unit: str = "sent") -> Finding | None:
+    if denominator < minimum:
+        return None  # not enough volume to judge
+    count = _get(frame, day, numerator)
+    rate = count / denominator
+    severity = "critical" if rate >= critical else "warning" if rate >= warning else None
+    line = critical if severity == "critical" else warning
+    message = (f"{what} {_pct(rate)} ({int(count)} of {int(denominator)} {unit}) for {_label(dimension, key)} "
+               f"on {day}: at or above the {severity} line {_pct(line)}") if severity else ""
+    return Finding(rule, dimension, key, severity, message,
+                   {"day": day.isoformat(), "rate": rate, "count": int(count), unit: int(denominator),
+                    "warning": warning, "critical": critical})
+
+
+def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
+                       cfg: AlertsConfig) -> list[Finding]:
+    out: list[Finding | None] = []
+    sent = _get(frame, day, "sent")
+    out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, "complaints", sent,
+                         cfg.min_volume, cfg.complaint_rate_warning, cfg.complaint_rate_critical))
+    out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, "hard", sent,
+                         cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical))
+    sessions = _get(frame, day, "tls.ok") + _get(frame, day, "tls.failed")
+    out.append(rate_rule("tls_failure_rate", "TLS failure rate", frame, day, dimension, key, "tls.failed",
+                         sessions, max(cfg.tls_min_sessions, 1), cfg.tls_failure_rate_warning,
+                         cfg.tls_failure_rate_critical, unit="sessions"))
+    if dimension == "provider":
+        out.append(block_spike(frame, day, key, cfg))
+    return [f for f in out if f is not None]
+
+
+def block_spike(frame: pd.DataFrame, day: date, provider: str, cfg: AlertsConfig) -> Finding:
+    """Today's share of reputation-category bounces at a provider, well above its baseline's."""
+    blocks, bounced = _get(frame, day, "bounced.reputation"), _get(frame, day, "bounced")
+    base = frame.loc[[d for d in frame.index if d < day]]
+    base_blocks = float(base["bounced.reputation"].sum()) if "bounced.reputation" in base else 0.0
+    base_bounced = float(base["bounced"].sum()) if "bounced" in base else 0.0
+    share = blocks / bounced if bounced else 0.0
+    base_share = base_blocks / base_bounced if base_bounced else 0.0
+    details = {"day": day.isoformat(), "blocks": int(blocks), "bounced": int(bounced), "share": share,
+               "baseline_share": base_share, "baseline_blocks": int(base_blocks),
+               "baseline_bounced": int(base_bounced)}
+    spike = (blocks >= cfg.block_spike_min_count and share >= base_share + cfg.block_spike_min_share
+             and share >= cfg.block_spike_factor * base_share)
+    if not spike:
+        return Finding("block_spike", "provider", provider, None, details=details)
+    severity = "critical" if share >= 0.5 else "warning"
+    return Finding("block_spike", "provider", provider, severity,
+                   f"Block spike at {provider} on {day}: {int(blocks)} of {int(bounced)} bounces "
+                   f"({_pct(share)}) are reputation refusals, against {_pct(base_share)} over the "
+                   f"previous {len(base)} days", details)
+
+
+def anomaly_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
+                     cfg: AlertsConfig) -> list[Finding]:
+    """Today's rate of each watched metric against mean + k·stddev of the baseline days with sends."""
+    sent = _get(frame, day, "sent")
+    if sent < cfg.min_volume or "sent" not in frame.columns:
+        return []
+    base = frame.loc[[d for d in frame.index if d < day]]
+    base = base[base["sent"] > 0]
+    if len(base) < cfg.anomaly_min_days:
+        return []
+    out = []
+    for metric in cfg.anomaly_metrics:
+        count = _get(frame, day, metric)
+        rates = (base[metric] / base["sent"]) if metric in base.columns else pd.Series([0.0] * len(base))
+        mean = float(rates.mean())
+        std = float(rates.std(ddof=1)) if len(rates) > 1 else 0.0
+        std = 0.0 if math.isnan(std) else std
+        line = mean + cfg.anomaly_k * max(std, cfg.anomaly_min_stddev)
+        rate = count / sent
+        details = {"day": day.isoformat(), "metric": metric, "count": int(count), "sent": int(sent),
+                   "rate": rate, "baseline_mean": mean, "baseline_stddev": std, "line": line,
+                   "baseline_days": len(base)}
+        rule = ANOMALY_PREFIX + metric
+        if count >= cfg.anomaly_min_count and rate > line:
+            out.append(Finding(rule, dimension, key, "warning",
+                               f"Unusual {metric} for {_label(dimension, key)} on {day}: {_pct(rate)} of "
+                               f"{int(sent)} sent, against {_pct(mean)} ± {_pct(std)} over the previous "
+                               f"{len(base)} sending days (line {_pct(line)})", details))
+        else:
+            out.append(Finding(rule, dimension, key, None, details=details))
+    return out
+
+
+def dmarc_new_sources(session: Session, day: date, cfg: AlertsConfig) -> list[Finding]:
+    """Sources failing DMARC for a From domain that they had never sent for before `new_source_days` ago."""
+    since = datetime.combine(day - timedelta(days=max(cfg.new_source_days - 1, 0)), time(), timezone.utc)
+    older = aliased(DmarcRecord)
+    seen_before = exists().where(and_(older.source_ip == DmarcRecord.source_ip,
+                                      older.header_from == DmarcRecord.header_from,
+                                      older.interval_begin < since))
+    rows = session.execute(
+        select(DmarcRecord.header_from, DmarcAggregateReport.domain, DmarcRecord.source_ip,
+               DmarcRecord.count, DmarcRecord.interval_begin, DmarcAggregateReport.org_name,
+               DmarcRecord.source_reverse_dns)
+        .join(DmarcAggregateReport, DmarcRecord.report_id == DmarcAggregateReport.id)
+        .where(DmarcRecord.interval_begin >= since, DmarcRecord.dmarc_pass.is_(False), ~seen_before)
+        .order_by(DmarcRecord.interval_begin))
+    found: dict[str, dict[str, Any]] = {}
+    for header_from, domain, ip, count, begin, org, rdns in rows:
+        domain = (header_from or domain or "").lower()
+        k = f"{domain} {ip}"
+        entry = found.setdefault(k, {"domain": domain, "source_ip": ip, "messages": 0, "reporters": [],
+                                     "first_seen": begin.date().isoformat() if begin else None,
+                                     "reverse_dns": rdns})
+        entry["messages"] += int(count or 0)
+        if org not in entry["reporters"]:
+            entry["reporters"].append(org)
+    return [Finding("dmarc_new_source", "dmarc_source", k, "warning",
+                    f"New source failing DMARC for {e['domain']}: {e['source_ip']}"
+                    f"{' (' + e['reverse_dns'] + ')' if e['reverse_dns'] else ''} sent {e['messages']} "
+                    f"message(s) since {e['first_seen']}, reported by {', '.join(e['reporters'])}", e)
+            for k, e in found.items()]
+
+
+def evaluate(session: Session, cfg: AlertsConfig, day: date) -> list[Finding]:
+    """Every rule's judgement for `day`."""
+    start = day - timedelta(days=cfg.baseline_days)
+    findings: list[Finding] = []
+    for dimension, key in entities(session, start, day, cfg.dimensions):
+        frame = metrics(session, start, day, dimension, key)
+        findings += threshold_findings(frame, day, dimension, key, cfg)
+        findings += anomaly_findings(frame, day, dimension, key, cfg)
+    findings += dmarc_new_sources(session, day, cfg)
+    return findings
+
+
+# ---------------------------------------------------------------- acting on the judgements
+
+def apply(session: Session, findings: list[Finding], now: datetime, cfg: AlertsConfig) -> dict[str, int]:
+    """Raise the firing findings, resolve what is clear (or stale); returns what changed."""
+    counts = {"opened": 0, "escalated": 0, "resolved": 0, "open": 0}
+    judged: set[tuple[str, str, str]] = set()
+    firing: set[tuple[str, str, str]] = set()
+    for f in findings:
+        ident = (f.rule, f.dimension, f.key)
+        judged.add(ident)
+        if f.severity is None:
+            continue
+        firing.add(ident)
+        before = session.scalars(select(Alert.severity).where(
+            Alert.status == "open", Alert.rule == f.rule, Alert.dimension == f.dimension,
+            Alert.key == f.key)).first()
+        _, created = raise_alert(session, rule=f.rule, dimension=f.dimension, key=f.key, severity=f.severity,
+                                 message=f.message, now=now, details=f.details)
+        if created:
+            counts["opened"] += 1
+        elif before is not None and SEVERITIES.index(f.severity) > SEVERITIES.index(before):
+            counts["escalated"] += 1
+    stale_before = now - timedelta(hours=cfg.stale_hours)
+    for alert in session.scalars(select(Alert).where(Alert.status == "open")).all():
+        if not owns(alert.rule):
+            continue
+        ident = (alert.rule, alert.dimension, alert.key)
+        if ident in firing:
+            counts["open"] += 1
+            continue
+        # a new-source alert is judged by its absence: the source is no longer new
+        clear = ident in judged or alert.rule == "dmarc_new_source"
+        if clear or _aware(alert.last_seen_at) < stale_before:
+            resolve_alert(session, alert, now)
+            counts["resolved"] += 1
+        else:
+            counts["open"] += 1
+    session.flush()
+    return counts
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+
+
+@job("alerts", every=timedelta(minutes=15), order=40)
+def alerts_job(ctx: JobContext) -> int:
+    """Judge today's rollups against the alert rules; open, refresh and resolve alerts."""
+    now = ctx.clock()
+    cfg: AlertsConfig = ctx.settings.alerts
+    with ctx.sessions.begin() as session:
+        counts = apply(session, evaluate(session, cfg, now.date()), now, cfg)
+    return counts["opened"] + counts["escalated"] + counts["resolved"]
