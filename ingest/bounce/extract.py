@@ -175,8 +175,20 @@ def _senders(msg: email.message.Message, parts: _Parts, rest: str) -> frozenset[
     if parts.returned is not None:
         values += [str(parts.returned.get(h) or "") for h in ("From", "Return-Path", "Sender")]
     else:
-        values += _RETURNED_SENDER.findall(parts.returned_text or rest)
+        values += _RETURNED_SENDER.findall(_first_header_block(parts.returned_text or rest))
     return frozenset(find_addresses(" ".join(values)))
+
+
+_HEADER_LINE = re.compile(r"^[A-Za-z][\w-]*:[ \t]", re.M)
+
+
+def _first_header_block(text: str) -> str:
+    """The returned message's own header: a message it quotes in turn has other senders."""
+    m = _HEADER_LINE.search(text)
+    if m is None:
+        return ""
+    end = text.find("\n\n", m.start())
+    return text[m.start():] if end < 0 else text[m.start():end]
 
 
 def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dict | None = None) -> ParseResult:

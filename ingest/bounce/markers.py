@@ -63,6 +63,7 @@ PHRASE_BEFORE = re.compile(r"(?:" + "|".join((
     r"\bfailed to deliver to\s+",
     r"\bintended recipient:\s*",
     r"\bmailbox is full:\s*",
+    r"\b(?:quota (?:violation|exceeded)|over quota|mailbox (?:is )?full) for\s+",  # a forward's target
     r"\brejected recipient\s+",
     r"\bthe following recipients returned permanent errors:\s*",
     r"\bthe following (?:message|e-?mail) to\s+",  # Amazon SES
