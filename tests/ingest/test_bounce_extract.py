@@ -2,13 +2,12 @@
 
 The messages under data/bounces/ imitate the layouts real MTAs write (Postfix DSN, qmail,
 Exim, Sendmail, DragonFly, IMail, MailMarshal, Amazon SES JSON); the corpus test at the end
-holds the scores on real bounces at a ratchet.
+holds the statuses real bounces state at a ratchet.
 """
 from __future__ import annotations
 
 import collections
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from ingest.message import load_message
 from ingest.parse import parse_bytes
 
 DATA = Path(__file__).parent / "data" / "bounces"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def _events(name: str) -> dict[str, dict]:
@@ -188,8 +186,10 @@ def test_unfold_and_clean_address():
     assert clean_address("c=US;a= ;p=IKON;dda:SMTP=DJB@IKON.COM") == "djb@ikon.com"
 
 
-# The scores on the real corpus may only go up (DESIGN: a development split of real bounces).
-RATCHET = {"found": 0.99, "recipients": 0.975, "stated_status": 0.985}
+# The statuses bounces state themselves (Sisimai's invented 5.0.9xx codes left out), on the
+# real corpus, may only go up. tests/test_corpus_scores.py ratchets every other corpus score;
+# score_corpus.py cannot show this one, which measures extraction alone.
+STATED_STATUS = 0.990
 
 
 def _pseudo(status: str | None) -> bool:
@@ -197,31 +197,16 @@ def _pseudo(status: str | None) -> bool:
     return bool(status) and status.split(".")[1] == "0" and len(status.split(".")[2]) == 3
 
 
-def test_corpus_scores_hold_the_ratchet():
-    manifest = CORPUS / "manifest.json"
-    if not manifest.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the corpus is missing at {CORPUS}; CI must provide it")
-        pytest.skip(f"the corpus is not at {CORPUS}: the ratchet cannot be checked here")
-    hits = collections.Counter()
-    totals = collections.Counter()
-    for case in json.loads(manifest.read_text()):
-        if case["kind"] != "bounce":
+def test_corpus_stated_statuses_hold_the_ratchet(corpus):
+    hits = total = 0
+    for case in json.loads((corpus / "manifest.json").read_text()):
+        if case["kind"] != "bounce" or "expect" not in case:
             continue
-        events = parse_bytes((CORPUS / case["file"]).read_bytes()).events
-        if "expect_recipients" in case:
-            want = {x.lower() for x in case["expect_recipients"]}
-            totals["recipients"] += 1
-            hits["recipients"] += want <= {e.get("recipient") for e in events}
-            continue
-        totals["found"] += 1
-        hits["found"] += any(e.get("recipient") for e in events)
         want = [x["status"] for x in case["expect"] if x["status"] and not _pseudo(x["status"])]
-        if want:
-            extra = max(0, len(events) - len(case["expect"]))
-            got = collections.Counter(e.get("status") for e in events)
-            totals["stated_status"] += len(want) + extra
-            hits["stated_status"] += sum(min(n, got[s]) for s, n in collections.Counter(want).items())
-    scores = {k: hits[k] / totals[k] for k in RATCHET}
-    low = {k: round(v, 4) for k, v in scores.items() if v < RATCHET[k]}
-    assert not low, f"corpus scores fell below the ratchet {RATCHET}: {low}"
+        if not want:
+            continue
+        events = parse_bytes((corpus / case["file"]).read_bytes()).events
+        got = collections.Counter(e.get("status") for e in events)
+        total += len(want) + max(0, len(events) - len(case["expect"]))
+        hits += sum(min(n, got[s]) for s, n in collections.Counter(want).items())
+    assert hits / total >= STATED_STATUS, f"stated statuses {hits}/{total} fell below {STATED_STATUS}"
