@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from analysis.jobs import JobContext, job
 from analysis.ops_config import AlertsConfig
+from analysis.rollups import metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup
@@ -52,25 +53,7 @@ def owns(rule: str) -> bool:
 
 def metrics(session: Session, start: date, end: date, dimension: str, key: str) -> pd.DataFrame:
     """Every day of [start, end] as a row, one column per metric, zeros where absent."""
-    try:
-        from analysis.rollups import metrics_frame
-    except ImportError:  # until the rollups module lands: the same contract, read directly
-        metrics_frame = _metrics_frame
-    frame = metrics_frame(session, start, end, dimension, key)
-    days = pd.Index([start + timedelta(days=i) for i in range((end - start).days + 1)], name="day")
-    if len(frame):
-        frame = frame.copy()
-        frame.index = pd.Index([pd.Timestamp(d).date() for d in frame.index], name="day")
-    return frame.reindex(days, fill_value=0).fillna(0)
-
-
-def _metrics_frame(session: Session, start: date, end: date, dimension: str, key: str) -> pd.DataFrame:
-    rows = session.execute(select(Rollup.day, Rollup.metric, Rollup.value).where(
-        Rollup.dimension == dimension, Rollup.key == key, Rollup.day >= start, Rollup.day <= end)).all()
-    frame = pd.DataFrame(rows, columns=["day", "metric", "value"])
-    if frame.empty:
-        return pd.DataFrame()
-    return frame.pivot_table(index="day", columns="metric", values="value", aggfunc="sum", fill_value=0)
+    return metrics_frame(session, start, end, dimension, key)
 
 
 def entities(session: Session, start: date, end: date, dimensions: tuple[str, ...]) -> list[tuple[str, str]]:
