@@ -25,7 +25,8 @@ class DmarcSource(Base):
     last_seen: Mapped[date] = mapped_column(Date)
     messages: Mapped[int] = mapped_column(BigInteger)
     passed: Mapped[int] = mapped_column(BigInteger)  # DMARC pass
-    aligned: Mapped[int] = mapped_column(BigInteger)  # DKIM or SPF aligned and passing
+    aligned: Mapped[int] = mapped_column(BigInteger)  # DKIM aligned and passing
+    spf_aligned: Mapped[int] = mapped_column(BigInteger)  # SPF aligned and passing
     forwarded: Mapped[int] = mapped_column(BigInteger)  # with a forwarding override reason
     source_class: Mapped[str] = mapped_column(String(12))
     classified_by: Mapped[str] = mapped_column(String(40))  # the rule that decided the class

@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('messages', sa.BigInteger(), nullable=False),
     sa.Column('passed', sa.BigInteger(), nullable=False),
     sa.Column('aligned', sa.BigInteger(), nullable=False),
+    sa.Column('spf_aligned', sa.BigInteger(), nullable=False),
     sa.Column('forwarded', sa.BigInteger(), nullable=False),
     sa.Column('source_class', sa.String(length=12), nullable=False),
     sa.Column('classified_by', sa.String(length=40), nullable=False),

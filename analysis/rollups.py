@@ -1,0 +1,379 @@
+"""Daily rollups per entity, updated incrementally from the events above a watermark.
+
+For each source table the job reads only the rows with an id above the stored watermark (and
+at most the highest id when it started), aggregates them in SQL with GROUP BY, and adds the
+counts to `rollups` with one portable upsert (`value = value + excluded.value`). Rollups,
+watermarks and the list of entity-days whose score must be recomputed change in one
+transaction, so a crash never counts a row twice or loses one.
+
+An event's entity comes from the send log when the event points at a send (`send_id`), else
+from what the returned message says (From domain, campaign header); an event whose entity is
+unknown counts under key ''. Imported daily volume is not append-only (a re-import replaces
+a count), so its rows carry how much of them the rollups already hold, and only the
+difference is added.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Iterable
+
+from sqlalchemy import (Date, Integer, String, Text, and_, case, cast, delete, func, literal, select,
+                        update as sql_update)
+from sqlalchemy.orm import Session
+
+from analysis.jobs import JobContext, job
+from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_org
+from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
+from store.rollups import DIMENSIONS, Rollup, RollupWatermark, ScorePending
+from store.volume import SendLog, VolumeImport
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.dmarc_intel import Classifier
+
+# Reasons that are not a failed delivery: they never count as `bounced`.
+NOT_BOUNCES = ("delivered", "auto_reply")
+# send_log results that reached a receiver: `sent` counts these, `delivered` only the first.
+REACHED = ("sent", "bounced")
+ENTITY_DIMENSIONS = tuple(d for d in DIMENSIONS if d != "all")
+
+Deltas = dict[tuple[date, str, str, str], int]
+
+
+def _day(column, dialect: str):
+    """The UTC calendar day of a timestamp column, in SQL."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+class _Batch:
+    """The deltas of one update, folded into every dimension."""
+
+    def __init__(self, providers: ProviderResolver, session: Session) -> None:
+        self.deltas: Deltas = defaultdict(int)
+        self.providers = providers
+        self.session = session
+        self._domains: list[tuple[Any, str, str, int]] = []  # (day, recipient domain, metric, n)
+
+    def add(self, day: Any, dimension: str, key: str | None, metric: str, n: int) -> None:
+        if n:
+            self.deltas[(_as_date(day), dimension, key or "", metric)] += int(n)
+
+    def add_entity(self, day: Any, keys: dict[str, str | None], metric: str, n: int) -> None:
+        """Count `n` under `all` and under each dimension's key given in `keys`."""
+        self.add(day, "all", "", metric, n)
+        for dimension, key in keys.items():
+            self.add(day, dimension, key, metric, n)
+
+    def add_recipient_domain(self, day: Any, domain: str | None, metric: str, n: int) -> None:
+        """Count under the provider of a recipient domain, resolved for the whole batch at once."""
+        if n:
+            self._domains.append((day, domain or "", metric, n))
+
+    def resolve_providers(self) -> None:
+        if not self._domains:
+            return
+        mapping = self.providers.resolve_many(self.session, {d for _, d, _, _ in self._domains})
+        for day, domain, metric, n in self._domains:
+            self.add(day, "provider", mapping.get(domain, ""), metric, n)
+        self._domains.clear()
+
+
+def _range(column, lo: int, hi: int):
+    return and_(column > lo, column <= hi)
+
+
+def _provider_key(batch: _Batch, day, provider: str | None, domain: str | None, metric: str, n: int) -> None:
+    if provider:
+        batch.add(day, "provider", provider, metric, n)
+    else:
+        batch.add_recipient_domain(day, domain, metric, n)
+
+
+def _send_log(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
+    s = SendLog
+    day = _day(s.sent_at, dialect).label("day")
+    sent = func.sum(case((s.result.in_(REACHED), 1), else_=0))
+    delivered = func.sum(case((s.result == "sent", 1), else_=0))
+    where = and_(_range(s.id, lo, hi), s.result.in_(REACHED))
+    for dimension, column in (("sending_domain", s.sending_domain), ("sending_ip", s.sending_ip),
+                              ("campaign", s.campaign)):
+        for d, key, n_sent, n_delivered in session.execute(
+                select(day, column, sent, delivered).where(where).group_by(day, column)):
+            batch.add(d, dimension, key, "sent", n_sent)
+            batch.add(d, dimension, key, "delivered", n_delivered)
+            if dimension == "campaign":  # every row has exactly one campaign key: 'all' is their sum
+                batch.add(d, "all", "", "sent", n_sent)
+                batch.add(d, "all", "", "delivered", n_delivered)
+    domain = case((s.provider.is_(None), s.recipient_domain))
+    for d, provider, rdomain, n_sent, n_delivered in session.execute(
+            select(day, s.provider, domain, sent, delivered).where(where).group_by(day, s.provider, domain)):
+        _provider_key(batch, d, provider, rdomain, "sent", n_sent)
+        _provider_key(batch, d, provider, rdomain, "delivered", n_delivered)
+
+
+def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
+    b, s = BounceEvent, SendLog
+    day = _day(b.occurred_at, dialect).label("day")
+    keys = {"sending_domain": func.coalesce(s.sending_domain, b.from_domain),
+            "sending_ip": s.sending_ip,
+            "campaign": func.coalesce(s.campaign, b.campaign)}
+    base = select().select_from(b).outerjoin(s, s.id == b.send_id).where(_range(b.id, lo, hi))
+    n = func.count()
+    for dimension, column in keys.items():
+        query = base.add_columns(day, column, b.category, b.reason, b.hard, n).group_by(
+            day, column, b.category, b.reason, b.hard)
+        for d, key, category, reason, hard, count in session.execute(query):
+            for metric in _bounce_metrics(category, reason, hard):
+                batch.add(d, dimension, key, metric, count)
+                if dimension == "campaign":
+                    batch.add(d, "all", "", metric, count)
+    domain = case((s.provider.is_(None), b.recipient_domain))
+    query = base.add_columns(day, s.provider, domain, b.category, b.reason, b.hard, n).group_by(
+        day, s.provider, domain, b.category, b.reason, b.hard)
+    for d, provider, rdomain, category, reason, hard, count in session.execute(query):
+        for metric in _bounce_metrics(category, reason, hard):
+            _provider_key(batch, d, provider, rdomain, metric, count)
+
+
+def _bounce_metrics(category: str, reason: str, hard: bool) -> list[str]:
+    metrics = [f"reason.{reason}"]
+    if category not in NOT_BOUNCES:
+        metrics += ["bounced", f"bounced.{category}"]
+    if hard:
+        metrics.append("hard")
+    return metrics
+
+
+def _complaints(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
+    c, s = ComplaintEvent, SendLog
+    day = _day(c.occurred_at, dialect).label("day")
+    keys = {"sending_domain": func.coalesce(s.sending_domain, c.from_domain),
+            "sending_ip": func.coalesce(s.sending_ip, c.source_ip),
+            "campaign": func.coalesce(s.campaign, c.campaign)}
+    base = select().select_from(c).outerjoin(s, s.id == c.send_id).where(_range(c.id, lo, hi))
+    for dimension, column in keys.items():
+        query = base.add_columns(day, column, c.feedback_type, func.count()).group_by(day, column, c.feedback_type)
+        for d, key, feedback_type, count in session.execute(query):
+            for metric in ("complaints", f"complaints.{(feedback_type or 'unknown').lower()}"):
+                batch.add(d, dimension, key, metric, count)
+                if dimension == "campaign":
+                    batch.add(d, "all", "", metric, count)
+    domain = case((s.provider.is_(None), c.recipient_domain))
+    query = base.add_columns(day, s.provider, domain, c.feedback_type, func.count()).group_by(
+        day, s.provider, domain, c.feedback_type)
+    for d, provider, rdomain, feedback_type, count in session.execute(query):
+        for metric in ("complaints", f"complaints.{(feedback_type or 'unknown').lower()}"):
+            _provider_key(batch, d, provider, rdomain, metric, count)
+
+
+def _dmarc(session: Session, batch: _Batch, lo: int, hi: int, dialect: str, classify: Classifier) -> None:
+    r, a = DmarcRecord, DmarcAggregateReport
+    day = _day(r.interval_begin, dialect).label("day")
+    domain = func.lower(func.coalesce(r.header_from, a.domain))
+    overrides = cast(r.policy_override_reasons, Text)
+    columns = (day, domain, r.source_ip, r.source_base_domain, r.source_reverse_dns, r.dkim_aligned,
+               r.spf_aligned, r.dmarc_pass, overrides, a.org_name, a.org_email)
+    query = (select(*columns, func.sum(r.count)).join(a, a.id == r.report_id)
+             .where(_range(r.id, lo, hi)).group_by(*columns))
+    for (d, dom, ip, base, rdns, dkim, spf, passed, over, org, org_email, count) in session.execute(query):
+        reasons = _json_list(over)
+        source_class, _rule = classify(ip, base, rdns, bool(spf), bool(dkim), reasons)
+        keys = {"sending_domain": dom, "sending_ip": ip,
+                "provider": provider_for_org(org_email or org)}
+        metrics = ["dmarc.messages", f"dmarc.source.{source_class}"]
+        if passed:
+            metrics.append("dmarc.pass")
+        else:
+            metrics.append(f"dmarc.fail.{source_class}")
+        if dkim:
+            metrics.append("dmarc.aligned")
+        for metric in metrics:
+            batch.add_entity(d, keys, metric, count)
+
+
+def _json_list(value: Any) -> list[Any]:
+    if not value:
+        return []
+    if isinstance(value, list):
+        return value
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return out if isinstance(out, list) else []
+
+
+def _tls(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
+    t, p = TlsReport, TlsPolicy
+    day = _day(t.begin, dialect).label("day")
+    for d, org, ok, failed in session.execute(
+            select(day, t.organization_name, func.sum(t.successful_sessions), func.sum(t.failed_sessions))
+            .where(_range(t.id, lo, hi)).group_by(day, t.organization_name)):
+        batch.add(d, "all", "", "tls.ok", ok)
+        batch.add(d, "all", "", "tls.failed", failed)
+        batch.add(d, "provider", provider_for_org(org), "tls.ok", ok)
+        batch.add(d, "provider", provider_for_org(org), "tls.failed", failed)
+    # the policy domain is ours: the reports tell how mail to it fared
+    for d, policy_domain, ok, failed in session.execute(
+            select(day, func.lower(p.policy_domain), func.sum(p.successful_sessions), func.sum(p.failed_sessions))
+            .join(t, t.id == p.report_id).where(_range(t.id, lo, hi))
+            .group_by(day, func.lower(p.policy_domain))):
+        batch.add(d, "sending_domain", policy_domain, "tls.ok", ok)
+        batch.add(d, "sending_domain", policy_domain, "tls.failed", failed)
+
+
+def _imports(session: Session, batch: _Batch) -> int:
+    """Add the difference between each changed import row and what the rollups hold of it."""
+    rows = session.scalars(select(VolumeImport).where(VolumeImport.pending.is_(True))).all()
+    for row in rows:
+        n = row.sent - row.rolled
+        keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip,
+                "provider": row.provider, "campaign": row.campaign}
+        batch.add_entity(row.day, keys, "sent", n)
+        row.rolled, row.pending = row.sent, False
+    return len(rows)
+
+
+# source name -> (id column whose watermark is kept, reader)
+SOURCES: dict[str, tuple[Any, Any]] = {
+    "send_log": (SendLog.id, _send_log),
+    "bounce_events": (BounceEvent.id, _bounces),
+    "complaint_events": (ComplaintEvent.id, _complaints),
+    "dmarc_records": (DmarcRecord.id, None),  # needs the [dmarc] configuration; see update()
+    "tls_reports": (TlsReport.id, _tls),
+}
+
+
+def update(session: Session, *, now: datetime, providers: ProviderResolver | None = None,
+           classifier: Classifier | None = None, limit: int | None = None) -> int:
+    """Count every event above the watermarks into `rollups`; returns the rollup rows changed.
+
+    `limit` caps the ids read per source in one call (the next call goes on from there).
+    The caller commits: rollups and watermarks move together.
+    """
+    from analysis.dmarc_intel import Classifier
+
+    dialect = session.get_bind().dialect.name
+    providers = providers or ProviderResolver(ProvidersConfig(mx_lookups=False))
+    classifier = classifier or Classifier()
+    batch = _Batch(providers, session)
+    marks = {m.source: m for m in session.scalars(select(RollupWatermark))}
+    for source, (id_column, reader) in SOURCES.items():
+        hi = session.scalar(select(func.max(id_column)))
+        mark = marks.get(source)
+        lo = mark.last_id if mark else 0
+        if hi is None or hi <= lo:
+            continue
+        if limit is not None:
+            hi = min(hi, lo + limit)
+        if source == "dmarc_records":
+            _dmarc(session, batch, lo, hi, dialect, classifier)
+        else:
+            reader(session, batch, lo, hi, dialect)
+        if mark is None:
+            mark = marks[source] = RollupWatermark(source=source, last_id=hi, updated_at=now)
+            session.add(mark)
+        mark.last_id, mark.updated_at = hi, now
+    _imports(session, batch)
+    batch.resolve_providers()
+    changed = {k: v for k, v in batch.deltas.items() if v}
+    _upsert(session, changed)
+    session.flush()
+    return len(changed)
+
+
+def _insert_for(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _upsert(session: Session, deltas: Deltas) -> None:
+    if not deltas:
+        return
+    insert = _insert_for(session)
+    table = Rollup.__table__
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=["day", "dimension", "key", "metric"],
+                                      set_={"value": table.c.value + stmt.excluded.value})
+    rows = [{"day": d, "dimension": dim, "key": key[:255], "metric": metric[:80], "value": v}
+            for (d, dim, key, metric), v in deltas.items()]
+    for i in range(0, len(rows), 5000):
+        session.execute(stmt, rows[i:i + 5000])
+    pending = sorted({(d, dim, key[:255]) for (d, dim, key, _m) in deltas})
+    stmt = insert(ScorePending.__table__).on_conflict_do_nothing()
+    for i in range(0, len(pending), 5000):
+        session.execute(stmt, [{"day": d, "dimension": dim, "key": key} for d, dim, key in pending[i:i + 5000]])
+
+
+def rebuild(session: Session, **kwargs: Any) -> int:
+    """Forget every rollup and watermark and count everything again (a full recompute)."""
+    session.execute(delete(Rollup))
+    session.execute(delete(RollupWatermark))
+    session.execute(sql_update(VolumeImport).values(rolled=0, pending=True))
+    session.flush()
+    return update(session, **kwargs)
+
+
+def metrics_frame(session: Session, start: date, end: date, dimension: str, key: str | None = None) -> pd.DataFrame:
+    """Daily metrics of one entity (or, with `key` None, of every key of `dimension` summed).
+
+    Index: every day from `start` to `end` inclusive; one column per metric seen; zeros where
+    absent; integer values.
+    """
+    import pandas as pd
+
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}")
+    query = (select(Rollup.day, Rollup.metric, func.sum(Rollup.value))
+             .where(Rollup.dimension == dimension, Rollup.day >= start, Rollup.day <= end)
+             .group_by(Rollup.day, Rollup.metric))
+    if key is not None:
+        query = query.where(Rollup.key == key)
+    rows = session.execute(query).all()
+    days = pd.Index([start + timedelta(days=i) for i in range((end - start).days + 1)], name="day")
+    if not rows:
+        return pd.DataFrame(index=days, dtype="int64")
+    frame = pd.DataFrame(rows, columns=["day", "metric", "value"])
+    frame["day"] = frame["day"].map(_as_date)
+    wide = frame.pivot_table(index="day", columns="metric", values="value", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+    wide.columns.name = None
+    return wide
+
+
+def entity_keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
+    """The keys of `dimension` with any rollup between `start` and `end`."""
+    return list(session.scalars(select(Rollup.key).where(Rollup.dimension == dimension, Rollup.day >= start,
+                                                         Rollup.day <= end).distinct().order_by(Rollup.key)))
+
+
+def resolver_from(settings: Any, clock=None) -> ProviderResolver:
+    """The provider resolver the configuration describes ([providers], [dns])."""
+    return ProviderResolver(getattr(settings, "providers", None) or ProvidersConfig(),
+                            getattr(settings, "dns", None), clock)
+
+
+@job("rollups", every=timedelta(minutes=5), order=10)
+def rollups_job(ctx: JobContext) -> int:
+    """Count new events into the daily rollups."""
+    from analysis.dmarc_intel import classifier_from
+
+    with ctx.sessions() as session, session.begin():
+        return update(session, now=ctx.clock(), providers=resolver_from(ctx.settings, ctx.clock),
+                      classifier=classifier_from(ctx.settings))

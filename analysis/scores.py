@@ -1,0 +1,256 @@
+"""Reputation scores: 0-100 per entity per day, from components that explain themselves.
+
+    score = 100 - sum of the points each component loses, then capped
+
+Each rate component has a weight, a `good` line and a `bad` line. It loses a quarter of its
+weight on the way from 0 to the good line, the other three quarters between the good and
+the bad line, and its whole weight at or above the bad line:
+
+    loss(r) = w * 0.25 * r / good                               if r <= good
+            = w * (0.25 + 0.75 * (r - good) / (bad - good))    if good < r < bad
+            = w                                                 if r >= bad
+
+Components: complaint rate (complaints / volume; the Gmail and Yahoo lines 0.1 % and 0.3 %),
+hard-bounce rate, block rate (`reputation`-category bounces / volume), DMARC unaligned
+rate (1 - DKIM-aligned / DMARC messages), TLS failure rate, and blocklist listings (any
+listing loses the whole weight). Volume is `sent`, or, when nothing is known of the sends,
+the DMARC messages the receivers reported. Caps: a day at or above the bad complaint line
+is `critical` (score at most watch - 1), and, as Gmail needs 7 consecutive days under 0.3 %
+to recover, the following days stay at most `watch` (good - 1) until 7 clean days have passed.
+A component without data loses nothing; a day below `min_volume` gets no score.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from analysis.jobs import JobContext, job
+from store.rollups import Rollup, Score, ScorePending
+
+METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "dmarc.aligned",
+           "tls.ok", "tls.failed")
+
+
+@dataclass(frozen=True)
+class ScoresConfig:
+    """[scores]: the lines of the reputation score (rates are fractions: 0.001 = 0.1 %)."""
+
+    good: float = 80.0  # a score at or above this is `good`
+    watch: float = 50.0  # at or above this (and under `good`) is `watch`; under it `critical`
+    min_volume: int = 100  # messages of the day below which an entity gets no score
+    complaint_good: float = 0.001  # Gmail and Yahoo: keep the spam rate under 0.1 % ...
+    complaint_bad: float = 0.003  # ... and never reach 0.3 %
+    recovery_days: int = 7  # consecutive days under complaint_bad before the cap lifts (Gmail)
+    hard_bounce_good: float = 0.02
+    hard_bounce_bad: float = 0.05
+    block_good: float = 0.01
+    block_bad: float = 0.05
+    unaligned_good: float = 0.02
+    unaligned_bad: float = 0.20
+    tls_failure_good: float = 0.01
+    tls_failure_bad: float = 0.10
+    weight_complaints: float = 40.0
+    weight_hard_bounces: float = 20.0
+    weight_blocks: float = 15.0
+    weight_dmarc: float = 10.0
+    weight_tls: float = 5.0
+    weight_blocklists: float = 10.0
+
+
+def loss(rate: float, good: float, bad: float, weight: float) -> float:
+    """Points lost by a component at `rate` (see the module's docstring)."""
+    if rate <= 0:
+        return 0.0
+    if rate <= good:
+        return weight * 0.25 * rate / good
+    if rate < bad:
+        return weight * (0.25 + 0.75 * (rate - good) / (bad - good))
+    return weight
+
+
+def grade(score: float, config: ScoresConfig) -> str:
+    if score >= config.good:
+        return "good"
+    if score >= config.watch:
+        return "watch"
+    return "critical"
+
+
+def _volume(m: dict[str, int]) -> tuple[int, str]:
+    if m.get("sent", 0) > 0:
+        return m["sent"], "sent"
+    return m.get("dmarc.messages", 0), "dmarc.messages"
+
+
+def _rate_component(count: int, total: int, good: float, bad: float, weight: float) -> dict[str, Any]:
+    if total <= 0:
+        return {"count": count, "total": total, "rate": None, "good": good, "bad": bad, "weight": weight,
+                "lost": 0.0, "note": "no data"}
+    rate = count / total
+    return {"count": count, "total": total, "rate": round(rate, 6), "good": good, "bad": bad, "weight": weight,
+            "lost": round(loss(rate, good, bad, weight), 4)}
+
+
+def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
+    if not m:
+        return False
+    volume, _ = _volume(m)
+    return volume >= config.min_volume and m.get("complaints", 0) / volume >= config.complaint_bad
+
+
+def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
+            listings: list[str] | None = None) -> tuple[float, str, dict[str, Any]] | None:
+    """The score, grade and components of `day`, from the daily metrics of one entity (`days`
+    must hold the `recovery_days - 1` days before it when they have data); None below min_volume."""
+    m = days.get(day, {})
+    volume, basis = _volume(m)
+    if volume < config.min_volume:
+        return None
+    c: dict[str, Any] = {"volume": {"messages": volume, "basis": basis}}
+    c["complaints"] = _rate_component(m.get("complaints", 0), volume, config.complaint_good,
+                                      config.complaint_bad, config.weight_complaints)
+    c["hard_bounces"] = _rate_component(m.get("hard", 0), volume, config.hard_bounce_good,
+                                        config.hard_bounce_bad, config.weight_hard_bounces)
+    c["blocks"] = _rate_component(m.get("bounced.reputation", 0), volume, config.block_good,
+                                  config.block_bad, config.weight_blocks)
+    dmarc_total = m.get("dmarc.messages", 0)
+    c["dmarc_unaligned"] = _rate_component(dmarc_total - m.get("dmarc.aligned", 0), dmarc_total,
+                                           config.unaligned_good, config.unaligned_bad, config.weight_dmarc)
+    tls_total = m.get("tls.ok", 0) + m.get("tls.failed", 0)
+    c["tls_failures"] = _rate_component(m.get("tls.failed", 0), tls_total, config.tls_failure_good,
+                                        config.tls_failure_bad, config.weight_tls)
+    zones = sorted(listings or [])
+    c["blocklists"] = {"zones": zones, "weight": config.weight_blocklists,
+                       "lost": config.weight_blocklists if zones else 0.0}
+    lost = sum(c[k]["lost"] for k in ("complaints", "hard_bounces", "blocks", "dmarc_unaligned", "tls_failures",
+                                      "blocklists"))
+    score = max(0.0, 100.0 - lost)
+    caps = []
+    if _breach(m, config):
+        caps.append({"rule": "complaint_rate_at_or_above_bad", "cap": config.watch - 1})
+    else:
+        last = next((day - timedelta(days=i) for i in range(1, config.recovery_days)
+                     if _breach(days.get(day - timedelta(days=i)), config)), None)
+        if last is not None:
+            clean = (day - last).days
+            caps.append({"rule": "complaint_recovery", "cap": config.good - 1, "last_breach": last.isoformat(),
+                         "clean_days": clean, "needed": config.recovery_days})
+    for cap in caps:
+        score = min(score, cap["cap"])
+    c["caps"] = caps
+    c["lost"] = round(lost, 4)
+    score = round(score, 2)
+    return score, grade(score, config), c
+
+
+def _blocklist_listings(session: Session) -> Callable[[date], dict[tuple[str, str], list[str]]]:
+    """`analysis.blocklists.listed` per day, cached; no listings when that module is absent."""
+    try:
+        from analysis.blocklists import listed
+    except ImportError:
+        return lambda day: {}
+    cache: dict[date, dict[tuple[str, str], list[str]]] = {}
+
+    def get(day: date) -> dict[tuple[str, str], list[str]]:
+        if day not in cache:
+            cache[day] = listed(session, day) or {}
+        return cache[day]
+    return get
+
+
+def _listings_for(all_listings: dict[tuple[str, str], list[str]], dimension: str, key: str) -> list[str]:
+    if dimension == "all":
+        return sorted({f"{k}@{z}" for (dim, k), zones in all_listings.items() for z in zones})
+    return list(all_listings.get((dimension, key), []))
+
+
+def score_pending(session: Session, *, now: datetime, config: ScoresConfig | None = None) -> int:
+    """Recompute the scores of every entity-day whose rollups changed (and of the days after it
+    that its complaint rate can cap); returns the score rows written or removed."""
+    config = config or ScoresConfig()
+    pending = session.execute(select(ScorePending.day, ScorePending.dimension, ScorePending.key)).all()
+    if not pending:
+        return 0
+    from analysis.rollups import _as_date
+
+    listings = _blocklist_listings(session)
+    by_entity: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for d, dimension, key in pending:
+        by_entity[(dimension, key)].add(_as_date(d))
+    span = max(config.recovery_days - 1, 0)
+    written = 0
+    for (dimension, key), days in by_entity.items():
+        first, last = min(days), max(days)
+        rows = session.execute(select(Rollup.day, Rollup.metric, Rollup.value).where(
+            Rollup.dimension == dimension, Rollup.key == key, Rollup.day >= first - timedelta(days=span),
+            Rollup.day <= last + timedelta(days=span), Rollup.metric.in_(METRICS))).all()
+        metrics: dict[date, dict[str, int]] = defaultdict(dict)
+        for d, metric, value in rows:
+            metrics[_as_date(d)][metric] = value
+        targets = set(days)
+        for d in days:  # a complaint breach caps the days after it
+            targets.update(d + timedelta(days=i) for i in range(1, span + 1) if d + timedelta(days=i) in metrics)
+        existing = {_as_date(s.day): s for s in session.scalars(select(Score).where(
+            Score.dimension == dimension, Score.key == key, Score.day >= first, Score.day <= last + timedelta(days=span)))}
+        for d in sorted(targets):
+            result = compute(metrics, d, config, _listings_for(listings(d), dimension, key))
+            row = existing.get(d)
+            if result is None:
+                if row is not None:
+                    session.delete(row)
+                    written += 1
+                continue
+            score, g, components = result
+            if row is None:
+                session.add(Score(day=d, dimension=dimension, key=key, score=score, grade=g,
+                                  components=components, computed_at=now))
+            else:
+                row.score, row.grade, row.components, row.computed_at = score, g, components, now
+            written += 1
+    done = [tuple(p) for p in pending]
+    for i in range(0, len(done), 300):
+        session.execute(delete(ScorePending).where(
+            tuple_(ScorePending.day, ScorePending.dimension, ScorePending.key).in_(done[i:i + 300])))
+    session.flush()
+    return written
+
+
+def mark_listed_today(session: Session, today: date) -> None:
+    """Blocklist results are not rollups: mark today's listed entities so their score is redone."""
+    from analysis.rollups import _insert_for
+
+    listed = _blocklist_listings(session)(today)
+    if not listed:
+        return
+    keys = {(dim, key) for dim, key in listed}
+    present = session.execute(select(Rollup.dimension, Rollup.key).where(Rollup.day == today).distinct()).all()
+    rows = [{"day": today, "dimension": dim, "key": key} for dim, key in present
+            if (dim, key) in keys or dim == "all"]
+    if rows:
+        session.execute(_insert_for(session)(ScorePending.__table__).on_conflict_do_nothing(), rows)
+
+
+def scores_for(session: Session, day: date, dimension: str | None = None) -> list[Score]:
+    query = select(Score).where(Score.day == day)
+    if dimension:
+        query = query.where(Score.dimension == dimension)
+    return list(session.scalars(query.order_by(Score.dimension, Score.score, Score.key)))
+
+
+def config_from(settings: Any) -> ScoresConfig:
+    return getattr(settings, "scores", None) or ScoresConfig()
+
+
+@job("scores", every=timedelta(minutes=15), order=20)
+def scores_job(ctx: JobContext) -> int:
+    """Recompute the reputation scores of the entity-days whose rollups changed."""
+    now = ctx.clock()
+    with ctx.sessions() as session, session.begin():
+        mark_listed_today(session, now.date())
+        return score_pending(session, now=now, config=config_from(ctx.settings))
+
