@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/, whose ingest.py would hide the package
 
 from tests.ingest.collectors.servers import NOBODY, start_dovecot  # noqa: E402
 
