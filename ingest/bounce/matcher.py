@@ -113,7 +113,7 @@ class Matcher:
         for r, ps in self.always.items():
             found[r] = list(ps)
         index = self.index
-        for piece in self.keys.intersection([low[i:i + 3] for i in range(len(low) - 2)]):
+        for piece in self.keys.intersection(map("".join, zip(low, low[1:], low[2:]))):  # its 3-letter pieces
             for r, p, lit in index[piece]:
                 if lit in low:
                     if r in found:

@@ -233,8 +233,10 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
                 "domains": tuple(d.lower() for d in _strings(spec.get("domains"), source, "domains")),
                 "hosts": tuple(h.lower() for h in _strings(spec.get("hosts"), source, "hosts")),
             }
-    return RuleSet(rules=rules, status=status, reply=reply, internal_status=internal,
-                   providers=providers, sources=tuple(sources))
+    rs = RuleSet(rules=rules, status=status, reply=reply, internal_status=internal,
+                 providers=providers, sources=tuple(sources))
+    rs.matcher  # built now, once: worker processes forked after loading share it
+    return rs
 
 
 def load_rules(rules_file: str | os.PathLike | None = "", *more: str) -> RuleSet:

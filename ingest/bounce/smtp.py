@@ -6,6 +6,7 @@ so the format readers only have to find the text.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 # RFC 3463 status inside text, most specific shape first (Sisimai's SMTP::Status order).
@@ -58,6 +59,7 @@ _CONTINUATION = re.compile(r"^([245]\d\d)[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
 _SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
 def find_status(text: str | None) -> str | None:
     """The RFC 3463 status a text names, or None; an IP address or version is not one."""
     if not text or "." not in text:
@@ -93,6 +95,7 @@ def status_field(value: str | None) -> str | None:
     return _valid_status(f"{m.group(1)}.{m.group(2)}.{m.group(3)}")
 
 
+@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
 def find_reply_code(text: str | None) -> str | None:
     """The SMTP reply code a diagnostic carries: the leading one, else the first one in it."""
     if not text:
@@ -108,6 +111,7 @@ def find_reply_code(text: str | None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
 def find_command(text: str | None) -> str | None:
     if not text:
         return None
