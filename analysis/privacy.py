@@ -1,0 +1,176 @@
+"""Privacy: forgetting an address, and purging raw messages after the retention period.
+
+`forget` erases what postwatch holds about one address — its bounce and complaint events,
+the raw bytes of the messages that named it — and keeps only a salted hash (HMAC-SHA256
+keyed by privacy.salt) in the suppression list and its change log, so the address is never
+mailed again while nothing readable of it is left. The inbound message rows stay, with their
+raw bytes gone and a note saying why, so the counts that were built from them still add up.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import idna
+from sqlalchemy import func, inspect, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from analysis.jobs import JobContext, job
+from store.addresses import HASH_PREFIX, address_hash, normalise
+from store.models import BounceEvent, ComplaintEvent, DmarcFailureReport, InboundMessage, Quarantine
+from store.suppressions import GLOBAL, add_suppression, erase_address, is_suppressed, utc
+
+BATCH = 1000
+
+
+class PrivacyError(ValueError):
+    """Erasure cannot go ahead; the message says what to set or do."""
+
+
+@dataclass
+class Forgotten:
+    """What `forget` erased, per table, and the hash kept."""
+
+    hash: str
+    erased: dict[str, int] = field(default_factory=dict)
+    suppressed: bool = False  # a new global suppression was added for the hash
+
+
+def _spellings(address: str) -> tuple[set[str], set[str]]:
+    """The forms the address may be stored in (A-label and Unicode domain) and its domains."""
+    local, domain = address.split("@", 1)
+    domains = {domain}
+    try:
+        domains.add(idna.decode(domain))
+    except idna.IDNAError:
+        pass
+    return {f"{local}@{d}" for d in domains}, domains
+
+
+def forget(session: Session, address: str, *, salt: str, now: datetime) -> Forgotten:
+    """Erase `address` and keep it suppressed by its salted hash. Run in one transaction."""
+    if not salt:
+        raise PrivacyError("privacy.salt is not set: set it (POSTWATCH_PRIVACY__SALT) to a long random "
+                           "secret and keep it; it keys the hash kept of erased addresses")
+    now = utc(now)
+    addr = normalise(address)
+    digest = address_hash(addr, salt)
+    spellings, domains = _spellings(addr)
+    result = Forgotten(hash=HASH_PREFIX + digest)
+    messages: set[int] = set()
+
+    for model, name in ((BounceEvent, "bounce_events"), (ComplaintEvent, "complaint_events")):
+        rows = session.execute(select(model.id, model.message_id).where(
+            model.recipient_domain.in_(domains), func.lower(model.recipient).in_(spellings))).all()
+        messages.update(r.message_id for r in rows)
+        ids = [r.id for r in rows]
+        for i in range(0, len(ids), BATCH):
+            session.execute(model.__table__.delete().where(model.id.in_(ids[i:i + BATCH])))
+        result.erased[name] = len(ids)
+
+    failures = session.scalars(select(DmarcFailureReport).where(
+        func.lower(DmarcFailureReport.original_rcpt_to).in_(spellings)
+        | func.lower(DmarcFailureReport.original_mail_from).in_(spellings))).all()
+    for report in failures:
+        report.original_rcpt_to = report.original_mail_from = report.subject = report.detail = None
+        messages.add(report.message_id)
+    result.erased["dmarc_failure_reports"] = len(failures)
+
+    messages |= _quarantined_naming(session, spellings)
+    result.erased["raw_messages"] = _erase_raw(session, messages, f"raw bytes erased {now:%Y-%m-%d} "
+                                               "(postwatch forget)", now, scrub=True)
+    result.erased["send_log"] = _scrub_send_log(session, spellings, result.hash)
+    result.erased.update(erase_address(session, addr, digest))
+    if is_suppressed(session, result.hash, [GLOBAL], now=now) is None:
+        add_suppression(session, result.hash, reason="erased", source="manual", now=now, scope=GLOBAL)
+        result.suppressed = True
+    return result
+
+
+def _needles(spellings: set[str]) -> list[bytes]:
+    """The address as it may appear in raw bytes: plain, and as a VERP return path names it."""
+    out = []
+    for a in spellings:
+        local, domain = a.split("@", 1)
+        out += [a.encode("utf-8", "replace"), f"+{local}={domain}@".encode("utf-8", "replace")]
+    return out
+
+
+def _quarantined_naming(session: Session, spellings: set[str]) -> set[int]:
+    """Quarantined messages (they have no events to find them by) whose bytes name the address."""
+    needles = _needles(spellings)
+    found: set[int] = set()
+    rows = session.execute(select(InboundMessage.id, InboundMessage.raw_zlib).join(
+        Quarantine, Quarantine.message_id == InboundMessage.id).where(InboundMessage.raw_zlib.is_not(None)))
+    for message_id, raw_zlib in rows:
+        try:
+            raw = zlib.decompress(raw_zlib).lower()
+        except zlib.error:
+            continue
+        if any(n in raw for n in needles):
+            found.add(message_id)
+    return found
+
+
+def _erase_raw(session: Session, ids: set[int], note: str, now: datetime, *, scrub: bool) -> int:
+    """Drop the raw bytes of messages `ids` (and their file, if kept outside), leaving a note.
+
+    With `scrub`, also the envelope and attribution (a VERP return path names the recipient).
+    A quarantined message can no longer be parsed again: its quarantine row is closed.
+    """
+    done = 0
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), BATCH):
+        chunk = ordered[i:i + BATCH]
+        for path in session.scalars(select(InboundMessage.raw_path).where(
+                InboundMessage.id.in_(chunk), InboundMessage.raw_path.is_not(None))):
+            Path(path).unlink(missing_ok=True)
+        values = {"raw_zlib": None, "raw_path": None,
+                  "error": func.coalesce(InboundMessage.error + "; ", "") + note}
+        if scrub:
+            values.update(envelope_from=None, envelope_to=None, origin=None, attribution=None)
+        done += session.execute(update(InboundMessage).where(InboundMessage.id.in_(chunk)).values(**values)
+                                .execution_options(synchronize_session=False)).rowcount
+        session.execute(update(Quarantine).where(Quarantine.message_id.in_(chunk), Quarantine.released_at.is_(None))
+                        .values(released_at=now, reason=Quarantine.reason + "; " + note)
+                        .execution_options(synchronize_session=False))
+    return done
+
+
+def _scrub_send_log(session: Session, spellings: set[str], shown_hash: str) -> int:
+    """The sender's log keeps its counts, with the recipient replaced by the hash."""
+    if not inspect(session.connection()).has_table("send_log"):
+        return 0
+    from store.volume import SendLog
+
+    return session.execute(update(SendLog).where(func.lower(SendLog.recipient).in_(spellings))
+                           .values(recipient=shown_hash).execution_options(synchronize_session=False)).rowcount
+
+
+# -- retention --------------------------------------------------------------------------------
+
+def purge_raw(sessions: sessionmaker[Session], *, older_than_days: int, now: datetime) -> int:
+    """Drop the raw bytes of messages received more than `older_than_days` ago (0 = keep all)."""
+    if older_than_days <= 0:
+        return 0
+    now = utc(now)
+    cutoff = now - timedelta(days=older_than_days)
+    note = f"raw bytes purged {now:%Y-%m-%d} (privacy.raw_retention_days = {older_than_days})"
+    total = 0
+    while True:
+        with sessions.begin() as session:
+            ids = session.scalars(select(InboundMessage.id).where(
+                InboundMessage.received_at < cutoff,
+                InboundMessage.raw_zlib.is_not(None) | InboundMessage.raw_path.is_not(None))
+                .order_by(InboundMessage.id).limit(BATCH)).all()
+            if not ids:
+                return total
+            total += _erase_raw(session, set(ids), note, now, scrub=False)
+
+
+@job("retention", every=timedelta(hours=24), order=90)
+def retention_job(ctx: JobContext) -> int:
+    """Purge raw message bytes older than privacy.raw_retention_days."""
+    return purge_raw(ctx.sessions, older_than_days=ctx.settings.privacy.raw_retention_days, now=ctx.clock())
