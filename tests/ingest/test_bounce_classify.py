@@ -21,6 +21,13 @@ ROWS = [
      "5.1.10", "550", {}, "userunknown"),
     ("554 delivery error: dd This user doesn't have a yahoo.com account (kim@yahoo.com) [0] - mta1.mail.yahoo.com",
      "5.0.0", "554", {"recipient": "kim@yahoo.com"}, "userunknown"),
+    ("MSEXCH:IMS:EXAMPLE:MAIL:EXCHANGE 0 (000C05A6) Unknown Recipient", None, None, {}, "userunknown"),
+    ("MSEXCH:IMS:EXAMPLE:MAIL:EXCHANGE 0 (000C0595) Ambiguous Recipient", None, None, {}, "filtered"),
+    ("Unknown user: kim@example.org", None, None, {}, "userunknown"),  # IMail
+    ("Unable to deliver message to <kim@example.org> (and other recipients in the same domain).",
+     None, None, {}, "userunknown"),  # InterScan MSS
+    ("Your message wasn't delivered to kim@example.org because the address couldn't be found.",
+     "5.0.0", None, {"reporting_mta": "dns; googlemail.com"}, "userunknown"),
     ("450 4.1.1 <kim@example.org>: Recipient address rejected: mailbox not found", "4.1.1", "450",
      {"smtp_command": "RCPT"}, "userunknown"),
     ("Host or domain name not found. Name service error for name=example.invalid type=AAAA: Host not found",

@@ -161,6 +161,7 @@ def test_find_status(text, status):
     ("550 5.1.1 user unknown", "550"),
     ("host mx [192.0.2.1]: 553 5.3.0 No such user", "553"),
     ("Remote host said: 452 too many recipients", "452"),
+    ("Error, ERROR_CODE :421, ERROR_CODE :, Host not reachable.", "421"),  # Zoho
     ("Connection to 192.0.2.250 timed out", None),
 ])
 def test_find_reply_code(text, code):
@@ -174,9 +175,75 @@ def test_find_reply_code(text, code):
     ("connect to mx.example.com[192.0.2.1]:25: Connection timed out", "CONN"),
     ("TLS handshake failed", "STARTTLS"),
     ("550 User unknown", None),
+    ("server message 550 unknown user <a@b.c> -------SMTP command DATA", "DATA"),  # mFILTER
+    ("Technical details: SMTP:RCPT host 192.0.2.8: 553 5.3.0 No such user", "RCPT"),  # X3
+    ("Remote host said: 550 5.2.1 <a@b.c>... User Unknown [RCPT_TO]", "RCPT"),  # Yahoo
+    ("RCPT To:<a@b.c> <<< 550 User unknown 421 Deferred: Connection timed out", "RCPT"),  # a transcript
 ])
 def test_find_command(text, command):
     assert find_command(text) == command
+
+
+def _parse(text: str) -> list[dict]:
+    result = parse_bytes(text.replace("\n", "\r\n").encode())
+    assert result.kind == "bounce" and result.error is None, result.error
+    return result.events
+
+
+_HEAD = ("From: Mail Delivery System <MAILER-DAEMON@mta.example.com>\nTo: news@send.example.com\n"
+         "Subject: {subject}\nDate: Tue, 03 Nov 2026 10:00:00 +0000\n{extra}Content-Type: text/plain\n\n")
+_EXIM = _HEAD.format(subject="Mail delivery failed: returning message to sender",
+                     extra="X-Failed-Recipients: kim@example.org\n") + (
+    "This message was created automatically by mail delivery software.\n\n"
+    "A message that you sent could not be delivered to one or more of its\n"
+    "recipients. This is a permanent error. The following address(es) failed:\n\n"
+    "  kim@example.org\n    {said}\n\n------ This is a copy of the message, including all the headers. ------\n")
+
+
+@pytest.mark.parametrize("said,status,reason", [
+    # Exim states no status: Sisimai's Exim reader makes one from the refused command...
+    ("SMTP error from remote mail server after MAIL FROM:<news@send.example.com> SIZE=1024: "
+     "550 Mail from 192.0.2.9 refused: your IP address is on our block list", "5.0.901", "blocked"),
+    # ...or from the reason, temporary when the message expired
+    ("retry timeout exceeded", "4.0.947", "expired"),
+    # a status the receiver quoted stands
+    ("SMTP error from remote mail server after RCPT TO:<kim@example.org>: 550 5.1.1 User unknown",
+     "5.1.1", "userunknown"),
+])
+def test_exim_text_bounce_status(said, status, reason):
+    (ev,) = _parse(_EXIM.format(said=said))
+    assert (ev["recipient"], ev["status"], ev["reason"]) == ("kim@example.org", status, reason)
+
+
+def test_opensmtpd_is_read_from_its_text_not_its_own_dsn():
+    boundary = "16aa"
+    text = _HEAD.format(subject="Delivery status notification: error",
+                        extra=f'MIME-Version: 1.0\n') .replace(
+        "Content-Type: text/plain", f'Content-Type: multipart/mixed; boundary="{boundary}"') + (
+        f"--{boundary}\nContent-Type: text/plain\n\n"
+        "    Hi!\n\n    This is the MAILER-DAEMON, please DO NOT REPLY to this email.\n\n"
+        "    An error has occurred while attempting to deliver a message for\n"
+        "    the following list of recipients:\n\n"
+        "kim@nxdomain.example: Domain does not exist\n"
+        "lee@example.org: 550 5.2.2 <lee@example.org>... Mailbox Full\n\n"
+        "    Please note that this is only a temporary failure report.\n\n"
+        f"--{boundary}\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mta.example.com\n\n"
+        "Final-Recipient: rfc822; kim@nxdomain.example\nAction: delayed\nStatus: 4.0.0\n\n"
+        "Final-Recipient: rfc822; lee@example.org\nAction: delayed\nStatus: 4.0.0\n\n"
+        f"--{boundary}--\n")
+    by = {e["recipient"]: e for e in _parse(text)}
+    assert (by["kim@nxdomain.example"]["status"], by["kim@nxdomain.example"]["reason"]) == ("5.0.912", "hostunknown")
+    assert by["kim@nxdomain.example"]["diagnostic"] == "Domain does not exist"  # the notice is no one's
+    assert (by["lee@example.org"]["status"], by["lee@example.org"]["reason"]) == ("5.2.2", "mailboxfull")
+
+
+def test_notes_states_the_reason_above_the_address():
+    text = _HEAD.format(subject="DELIVERY FAILURE", extra="") + (
+        "------- Failure Reasons  --------\n\nUser not listed in public Name & Address Book\n"
+        "kim@example.org\n\n------- Returned Message --------\nFrom: news@send.example.com\n\nhello\n")
+    (ev,) = _parse(text)
+    assert ev["recipient"] == "kim@example.org"
+    assert ev["diagnostic"] == "User not listed in public Name & Address Book"
 
 
 def test_unfold_and_clean_address():
