@@ -8,7 +8,7 @@ from sqlalchemy import event, select
 from analysis import rollups
 from analysis.providers import ProviderResolver, ProvidersConfig
 from store.rollups import Rollup, RollupWatermark, ScorePending
-from tests.analysis import history as h
+from tests.analysis import history_a as h
 
 D1, D2 = date(2026, 5, 1), date(2026, 5, 2)
 NOW = datetime(2026, 5, 3, tzinfo=timezone.utc)
