@@ -1,0 +1,128 @@
+"""The reputation score: known answers for the formula, the grades, the caps and Gmail's 7-day recovery."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from analysis.scores import ScoresConfig, compute, grade, loss, score_pending
+from store.rollups import Rollup, Score, ScorePending
+
+CFG = ScoresConfig()
+D = date(2026, 6, 10)
+NOW = datetime(2026, 6, 30, tzinfo=timezone.utc)
+
+
+def test_loss_is_a_quarter_of_the_weight_at_the_good_line_and_all_of_it_at_the_bad_line():
+    assert loss(0, 0.001, 0.003, 40) == 0
+    assert loss(0.0005, 0.001, 0.003, 40) == pytest.approx(5)
+    assert loss(0.001, 0.001, 0.003, 40) == pytest.approx(10)
+    assert loss(0.002, 0.001, 0.003, 40) == pytest.approx(25)
+    assert loss(0.003, 0.001, 0.003, 40) == 40
+    assert loss(0.5, 0.001, 0.003, 40) == 40
+
+
+def test_the_readme_worked_example():
+    metrics = {"sent": 10_000, "complaints": 15, "hard": 120, "bounced.reputation": 50,
+               "dmarc.messages": 9_500, "dmarc.aligned": 9_400}
+    score, g, c = compute({D: metrics}, D, CFG)
+    assert c["complaints"]["lost"] == pytest.approx(17.5)
+    assert c["hard_bounces"]["lost"] == pytest.approx(3.0)
+    assert c["blocks"]["lost"] == pytest.approx(1.875)
+    assert c["dmarc_unaligned"]["lost"] == pytest.approx(1.3158, abs=1e-4)
+    assert c["tls_failures"]["lost"] == 0 and c["tls_failures"]["note"] == "no data"
+    assert score == 76.31 and g == "watch"
+    assert c["caps"] == [] and c["volume"] == {"messages": 10_000, "basis": "sent"}
+
+
+def test_clean_day_is_100_and_a_listing_costs_its_weight():
+    score, g, _ = compute({D: {"sent": 5000}}, D, CFG)
+    assert (score, g) == (100.0, "good")
+    score, g, c = compute({D: {"sent": 5000}}, D, CFG, ["zen.spamhaus.org"])
+    assert score == 90.0 and c["blocklists"]["zones"] == ["zen.spamhaus.org"]
+
+
+def test_grades_and_their_configurable_lines():
+    assert [grade(s, CFG) for s in (100, 80, 79.99, 50, 49.99, 0)] == \
+        ["good", "good", "watch", "watch", "critical", "critical"]
+    strict = ScoresConfig(good=90, watch=70)
+    assert [grade(s, strict) for s in (90, 85, 69)] == ["good", "watch", "critical"]
+
+
+def test_reaching_the_bad_complaint_line_is_critical_whatever_else():
+    score, g, c = compute({D: {"sent": 10_000, "complaints": 30}}, D, CFG)
+    assert score == 49 and g == "critical"
+    assert c["caps"][0]["rule"] == "complaint_rate_at_or_above_bad"
+
+
+def test_dmarc_volume_is_the_denominator_when_no_sends_are_known_and_small_days_get_no_score():
+    score, _, c = compute({D: {"dmarc.messages": 2000, "dmarc.aligned": 2000, "complaints": 1}}, D, CFG)
+    assert c["volume"]["basis"] == "dmarc.messages" and c["complaints"]["rate"] == 0.0005
+    assert compute({D: {"sent": 99}}, D, CFG) is None
+    assert compute({D: {"sent": 10}}, D, ScoresConfig(min_volume=10)) is not None
+
+
+def test_seven_consecutive_days_under_the_line_to_recover():
+    days = {D + timedelta(days=i): {"sent": 10_000, "complaints": 2} for i in range(10)}
+    days[D] = {"sent": 10_000, "complaints": 40}  # 0.4 %: a breach
+    results = {i: compute(days, D + timedelta(days=i), CFG) for i in range(10)}
+    assert results[0][0] == 49
+    for i in range(1, 7):  # days 1..6 after the breach are clean but capped at watch
+        score, g, c = results[i]
+        assert (score, g) == (79, "watch"), i
+        assert c["caps"][0]["clean_days"] == i and c["caps"][0]["needed"] == 7
+    assert results[7][1] == "good" and results[7][2]["caps"] == []  # the 7th clean day: recovered
+    # a configurable recovery
+    assert compute(days, D + timedelta(days=3), ScoresConfig(recovery_days=3))[2]["caps"] == []
+
+
+def _rollup(s, day, dimension, key, **metrics):
+    for metric, value in metrics.items():
+        s.add(Rollup(day=day, dimension=dimension, key=key, metric=metric.replace("_", "."), value=value))
+    s.merge(ScorePending(day=day, dimension=dimension, key=key))
+
+
+def test_the_job_rescores_only_what_changed_and_a_late_breach_caps_the_days_after(store):
+    with store() as s, s.begin():
+        for i in range(5):
+            _rollup(s, D + timedelta(days=i), "sending_ip", "192.0.2.10", sent=10_000, complaints=1)
+        _rollup(s, D, "sending_ip", "192.0.2.99", sent=50)  # under min_volume: no score
+        assert score_pending(s, now=NOW, config=CFG) == 5
+        assert s.scalars(select(ScorePending)).all() == []
+        assert score_pending(s, now=NOW, config=CFG) == 0  # idempotent
+    with store() as s, s.begin():  # complaints of day 1 arrive late: a breach
+        s.scalars(select(Rollup).where(Rollup.day == D + timedelta(days=1), Rollup.metric == "complaints")).one().value = 35
+        s.merge(ScorePending(day=D + timedelta(days=1), dimension="sending_ip", key="192.0.2.10"))
+        assert score_pending(s, now=NOW, config=CFG) == 4  # day 1 and the 3 days after it
+        scores = {x.day: x for x in s.scalars(select(Score).where(Score.key == "192.0.2.10"))}
+    assert [scores[D + timedelta(days=i)].grade for i in range(5)] == ["good", "critical", "watch", "watch", "watch"]
+    assert scores[D + timedelta(days=3)].components["caps"][0]["last_breach"] == (D + timedelta(days=1)).isoformat()
+
+
+def test_blocklist_listings_lower_the_listed_ip(store, monkeypatch):
+    import analysis.blocklists
+
+    monkeypatch.setattr(analysis.blocklists, "listed",
+                        lambda session, day: {("sending_ip", "192.0.2.10"): ["bl.example.org"]} if day == D else {})
+    with store() as s, s.begin():
+        _rollup(s, D, "sending_ip", "192.0.2.10", sent=1000)
+        _rollup(s, D, "sending_ip", "192.0.2.11", sent=1000)
+        _rollup(s, D, "all", "", sent=2000)
+        score_pending(s, now=NOW, config=CFG)
+        got = {(x.dimension, x.key): x.score for x in s.scalars(select(Score))}
+    assert got == {("sending_ip", "192.0.2.10"): 90.0, ("sending_ip", "192.0.2.11"): 100.0, ("all", ""): 90.0}
+
+
+def test_scores_from_events_end_to_end(store):
+    from analysis import rollups
+    from tests.analysis import history_a as h
+
+    with store() as s, s.begin():
+        for i in range(200):
+            h.send(s, D, recipient=f"u{i}@gmail.com")
+        h.complaint(s, D, "abuse", recipient="u1@gmail.com")
+        rollups.update(s, now=NOW)
+        score_pending(s, now=NOW, config=CFG)
+        row = s.scalars(select(Score).where(Score.dimension == "provider", Score.key == "google")).one()
+    assert row.grade == "critical" and row.components["complaints"]["rate"] == 0.005
