@@ -1,0 +1,168 @@
+"""Running the analysis jobs: once now (`postwatch analyze`), or on their schedules
+(`postwatch scheduler`, APScheduler 3 with its SQLAlchemy job store in the same database).
+
+Every run is recorded in `job_runs` — start, end, rows written, error. A job that fails has
+its error recorded and logged; the others still run.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from analysis.jobs import Job, JobContext, all_jobs
+from store.checks import JobRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    job: str
+    rows: int | None
+    seconds: float
+    error: str | None
+
+
+def run_job(job: Job, ctx: JobContext, trigger: str) -> RunResult:
+    """Run one job and record it; never raises for the job's own failure."""
+    with ctx.sessions.begin() as session:
+        record = JobRun(job=job.name, trigger=trigger, started_at=ctx.clock())
+        session.add(record)
+    began = time.monotonic()
+    rows, error = None, None
+    try:
+        rows = int(job.run(ctx) or 0)
+    except Exception as exc:  # a job's failure is its run's record, not the scheduler's end
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s\n%s", job.name, error, traceback.format_exc())
+    seconds = time.monotonic() - began
+    if error is None:
+        log.info("job %s: %d row(s) in %.2fs", job.name, rows, seconds)
+    with ctx.sessions.begin() as session:
+        record = session.get(JobRun, record.id)
+        record.finished_at, record.rows, record.error = ctx.clock(), rows, error
+    return RunResult(job.name, rows, seconds, error)
+
+
+def run_all(ctx: JobContext, trigger: str = "analyze", only: list[str] | None = None,
+            on_result=None) -> list[RunResult]:
+    """Every registered job (or those named in `only`), once, in their order."""
+    jobs = all_jobs()
+    if only:
+        unknown = sorted(set(only) - {j.name for j in jobs})
+        if unknown:
+            raise ValueError(f"no job named {', '.join(unknown)}; the jobs are: "
+                             + ", ".join(j.name for j in jobs))
+        jobs = [j for j in jobs if j.name in only]
+    results = []
+    for job in jobs:
+        result = run_job(job, ctx, trigger)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def schedule_text(job: Job) -> str:
+    if job.cron:
+        return f"cron {job.cron}"
+    if job.every:
+        secs = int(job.every.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+            if secs % size == 0:
+                return f"every {secs // size}{unit}"
+        return f"every {secs}s"
+    return "on demand"
+
+
+def last_runs(session) -> dict[str, JobRun]:
+    """The newest run of each job."""
+    newest = select(JobRun.job, func.max(JobRun.id).label("id")).group_by(JobRun.job).subquery()
+    rows = session.scalars(select(JobRun).join(newest, JobRun.id == newest.c.id))
+    return {r.job: r for r in rows}
+
+
+# ---------------------------------------------------------------- the scheduler
+
+_context: JobContext | None = None  # set while a scheduler runs in this process
+
+
+def run_scheduled(name: str) -> None:
+    """What APScheduler calls (stored in its job store by reference, with the job's name only)."""
+    if _context is None:
+        log.error("job %s fired with no scheduler context; skipped", name)
+        return
+    jobs = {j.name: j for j in all_jobs()}
+    if name not in jobs:
+        log.warning("job %s is in the job store but no longer registered; skipped", name)
+        return
+    run_job(jobs[name], _context, "scheduler")
+
+
+def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None = None):
+    """A BackgroundScheduler with one entry per registered job in the SQLAlchemy job store."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    global _context
+    _context = ctx
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=scheduler_cfg.jobstore_table)},
+        executors={"default": {"type": "threadpool", "max_workers": 1}},  # one job at a time
+        job_defaults={"coalesce": True, "max_instances": 1,
+                      "misfire_grace_time": scheduler_cfg.misfire_grace_seconds},
+        timezone=scheduler_cfg.timezone)
+    jobs = all_jobs()
+    start_at = now or ctx.clock()
+    for job in jobs:
+        if job.cron:
+            trigger = CronTrigger.from_crontab(job.cron, timezone=scheduler_cfg.timezone)
+        elif job.every:
+            trigger = IntervalTrigger(seconds=int(job.every.total_seconds()), timezone=scheduler_cfg.timezone)
+        else:
+            continue
+        options = {"next_run_time": start_at} if scheduler_cfg.run_at_start else {}
+        scheduler.add_job(run_scheduled, trigger, args=[job.name], id=job.name, name=job.name,
+                          replace_existing=True, **options)
+    return scheduler, {j.name for j in jobs}
+
+
+def run_forever(ctx: JobContext, engine, scheduler_cfg, stop: threading.Event) -> None:
+    """Start the scheduler, wait until `stop` is set, then shut down after the running job."""
+    scheduler, names = build_scheduler(ctx, engine, scheduler_cfg)
+    scheduler.start()
+    for stored in scheduler.get_jobs():  # jobs of an older version of postwatch
+        if stored.id not in names:
+            scheduler.remove_job(stored.id)
+    log.info("scheduler started with %d job(s)", len(names))
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
+        log.info("scheduler stopped")
+
+
+def next_runs(engine, scheduler_cfg) -> dict[str, datetime]:
+    """Next run time of each job, from APScheduler's job store (empty before the first scheduler)."""
+    from sqlalchemy import inspect
+
+    if not inspect(engine).has_table(scheduler_cfg.jobstore_table):
+        return {}
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    store = SQLAlchemyJobStore(engine=engine, tablename=scheduler_cfg.jobstore_table)
+    store.start(None, "default")
+    try:
+        return {j.id: j.next_run_time for j in store.get_all_jobs() if j.next_run_time}
+    except Exception as exc:  # a job store written by another version: say nothing rather than fail
+        log.debug("cannot read the job store: %s", exc)
+        return {}
