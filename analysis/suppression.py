@@ -222,13 +222,14 @@ def _bounces(session: Session, rules: Rules, now: datetime, out: Outcome) -> int
     session.flush()
     held = False
     for address, (event_id, provider) in judge.items():
-        if _suppressed_now(session, address, now):
+        found = escalation(session, rules, address, now)
+        if found is None:
             continue
         if provider in out.guarded:
             out.held += _hold(session, address, provider, event_id, now)
             held = True
         else:
-            out.suppressed += judge_address(session, rules, address, now) is not None
+            out.suppressed += suppress(session, rules, found, now)
     if held:
         _alert_holds(session, rules, out, now)
     return len(events)
@@ -286,8 +287,19 @@ def _sent_to(session: Session, send_id: int | None) -> str | None:
 
 # -- judging one address ----------------------------------------------------------------------
 
-def judge_address(session: Session, rules: Rules, address: str, now: datetime) -> Suppression | None:
-    """Suppress `address` when its soft bounces meet a threshold; returns the new suppression."""
+@dataclass(frozen=True)
+class Escalation:
+    """Soft bounces of one address that meet a threshold: the decision before it is written."""
+
+    address: str
+    reason: str
+    level: int
+    group: tuple[SuppressionEvidence, ...]
+    since: datetime
+
+
+def escalation(session: Session, rules: Rules, address: str, now: datetime) -> Escalation | None:
+    """Whether the soft bounces of `address` meet a threshold now (nothing is written)."""
     if _suppressed_now(session, address, now):
         return None
     soft = session.scalars(select(SuppressionEvidence).where(
@@ -308,15 +320,26 @@ def judge_address(session: Session, rules: Rules, address: str, now: datetime) -
             continue
         reasons = Counter(e.reason for e in group)
         reason = max(reasons, key=lambda r: (reasons[r], -rules.threshold(r)))
-        last = group[-1]
-        row, created = add_suppression(
-            session, address, reason=reason, source="bounce", now=now, scope=GLOBAL,
-            expires_at=_expiry(now, rules.soft_expiry), event_table="bounce_events", event_id=last.bounce_event_id,
-            details={"rule": f"{level} soft bounces within {rules.window.days} days",
-                     "events": [e.bounce_event_id for e in group],
-                     "messages": len({e.message_key for e in group}), "since": start.isoformat()})
-        return row if created else None
+        return Escalation(address, reason, level, tuple(group), start)
     return None
+
+
+def suppress(session: Session, rules: Rules, found: Escalation, now: datetime) -> bool:
+    """Write the suppression an escalation calls for; True when it is new."""
+    _, created = add_suppression(
+        session, found.address, reason=found.reason, source="bounce", now=now, scope=GLOBAL,
+        expires_at=_expiry(now, rules.soft_expiry), event_table="bounce_events",
+        event_id=found.group[-1].bounce_event_id,
+        details={"rule": f"{found.level} soft bounces within {rules.window.days} days",
+                 "events": [e.bounce_event_id for e in found.group],
+                 "messages": len({e.message_key for e in found.group}), "since": found.since.isoformat()})
+    return created
+
+
+def judge_address(session: Session, rules: Rules, address: str, now: datetime) -> bool:
+    """Suppress `address` when its soft bounces meet a threshold; True when it was suppressed now."""
+    found = escalation(session, rules, address, now)
+    return found is not None and suppress(session, rules, found, now)
 
 
 def _suppressed_now(session: Session, address: str, now: datetime) -> bool:
@@ -429,7 +452,7 @@ def _release(session: Session, rules: Rules, now: datetime, out: Outcome) -> Non
                             .order_by(SuppressionHold.id)).all()
     released: dict[str, int] = defaultdict(int)
     for hold in holds:
-        out.suppressed += judge_address(session, rules, hold.address, now) is not None
+        out.suppressed += judge_address(session, rules, hold.address, now)
         released[hold.provider] += 1
         session.delete(hold)
         out.released += 1
