@@ -2,84 +2,131 @@
 # SMTP intake, one run, the same load for each server: Postfix's smtp-source, 20 parallel
 # sessions, 20,000 messages of 2 KB, one message per session.
 #   1. postwatch collect smtp (fsyncs every message before 250; the spool worker stores them)
-#   2. Postfix itself accepting into its (hold) queue on another loopback port: the durable peer
+#   2. a private Postfix accepting into its queue (hold) on another loopback port: the durable
+#      peer (cleanup fsyncs each queue file before smtpd answers 250, its default)
 #   3. Postfix's smtp-sink, which keeps nothing: the ceiling
 # Prints the three rates and the ratios. Goal: collector >= 2x Postfix.
+# Runs as root (the Postfix peer needs it: its daemons drop to mail_owner).
+# Environment: MSGS, SESS, LEN (the load); PW (the postwatch command); ONLY="1 2 3" (which to run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PW=${PW:-$ROOT/.venv/bin/postwatch}
-MSGS=${MSGS:-20000}; SESS=${SESS:-20}; LEN=${LEN:-2048}
-SRC=/usr/sbin/smtp-source; SINK=/usr/sbin/smtp-sink
-for p in "$SRC" "$SINK" /usr/lib/postfix/sbin/master; do
-  [ -x "$p" ] || { echo "smtp_intake: $p is missing (Debian package postfix)"; exit 2; }
-done
+MSGS=${MSGS:-20000}; SESS=${SESS:-20}; LEN=${LEN:-2048}; ONLY=${ONLY:-"1 2 3"}
+SRC=/usr/sbin/smtp-source; SINK=/usr/sbin/smtp-sink; MASTER=/usr/lib/postfix/sbin/master
+[ -x "$SRC" ] || { echo "smtp_intake: $SRC is missing (Debian package postfix); nothing can be measured"; exit 2; }
 WORK=$(mktemp -d /tmp/pw-smtp-bench.XXXXXX); chmod 755 "$WORK"
-PIDS=()
+PIDS=(); PFCONF=
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.5
-            [ -n "${PFCONF:-}" ] && postfix -c "$PFCONF" stop >/dev/null 2>&1; rm -rf "$WORK"; }
+            [ -n "$PFCONF" ] && postfix -c "$PFCONF" stop >/dev/null 2>&1; rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-rate() {  # rate PORT -> messages per second
+wait_port() { for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+now() { date +%s.%N; }
+rate() {  # rate PORT -> messages per second, or nothing when smtp-source failed
   local t0 t1
-  t0=$(date +%s.%N)
+  t0=$(now)
   "$SRC" -s "$SESS" -l "$LEN" -m "$MSGS" -f sender@example.com -t bounces@example.com "127.0.0.1:$1" || return 1
-  t1=$(date +%s.%N)
+  t1=$(now)
   python3 -c "print(round($MSGS/($t1-$t0)))"
 }
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+R1=; R2=; R3=; WHY1="not run (ONLY)"; WHY2="not run (ONLY)"; WHY3="not run (ONLY)"; DRAIN=
 
 # 1. the collector
-P1=$(free_port)
-mkdir -p "$WORK/pw"
-( cd "$WORK/pw" && POSTWATCH_SMTP__MESSAGES_PER_MINUTE=0 exec "$PW" collect smtp --listen "127.0.0.1:$P1" 2>"$WORK/pw/log" ) &
-PIDS+=($!)
-wait_port "$P1" || { echo "collector did not start:"; cat "$WORK/pw/log"; exit 1; }
-R1=$(rate "$P1") || R1=0
-kill "${PIDS[-1]}" 2>/dev/null
-ACCEPTED=$(ls "$WORK/pw/var/spool/new" 2>/dev/null | wc -l)
+if wants 1; then
+  P1=$(free_port)
+  mkdir -p "$WORK/pw"
+  ( cd "$WORK/pw" && POSTWATCH_SMTP__MESSAGES_PER_MINUTE=0 exec "$PW" collect smtp --listen "127.0.0.1:$P1" 2>"$WORK/pw/log" ) &
+  PW_PID=$!; PIDS+=($PW_PID)
+  if ! wait_port "$P1"; then
+    WHY1="did not start: $(tail -3 "$WORK/pw/log" | tr '\n' ' ')"
+  elif R1=$(rate "$P1"); then
+    # the spool worker may lag behind intake; wait for it to store everything
+    t0=$(now); left=-1
+    for _ in $(seq 1200); do
+      left=$(find "$WORK/pw/var/spool/new" -name '*.msg' 2>/dev/null | wc -l)
+      [ "$left" -eq 0 ] && break; sleep 0.1
+    done
+    DRAIN="spool drained $(python3 -c "print(round($(now)-$t0, 1))") s after the last 250; $left file(s) left"
+  else
+    R1=; WHY1="smtp-source failed against it: $(tail -3 "$WORK/pw/log" | tr '\n' ' ')"
+  fi
+  kill "$PW_PID" 2>/dev/null; wait "$PW_PID" 2>/dev/null
+  STORED=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from inbound_messages').fetchone()[0])" \
+           "$WORK/pw/var/postwatch.db" 2>/dev/null || echo "?")
+fi
 
-# 2. Postfix into its queue (held, so that delivery does not compete)
-P2=$(free_port)
-PFCONF="$WORK/postfix"; mkdir -p "$PFCONF" "$WORK/pfq" "$WORK/pfdata"
-cp /etc/postfix/master.cf "$PFCONF/"
-sed -i "s/^smtp      inet.*/127.0.0.1:$P2 inet n - n - - smtpd/" "$PFCONF/master.cf"
-cat > "$PFCONF/main.cf" <<CF
+# 2. a private Postfix into its queue (held, so that delivery does not compete)
+start_postfix() {
+  [ "$(id -u)" -eq 0 ] || { WHY2="needs root (its daemons switch to mail_owner postfix); run the bench as root"; return 1; }
+  [ -x "$MASTER" ] && command -v postfix >/dev/null || { WHY2="Postfix is not installed (Debian package postfix)"; return 1; }
+  id postfix >/dev/null 2>&1 && getent group postdrop >/dev/null || { WHY2="the postfix user or postdrop group is missing (reinstall the postfix package)"; return 1; }
+  P2=$(free_port)
+  PFCONF="$WORK/postfix"; mkdir -p "$PFCONF" "$WORK/pfq" "$WORK/pfdata"
+  chown postfix "$WORK/pfdata"  # master.lock and the caches, written as mail_owner
+  # the stock services, without chroot (the private queue has no chroot tree); smtpd on our port
+  awk -v port="$P2" '
+    /^smtp[ \t]+inet/ { print "127.0.0.1:" port " inet n - n - - smtpd"; next }
+    /^[a-z0-9]/ && NF >= 8 { $5 = "n" }
+    { print }' /etc/postfix/master.cf > "$PFCONF/master.cf"
+  cat > "$PFCONF/main.cf" <<CF
 compatibility_level = 3.6
 queue_directory = $WORK/pfq
 data_directory = $WORK/pfdata
-alternate_config_directories = $PFCONF
+mail_owner = postfix
+setgid_group = postdrop
 inet_interfaces = loopback-only
 inet_protocols = ipv4
 myhostname = bench.localdomain
 mydestination =
 mynetworks = 127.0.0.0/8
 smtpd_recipient_restrictions = check_recipient_access static:HOLD, permit_mynetworks, reject
+maillog_file_prefixes = $WORK
 maillog_file = $WORK/postfix.log
 CF
-R2=0
-if postfix -c "$PFCONF" start >"$WORK/postfix.start" 2>&1 && wait_port "$P2"; then
-  R2=$(rate "$P2") || R2=0
-  postfix -c "$PFCONF" stop >/dev/null 2>&1
-else
-  echo "postfix peer did not start (see below); its rate is reported as 0"
-  cat "$WORK/postfix.start" "$WORK/postfix.log" 2>/dev/null | tail -5
+  # `check` creates the queue tree; without a terminal Postfix reports only to its log
+  if ! postfix -c "$PFCONF" check >"$WORK/postfix.start" 2>&1 \
+     || ! postfix -c "$PFCONF" start >>"$WORK/postfix.start" 2>&1 || ! wait_port "$P2"; then
+    WHY2="did not start: $(cat "$WORK/postfix.start" "$WORK/postfix.log" 2>/dev/null | grep -iE 'fatal|error|warning' | tail -3 | tr '\n' ' ')"
+    return 1
+  fi
+}
+if wants 2 && start_postfix; then
+  if R2=$(rate "$P2"); then
+    HELD=$(find "$WORK/pfq/hold" -type f | wc -l)
+  else
+    R2=; WHY2="smtp-source failed against it: $(grep -iE 'reject|fatal|error' "$WORK/postfix.log" | tail -2 | tr '\n' ' ')"
+  fi
+  postfix -c "$PFCONF" stop >/dev/null 2>&1; PFCONF=
 fi
 
 # 3. smtp-sink
-P3=$(free_port)
-"$SINK" -u nobody "127.0.0.1:$P3" 1024 & PIDS+=($!)
-wait_port "$P3"
-R3=$(rate "$P3") || R3=0
+if wants 3; then
+  if [ ! -x "$SINK" ]; then
+    WHY3="$SINK is missing (Debian package postfix)"
+  else
+    P3=$(free_port)
+    if [ "$(id -u)" -eq 0 ]; then "$SINK" -u nobody "127.0.0.1:$P3" 1024 & else "$SINK" "127.0.0.1:$P3" 1024 & fi
+    PIDS+=($!)
+    if ! wait_port "$P3"; then WHY3="did not start"
+    elif ! R3=$(rate "$P3"); then R3=; WHY3="smtp-source failed against it"; fi
+  fi
+fi
 
 echo
 echo "SMTP intake: $MSGS messages of $LEN bytes, $SESS parallel sessions (smtp-source), $(nproc) cores"
-printf "  %-44s %8s msg/s\n" "postwatch collect smtp (fsync before 250)" "$R1" \
-  "postfix smtpd into its queue" "$R2" "smtp-sink (keeps nothing)" "$R3"
-python3 - "$R1" "$R2" "$R3" <<PY
+show() { if [ -n "$2" ]; then printf "  %-44s %8s msg/s\n" "$1" "$2"; else printf "  %-44s %8s  -- %s\n" "$1" "n/a" "$3"; fi; }
+show "postwatch collect smtp (fsync before 250)" "$R1" "$WHY1"
+show "postfix smtpd into its queue (fsync)" "$R2" "$WHY2"
+show "smtp-sink (keeps nothing)" "$R3" "$WHY3"
+python3 - "${R1:-0}" "${R2:-0}" "${R3:-0}" <<PY
 import sys
 c, p, s = map(float, sys.argv[1:])
-print(f"  collector / postfix = {c/p:.2f}x (goal >= 2x)" if p else "  collector / postfix = n/a")
-print(f"  collector / smtp-sink = {c/s:.2f}" if s else "  collector / smtp-sink = n/a")
+print(f"  collector / postfix   = {c/p:.2f}x (goal >= 2x)" if c and p else "  collector / postfix   = not measured (a server is missing, see above)")
+print(f"  collector / smtp-sink = {c/s:.2f}" if c and s else "  collector / smtp-sink = not measured (a server is missing, see above)")
+print(f"  postfix / smtp-sink   = {p/s:.2f}" if p and s else "", end="\n" if p and s else "")
 PY
-echo "  collector accepted into the spool: $ACCEPTED files still waiting when it stopped (the rest stored)"
+[ -n "${DRAIN}" ] && echo "  collector: $DRAIN; $STORED message(s) in its store"
+[ -n "${HELD:-}" ] && echo "  postfix: $HELD message(s) in its hold queue"
+[ -n "$R1" ] && [ -n "$R2" ] && [ -n "$R3" ]
