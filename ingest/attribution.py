@@ -10,7 +10,7 @@ import email
 import email.message
 from email.utils import getaddresses
 
-from ingest.message import header_text
+from ingest.message import IndexedMessage, header_text
 from ingest.types import Attribution
 
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
@@ -35,7 +35,7 @@ def returned_message(msg: email.message.Message) -> email.message.Message | None
             continue
         if isinstance(payload, str) and payload.strip():
             raw = part.get_payload(decode=True) or payload.encode("utf-8", "replace")
-            return email.message_from_bytes(raw.lstrip())
+            return email.message_from_bytes(raw.lstrip(), _class=IndexedMessage)
     return None
 
 

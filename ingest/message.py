@@ -16,6 +16,74 @@ MAX_MIME_PARTS = 2000
 MAX_LINES = 1_000_000
 
 
+class IndexedMessage(email.message.Message):
+    """A compat32 `Message` that answers header look-ups from a dict.
+
+    The email package scans the whole header list on every look-up, and reading a bounce
+    asks each part dozens of questions (content type, parameters, From, Subject...). The
+    index and the cached content type are dropped whenever a header changes.
+    """
+
+    _index: dict[str, tuple[str, str]] | None = None
+    _ctype: str | None = None
+
+    def _changed(self) -> None:
+        self._index = None
+        self._ctype = None
+
+    def set_raw(self, name, value):
+        super().set_raw(name, value)
+        self._changed()
+
+    def __setitem__(self, name, val):
+        super().__setitem__(name, val)
+        self._changed()
+
+    def __delitem__(self, name):
+        super().__delitem__(name)
+        self._changed()
+
+    def add_header(self, _name, _value, **_params):
+        super().add_header(_name, _value, **_params)
+        self._changed()
+
+    def replace_header(self, _name, _value):
+        super().replace_header(_name, _value)
+        self._changed()
+
+    def set_boundary(self, boundary):
+        super().set_boundary(boundary)
+        self._changed()
+
+    def set_default_type(self, ctype):
+        super().set_default_type(ctype)
+        self._changed()
+
+    def _header_index(self) -> dict[str, tuple[str, str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, v in self._headers:
+                index.setdefault(k.lower(), (k, v))
+            self._index = index
+        return index
+
+    def get(self, name, failobj=None):
+        hit = self._header_index().get(name.lower())
+        if hit is None:
+            return failobj
+        return self.policy.header_fetch_parse(*hit)
+
+    def __contains__(self, name):
+        return name.lower() in self._header_index()
+
+    def get_content_type(self):
+        ctype = self._ctype
+        if ctype is None:
+            ctype = self._ctype = super().get_content_type()
+        return ctype
+
+
 class UnreadableMessage(ValueError):
     """The bytes are not a message we can read; the text is the quarantine reason."""
 
@@ -33,7 +101,7 @@ def load_message(raw: bytes) -> email.message.Message:
     if lines > MAX_LINES:
         raise UnreadableMessage(f"message has {lines} lines, more than the {MAX_LINES} a real "
                                 "report or bounce has; refused to keep memory bounded")
-    msg = email.message_from_bytes(raw)
+    msg = email.message_from_bytes(raw, _class=IndexedMessage)
     _check_shape(msg)
     return msg
 
