@@ -5,7 +5,7 @@ either. Lines and limits are data: an operator changes them in postwatch.toml.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

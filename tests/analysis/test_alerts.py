@@ -2,7 +2,7 @@
 sources; de-duplication while open, resolution when the condition clears, stale alerts."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
