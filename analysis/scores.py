@@ -179,39 +179,48 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
     from analysis.rollups import _as_date
 
     listings = _blocklist_listings(session)
-    by_entity: dict[tuple[str, str], set[date]] = defaultdict(set)
+    by_dimension: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
     for d, dimension, key in pending:
-        by_entity[(dimension, key)].add(_as_date(d))
+        by_dimension[dimension][key].add(_as_date(d))
     span = max(config.recovery_days - 1, 0)
     written = 0
-    for (dimension, key), days in by_entity.items():
-        first, last = min(days), max(days)
-        rows = session.execute(select(Rollup.day, Rollup.metric, Rollup.value).where(
-            Rollup.dimension == dimension, Rollup.key == key, Rollup.day >= first - timedelta(days=span),
-            Rollup.day <= last + timedelta(days=span), Rollup.metric.in_(METRICS))).all()
-        metrics: dict[date, dict[str, int]] = defaultdict(dict)
-        for d, metric, value in rows:
-            metrics[_as_date(d)][metric] = value
-        targets = set(days)
-        for d in days:  # a complaint breach caps the days after it
-            targets.update(d + timedelta(days=i) for i in range(1, span + 1) if d + timedelta(days=i) in metrics)
-        existing = {_as_date(s.day): s for s in session.scalars(select(Score).where(
-            Score.dimension == dimension, Score.key == key, Score.day >= first, Score.day <= last + timedelta(days=span)))}
-        for d in sorted(targets):
-            result = compute(metrics, d, config, _listings_for(listings(d), dimension, key))
-            row = existing.get(d)
-            if result is None:
-                if row is not None:
-                    session.delete(row)
-                    written += 1
-                continue
-            score, g, components = result
-            if row is None:
-                session.add(Score(day=d, dimension=dimension, key=key, score=score, grade=g,
-                                  components=components, computed_at=now))
-            else:
-                row.score, row.grade, row.components, row.computed_at = score, g, components, now
-            written += 1
+    for dimension, keyed in by_dimension.items():
+        # one read per dimension (in chunks of keys), not one per entity
+        first = min(min(days) for days in keyed.values())
+        last = max(max(days) for days in keyed.values())
+        metrics: dict[str, dict[date, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+        existing: dict[tuple[str, date], Score] = {}
+        keys = list(keyed)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for key, d, metric, value in session.execute(select(Rollup.key, Rollup.day, Rollup.metric, Rollup.value).where(
+                    Rollup.dimension == dimension, Rollup.key.in_(chunk), Rollup.day >= first - timedelta(days=span),
+                    Rollup.day <= last + timedelta(days=span), Rollup.metric.in_(METRICS))):
+                metrics[key][_as_date(d)][metric] = value
+            for row in session.scalars(select(Score).where(
+                    Score.dimension == dimension, Score.key.in_(chunk), Score.day >= first,
+                    Score.day <= last + timedelta(days=span))):
+                existing[(row.key, _as_date(row.day))] = row
+        for key, days in keyed.items():
+            series = metrics.get(key, {})
+            targets = set(days)
+            for d in days:  # a complaint breach caps the days after it
+                targets.update(d + timedelta(days=i) for i in range(1, span + 1) if d + timedelta(days=i) in series)
+            for d in sorted(targets):
+                result = compute(series, d, config, _listings_for(listings(d), dimension, key))
+                row = existing.get((key, d))
+                if result is None:
+                    if row is not None:
+                        session.delete(row)
+                        written += 1
+                    continue
+                score, g, components = result
+                if row is None:
+                    session.add(Score(day=d, dimension=dimension, key=key, score=score, grade=g,
+                                      components=components, computed_at=now))
+                else:
+                    row.score, row.grade, row.components, row.computed_at = score, g, components, now
+                written += 1
     done = [tuple(p) for p in pending]
     for i in range(0, len(done), 300):
         session.execute(delete(ScorePending).where(
