@@ -85,3 +85,26 @@ def test_impact_of_a_strict_policy_counts_only_legitimate_mail(store):
     assert result.share_lost == 0.06 and result.current_policy == "none"
     assert result.by_class["unknown"] == {"messages": 500, "failing": 500}
     assert impact(s, "nothing.example").legitimate == 0
+
+
+def test_the_dmarc_sources_command(store, database, monkeypatch, capsys):
+    import json
+
+    from postwatch.cli import main
+    from store import clock
+
+    with store() as s, s.begin():
+        _reports(s)
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    monkeypatch.setenv("POSTWATCH_DMARC__AUTHORISED_IPS", "192.0.2.0/28")
+    monkeypatch.setattr(clock, "utcnow", lambda: NOW)
+    assert main(["rollups", "update"]) == 0
+    capsys.readouterr()
+    assert main(["dmarc", "sources", "news.example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "203.0.113.66" in out and "unknown" in out and "NEW" in out
+    assert "60 of 1000 legitimate messages fail DMARC (6.00%" in out
+    assert main(["dmarc", "sources", "news.example.com", "--days", "7", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["impact"]["share_lost"] == 0.06 and len(data["sources"]) == 5
+    assert {x["source_ip"]: x["class"] for x in data["sources"]}["192.0.2.6"] == "authorised"

@@ -1,6 +1,7 @@
 """The reputation score: known answers for the formula, the grades, the caps and Gmail's 7-day recovery."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -126,3 +127,32 @@ def test_scores_from_events_end_to_end(store):
         score_pending(s, now=NOW, config=CFG)
         row = s.scalars(select(Score).where(Score.dimension == "provider", Score.key == "google")).one()
     assert row.grade == "critical" and row.components["complaints"]["rate"] == 0.005
+
+
+def test_the_jobs_and_the_scores_command(store, database, monkeypatch, capsys):
+    from analysis.jobs import JobContext, all_jobs
+    from postwatch.cli import main
+    from postwatch.config import load
+    from tests.analysis import history_a as h
+
+    with store() as s, s.begin():
+        for i in range(300):
+            h.send(s, D, recipient=f"u{i}@yahoo.com", sending_ip="192.0.2.20")
+        h.complaint(s, D, "abuse", recipient="u1@yahoo.com", source_ip="192.0.2.20")
+    jobs = {j.name: j for j in all_jobs()}
+    assert jobs["rollups"].order < jobs["dmarc_sources"].order < jobs["scores"].order
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    monkeypatch.setenv("POSTWATCH_PROVIDERS__MX_LOOKUPS", "false")
+    ctx = JobContext(sessions=store, settings=load(environ={"POSTWATCH_DATABASE__URL": database.url,
+                                                          "POSTWATCH_PROVIDERS__MX_LOOKUPS": "false"}),
+                     clock=lambda: NOW)
+    assert jobs["rollups"].run(ctx) > 0 and jobs["scores"].run(ctx) > 0
+    assert jobs["rollups"].run(ctx) == 0 and jobs["scores"].run(ctx) == 0  # idempotent
+    assert main(["scores", "--dimension", "sending_ip"]) == 0
+    out = capsys.readouterr().out
+    assert f"scores on {D}" in out and "192.0.2.20" in out and "complaints 0.33% -40.0" in out
+    assert "critical" in out and "capped at 49" in out
+    assert main(["scores", "--day", "2026-06-10", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["dimension"] for r in rows} == {"all", "sending_domain", "sending_ip", "provider", "campaign"}
+    assert main(["scores", "--day", "2020-01-01"]) == 0 and "no scores on 2020-01-01" in capsys.readouterr().out
