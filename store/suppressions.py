@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Index, String, Text, or_, select, text
+from sqlalchemy import BigInteger, Index, String, Text, insert, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.addresses import HASH_PREFIX, AddressError, is_hashed, normalise
@@ -219,6 +219,48 @@ def add_suppression(session: Session, address: str, *, reason: str, source: str,
     session.flush()
     _log(session, "add", row, row.reason, now)
     return row, True
+
+
+def add_suppressions(session: Session, items: list[dict[str, Any]], *, source: str, now: datetime,
+                     scope: str = GLOBAL, expires_at: datetime | None = None) -> int:
+    """`add_suppression` for many normalised addresses at once (the rules' hygiene bounces).
+
+    Each item has `address`, `reason` and optionally `event_table`, `event_id`, `details`.
+    Addresses with no row in force in `scope` are written in two bulk inserts (suppressions,
+    then their changes, in the same order); the others go through `add_suppression`.
+    Returns how many suppressions were created.
+    """
+    scope, now, expires_at = normalise_scope(scope), utc(now), utc(expires_at)
+    names = sorted({item["address"] for item in items})
+    busy: set[str] = set()
+    for i in range(0, len(names), 500):
+        busy.update(session.scalars(select(Suppression.address).where(
+            Suppression.address.in_(names[i:i + 500]), Suppression.scope == scope, Suppression.removed_at.is_(None))))
+    created, fresh, seen = 0, [], set()
+    for item in items:
+        address = item["address"]
+        if address in seen:
+            continue
+        seen.add(address)
+        if address in busy:
+            created += add_suppression(session, address, reason=item["reason"], source=source, now=now, scope=scope,
+                                       expires_at=expires_at, event_table=item.get("event_table"),
+                                       event_id=item.get("event_id"), details=item.get("details"))[1]
+        else:
+            fresh.append({"address": normalise(address), "address_hash": None, "scope": scope,
+                          "reason": item["reason"][:60], "source": source, "event_table": item.get("event_table"),
+                          "event_id": item.get("event_id"), "details": item.get("details"), "created_at": now,
+                          "expires_at": expires_at})
+    if not fresh:
+        return created
+    session.flush()
+    ids = session.scalars(insert(Suppression).returning(Suppression.id, sort_by_parameter_order=True), fresh).all()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+    session.execute(insert(SuppressionChange), [
+        {"op": "add", "address": row["address"], "scope": scope, "reason": row["reason"], "at": now,
+         "suppression_id": sid} for row, sid in zip(fresh, ids)])
+    return created + len(fresh)
 
 
 def remove_suppression(session: Session, address: str, *, reason: str, now: datetime,

@@ -200,3 +200,25 @@ def test_import_reports_each_bad_row_with_its_line(store):
     with store.begin() as s:
         bad = import_csv(s, io.StringIO("email\nx@example.com\n"), NOW)
     assert bad.added == 0 and bad.errors[0][0] == 1 and "address" in bad.errors[0][1]
+
+
+def test_many_at_once_writes_the_same_as_one_by_one(store):
+    from store.suppressions import add_suppressions
+
+    with store.begin() as s:
+        add_suppression(s, "old@example.com", reason="manual", source="manual", now=NOW)
+        add_suppression(s, "soft@example.com", reason="mailboxfull", source="bounce", now=NOW,
+                        expires_at=NOW + days(30))
+        created = add_suppressions(s, [{"address": a, "reason": "userunknown", "event_table": "bounce_events",
+                                        "event_id": i} for i, a in enumerate(
+                                            ["new1@example.com", "old@example.com", "new2@example.com",
+                                             "new1@example.com", "soft@example.com"])],
+                                   source="bounce", now=NOW + days(1))
+    assert created == 3  # new1, new2, and soft (permanent replaces expiring); old was covered
+    with store() as s:
+        rows, _ = changes_since(s, 2)
+        assert [(r["address"], r["reason"]) for r in rows] == [
+            ("soft@example.com", "userunknown"), ("new1@example.com", "userunknown"),
+            ("new2@example.com", "userunknown")]
+        row = is_suppressed(s, "new2@example.com", now=NOW + days(2))
+        assert (row.event_id, row.source, row.expires_at) == (2, "bounce", None)
