@@ -335,3 +335,20 @@ def test_the_job_is_registered_and_reads_the_configuration(store, h):
     soft(h, "b@example.net", "mailboxfull", [0, 2])
     rows = jobs["suppression"].run(JobContext(sessions=store, settings=config, clock=lambda: T0 + hours(3)))
     assert rows >= 3 and suppressed(store, "b@example.net") is not None
+
+
+def test_from_a_real_dsn_through_the_pipeline_to_the_feed(store, pipeline):
+    from tests.ingest.messages import postfix_dsn
+
+    out = pipeline.ingest(postfix_dsn(recipients=(
+        ("Gone@Example.net", "5.1.1", "550 5.1.1 <Gone@Example.net>: Recipient address rejected: User unknown"),
+        ("full@example.net", "4.2.2", "452 4.2.2 <full@example.net>: Mailbox full"),
+        ("blocked@example.net", "5.7.1", "550 5.7.1 Service unavailable; client host blocked using Spamhaus"))),
+        "file")
+    assert out.status == "parsed"
+    result = run(store, RULES, T0 + hours(24 * 400))
+    assert result.suppressed == 1 and result.evidence == 1
+    with store() as s:
+        rows, nxt = changes_since(s, 0)
+    assert [(r["op"], r["address"], r["reason"]) for r in rows] == [("add", "gone@example.net", "userunknown")]
+    assert run(store, RULES, T0 + hours(24 * 400)).rows == 0
