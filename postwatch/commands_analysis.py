@@ -158,7 +158,8 @@ def cmd_scores(args, config) -> int:
     print(f"scores on {day}")
     print(f"{'dimension':<15} {'key':<32} {'score':>6}  {'grade':<8} lost points")
     for s in rows:
-        print(f"{s.dimension:<15} {(s.key or '(unknown)')[:32]:<32} {s.score:>6.1f}  {s.grade:<8} {_explain(s.components)}")
+        key = s.key or ("-" if s.dimension == "all" else "(unknown)")
+        print(f"{s.dimension:<15} {key[:32]:<32} {s.score:>6.1f}  {s.grade:<8} {_explain(s.components)}")
     return 0
 
 
