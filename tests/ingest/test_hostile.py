@@ -122,9 +122,11 @@ def test_default_cap_memory_stays_under_256_mb(tmp_path):
     """A bomb bigger than the default 64 MB cap, parsed in a fresh process: peak RSS < 256 MB."""
     path = tmp_path / "bomb.xml.gz"
     path.write_bytes(gzip_bomb(200 * 1024 * 1024))
-    code = ("import resource; from ingest.parse import parse_bytes; "
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak across exec into ru_maxrss,
+    # so a large pytest process would be measured instead of this child.
+    code = ("from ingest.parse import parse_bytes; "
             f"r = parse_bytes(open({str(path)!r}, 'rb').read()); print(r.error); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True, timeout=60)
     error, maxrss_kb = out.stdout.strip().splitlines()
