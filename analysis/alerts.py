@@ -22,7 +22,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from analysis.jobs import JobContext, job
-from analysis.ops_config import AlertsConfig
+from analysis.config import AlertsConfig
 from analysis.rollups import metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
 from store.models import DmarcAggregateReport, DmarcRecord

@@ -31,20 +31,13 @@ from analysis.jobs import JobContext, job
 from store.dmarc_sources import DmarcSource
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup, RollupWatermark
+from analysis.config import DmarcConfig  # noqa: F401  (re-exported)
 
 FORWARDERS_FILE = Path(__file__).with_name("forwarders.toml")
 FORWARDING_OVERRIDES = ("forwarded", "trusted_forwarder", "mailing_list")
 WATERMARK = "dmarc_sources"
 
 
-@dataclass(frozen=True)
-class DmarcConfig:
-    """[dmarc]: what counts as an authorised source of your domains' mail."""
-
-    authorised_ips: tuple[str, ...] = ()  # IPs or CIDRs that send for you (besides [domains] sending_ips)
-    esp_domains: tuple[str, ...] = ()  # base domains of your ESPs' servers (e.g. sendgrid.net, amazonses.com)
-    forwarders: tuple[str, ...] = ()  # more base domains of known forwarders
-    new_source_days: int = 7  # a source first seen this recently is listed as new
 
 
 @lru_cache(maxsize=1)

@@ -5,17 +5,12 @@ server and production uses the system resolver.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import dns.resolver
 
+from analysis.config import DnsConfig
 
-@dataclass(frozen=True)
-class DnsConfig:
-    """[dns]: the resolver the analysis uses."""
 
-    nameservers: tuple[str, ...] = ()  # "IP" or "IP:PORT"; empty = the system resolver
-    timeout: float = 3.0  # seconds per look-up, all tries included
 
 
 def make_resolver(config: DnsConfig) -> dns.resolver.Resolver:

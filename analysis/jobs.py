@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.clock import Clock
 
 # Modules that define jobs with @job; importing them fills the registry.
-JOB_MODULES: tuple[str, ...] = ()
+JOB_MODULES: tuple[str, ...] = ("analysis.rollups", "analysis.dmarc_intel", "analysis.scores", "analysis.suppression",
+                                "analysis.privacy",
+                                "analysis.blocklists", "analysis.alerts", "analysis.notify", "analysis.posture")
 
 
 @dataclass(frozen=True)

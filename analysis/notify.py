@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
-from analysis.ops_config import AlertsConfig
+from analysis.config import AlertsConfig
 from store.alerts import SEVERITIES, Alert
 from store.checks import AlertDelivery
 

@@ -5,8 +5,8 @@ By the domain list first (the big consumer domains), then — for custom domains
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from analysis.config import ProvidersConfig  # noqa: F401  (re-exported)
 
 # provider -> its consumer domains
 DOMAINS: dict[str, tuple[str, ...]] = {
@@ -63,14 +63,6 @@ ORG_WORDS: tuple[tuple[str, str], ...] = (
 PROVIDERS: tuple[str, ...] = (*DOMAINS, OTHER)
 
 
-@dataclass(frozen=True)
-class ProvidersConfig:
-    """[providers]: extra recipient-domain and MX-host mappings, and the MX look-up cache."""
-
-    domains: tuple[str, ...] = ()  # "DOMAIN=PROVIDER", before the shipped list
-    mx_hosts: tuple[str, ...] = ()  # "HOST-SUFFIX=PROVIDER", before the shipped list
-    mx_lookups: bool = True  # look up the MX of domains no list knows
-    cache_days: int = 7  # how long a look-up's answer is kept in the database
 
 
 def _pairs(entries: tuple[str, ...], key: str) -> dict[str, str]:

@@ -22,7 +22,6 @@ A component without data loses nothing; a day below `min_volume` gets no score.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -31,35 +30,12 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from store.rollups import Rollup, Score, ScorePending
+from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
 
 METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "dmarc.aligned",
            "tls.ok", "tls.failed")
 
 
-@dataclass(frozen=True)
-class ScoresConfig:
-    """[scores]: the lines of the reputation score (rates are fractions: 0.001 = 0.1 %)."""
-
-    good: float = 80.0  # a score at or above this is `good`
-    watch: float = 50.0  # at or above this (and under `good`) is `watch`; under it `critical`
-    min_volume: int = 100  # messages of the day below which an entity gets no score
-    complaint_good: float = 0.001  # Gmail and Yahoo: keep the spam rate under 0.1 % ...
-    complaint_bad: float = 0.003  # ... and never reach 0.3 %
-    recovery_days: int = 7  # consecutive days under complaint_bad before the cap lifts (Gmail)
-    hard_bounce_good: float = 0.02
-    hard_bounce_bad: float = 0.05
-    block_good: float = 0.01
-    block_bad: float = 0.05
-    unaligned_good: float = 0.02
-    unaligned_bad: float = 0.20
-    tls_failure_good: float = 0.01
-    tls_failure_bad: float = 0.10
-    weight_complaints: float = 40.0
-    weight_hard_bounces: float = 20.0
-    weight_blocks: float = 15.0
-    weight_dmarc: float = 10.0
-    weight_tls: float = 5.0
-    weight_blocklists: float = 10.0
 
 
 def loss(rate: float, good: float, bad: float, weight: float) -> float:

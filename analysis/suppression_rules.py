@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
-from analysis.suppression_config import SuppressionConfig
+from analysis.config import SuppressionConfig
 from ingest.bounce.rules import CATEGORY
 from store.suppressions import GLOBAL, Suppression, SuppressionEvidence, utc
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import re
@@ -103,7 +104,8 @@ def _add_collect(sub) -> None:
 
 # Command groups kept in modules of their own; each has `register(subparsers)`, and keeps its
 # imports inside the command functions so that start-up stays light.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.commands_suppression",
+                                    "postwatch.commands_ops")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_explain(sub)
     _add_collect(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -258,7 +262,7 @@ def cmd_config_show(args, config) -> int:
     for key, env, _default, _type in describe():
         section, name = key.split(".", 1)
         value = getattr(getattr(config, section), name)
-        if ("secret" in name or "password" in name) and value:
+        if ("secret" in name or "password" in name or name == "salt") and value:
             value = "(set)"
         elif key == "imap.mailboxes":
             value = tuple(re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", v) for v in value)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from analysis.dns import DnsConfig
-from analysis.ops_config import AlertsConfig, BlocklistsConfig, DomainsConfig, SchedulerConfig
+from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
+                             PrivacyConfig, ProvidersConfig, SchedulerConfig, ScoresConfig,
+                             SuppressionConfig)
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from store.config import DatabaseConfig
 
@@ -34,6 +35,11 @@ SECTIONS: dict[str, type] = {
     "blocklists": BlocklistsConfig,
     "alerts": AlertsConfig,
     "scheduler": SchedulerConfig,
+    "providers": ProvidersConfig,
+    "scores": ScoresConfig,
+    "dmarc": DmarcConfig,
+    "suppression": SuppressionConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -53,6 +59,11 @@ class Config:
     blocklists: BlocklistsConfig = field(default_factory=BlocklistsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
+    scores: ScoresConfig = field(default_factory=ScoresConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
+    suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
 
 

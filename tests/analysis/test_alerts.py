@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from analysis.alerts import alerts_job, apply, evaluate
 from analysis.jobs import JobContext
-from analysis.ops_config import AlertsConfig
+from analysis.config import AlertsConfig
 from postwatch.config import Config
 from store.alerts import Alert, raise_alert
 from store.models import DmarcAggregateReport, DmarcRecord, InboundMessage

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from analysis.blocklists import blocklists_job, check, listed, query_name
 from analysis.dns import DnsConfig, make_resolver
 from analysis.jobs import JobContext
-from analysis.ops_config import BlocklistsConfig, DomainsConfig
+from analysis.config import BlocklistsConfig, DomainsConfig
 from postwatch.config import Config
 from store.alerts import Alert
 from store.checks import BlocklistCheck

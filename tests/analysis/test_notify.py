@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from analysis.notify import notify
-from analysis.ops_config import AlertsConfig
+from analysis.config import AlertsConfig
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.checks import AlertDelivery
 

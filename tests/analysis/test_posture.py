@@ -10,7 +10,7 @@ from sqlalchemy import select
 from analysis import posture
 from analysis.dns import DnsConfig, make_resolver
 from analysis.jobs import JobContext
-from analysis.ops_config import DomainsConfig
+from analysis.config import DomainsConfig
 from analysis.spf import check_spf
 from postwatch.config import Config
 from store.alerts import Alert

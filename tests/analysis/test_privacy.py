@@ -32,7 +32,7 @@ def _all_text(store) -> str:
 
 def test_forget_erases_and_still_suppresses_by_hash(store, h):
     from analysis.suppression import Rules, run
-    from analysis.suppression_config import SuppressionConfig
+    from analysis.config import SuppressionConfig
     from store.volume import SendLog
 
     target = "Ann.Smith@Example.NET"

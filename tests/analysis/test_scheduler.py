@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select
 
 from analysis import jobs as registry
 from analysis.jobs import Job, JobContext
-from analysis.ops_config import SchedulerConfig
+from analysis.config import SchedulerConfig
 from analysis.scheduler import build_scheduler, run_all, schedule_text
 from postwatch.config import Config
 from store.checks import JobRun

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from analysis.suppression import Rules, SuppressionRulesError, run
-from analysis.suppression_config import SuppressionConfig
+from analysis.config import SuppressionConfig
 from store.alerts import Alert
 from store.suppressions import Suppression, SuppressionChange, SuppressionHold, changes_since, is_suppressed
 from tests.analysis.history import T0, History, hours

@@ -113,3 +113,16 @@ def test_the_operators_rules_file_decides_first_in_parse(tmp_path, inbox):
     ours = json.loads(run(["parse", "--json", str(inbox / "bounce.eml")], cwd=tmp_path, env=env).stdout)
     assert plain["events"][0]["reason"] == "userunknown"
     assert ours["events"][0]["reason"] == "filtered" and "our-filter" in ours["events"][0]["rule"]
+
+
+def test_the_command_line_loads_no_database_code():
+    """`postwatch parse` is timed whole-process: building the CLI must stay light."""
+    code = ("import sys; from postwatch.cli import build_parser; build_parser(); "
+            "from postwatch.commands_analysis import COMPARE_FIELDS; from analysis.compare import FIELDS; "
+            "assert COMPARE_FIELDS == FIELDS; "
+            "print(sorted(m for m in ('sqlalchemy', 'pandas', 'dns.resolver', 'parsedmarc') if m in sys.modules))")
+    heavy_before = subprocess.run([sys.executable, "-c", code.replace(
+        "from postwatch.commands_analysis import COMPARE_FIELDS; from analysis.compare import FIELDS; "
+        "assert COMPARE_FIELDS == FIELDS; ", "")], capture_output=True, text=True, check=True).stdout
+    assert heavy_before.strip() == "[]"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -1,0 +1,172 @@
+"""The configuration sections the analysis reads: one typed home for all of them.
+
+`postwatch/config.py` builds them from the file and the environment; nothing here reads
+either. Lines, limits and thresholds are data: an operator changes them in postwatch.toml.
+This module imports nothing heavy, so that loading the configuration stays cheap.
+
+DESIGN.md's table of bounce categories is the authority for suppression: reasons of the
+`reputation`, `policy`, `content` and `unknown` categories never suppress a recipient,
+whatever is configured here (`analysis.suppression` refuses such a configuration).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """[dns]: the resolver the analysis uses."""
+
+    nameservers: tuple[str, ...] = ()  # "IP" or "IP:PORT"; empty = the system resolver
+    timeout: float = 3.0  # seconds per look-up, all tries included
+
+
+@dataclass(frozen=True)
+class ProvidersConfig:
+    """[providers]: extra recipient-domain and MX-host mappings, and the MX look-up cache."""
+
+    domains: tuple[str, ...] = ()  # "DOMAIN=PROVIDER", before the shipped list
+    mx_hosts: tuple[str, ...] = ()  # "HOST-SUFFIX=PROVIDER", before the shipped list
+    mx_lookups: bool = True  # look up the MX of domains no list knows
+    cache_days: int = 7  # how long a look-up's answer is kept in the database
+
+
+@dataclass(frozen=True)
+class ScoresConfig:
+    """[scores]: the lines of the reputation score (rates are fractions: 0.001 = 0.1 %)."""
+
+    good: float = 80.0  # a score at or above this is `good`
+    watch: float = 50.0  # at or above this (and under `good`) is `watch`; under it `critical`
+    min_volume: int = 100  # messages of the day below which an entity gets no score
+    complaint_good: float = 0.001  # Gmail and Yahoo: keep the spam rate under 0.1 % ...
+    complaint_bad: float = 0.003  # ... and never reach 0.3 %
+    recovery_days: int = 7  # consecutive days under complaint_bad before the cap lifts (Gmail)
+    hard_bounce_good: float = 0.02
+    hard_bounce_bad: float = 0.05
+    block_good: float = 0.01
+    block_bad: float = 0.05
+    unaligned_good: float = 0.02
+    unaligned_bad: float = 0.20
+    tls_failure_good: float = 0.01
+    tls_failure_bad: float = 0.10
+    weight_complaints: float = 40.0
+    weight_hard_bounces: float = 20.0
+    weight_blocks: float = 15.0
+    weight_dmarc: float = 10.0
+    weight_tls: float = 5.0
+    weight_blocklists: float = 10.0
+
+
+@dataclass(frozen=True)
+class DmarcConfig:
+    """[dmarc]: what counts as an authorised source of your domains' mail."""
+
+    authorised_ips: tuple[str, ...] = ()  # IPs or CIDRs that send for you (besides [domains] sending_ips)
+    esp_domains: tuple[str, ...] = ()  # base domains of your ESPs' servers (e.g. sendgrid.net, amazonses.com)
+    forwarders: tuple[str, ...] = ()  # more base domains of known forwarders
+    new_source_days: int = 7  # a source first seen this recently is listed as new
+
+
+@dataclass(frozen=True)
+class DomainsConfig:
+    """[domains]: what we send as — checked against blocklists and for authentication posture."""
+
+    sending_domains: tuple[str, ...] = ()  # the From domains we send for
+    sending_ips: tuple[str, ...] = ()  # the IPs our mail leaves from (IPv4 or IPv6)
+    dkim_selectors: tuple[str, ...] = ()  # selectors we sign with (more are found in DMARC reports)
+
+
+@dataclass(frozen=True)
+class BlocklistsConfig:
+    """[blocklists]: the DNSBL (IP) and URIBL/RHSBL (domain) zones the hourly check asks."""
+
+    ip_zones: tuple[str, ...] = ("zen.spamhaus.org", "bl.spamcop.net", "psbl.surriel.com")
+    domain_zones: tuple[str, ...] = ("dbl.spamhaus.org", "multi.surbl.org")
+    from_rollups: bool = True  # also check the sending IPs/domains seen in the last lookback_days
+    lookback_days: int = 7
+    workers: int = 8  # look-ups in flight at once
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: the alert lines, and where alerts are sent."""
+
+    # threshold rules (rates are fractions: 0.001 = 0.1 %)
+    complaint_rate_warning: float = 0.001  # Gmail/Yahoo: keep the spam rate under 0.1 % ...
+    complaint_rate_critical: float = 0.003  # ... and never reach 0.3 %
+    hard_bounce_rate_warning: float = 0.02
+    hard_bounce_rate_critical: float = 0.05
+    min_volume: int = 100  # sends of the day below which rate rules stay silent
+    block_spike_min_count: int = 20  # reputation-category bounces of one provider in the day
+    block_spike_min_share: float = 0.2  # today's block share must exceed the baseline's by this ...
+    block_spike_factor: float = 2.0  # ... and be at least this many times the baseline's
+    tls_failure_rate_warning: float = 0.05
+    tls_failure_rate_critical: float = 0.2
+    tls_min_sessions: int = 100
+    new_source_days: int = 7  # a DMARC-failing source first seen this recently is "new"
+    # anomaly rules: today against the trailing baseline
+    baseline_days: int = 14
+    anomaly_metrics: tuple[str, ...] = ("bounced", "hard", "complaints", "bounced.reputation")
+    anomaly_k: float = 3.0  # today's rate above mean + k * stddev of the baseline days
+    anomaly_min_days: int = 7  # baseline days with sends needed before the rule speaks
+    anomaly_min_count: int = 10  # and at least this many events today
+    anomaly_min_stddev: float = 0.002  # floor of the stddev (as a rate), so a flat baseline is not hair-trigger
+    dimensions: tuple[str, ...] = ("all", "sending_domain", "sending_ip", "provider", "campaign")
+    stale_hours: int = 48  # an open alert not seen again for this long (no data) is resolved
+    # delivery
+    smtp_host: str = ""  # HOST[:PORT] of the smarthost; empty = no alert e-mail
+    smtp_starttls: str = "opportunistic"  # required | opportunistic | off
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = "postwatch@localhost"
+    mail_to: tuple[str, ...] = ()
+    webhook_url: str = ""  # JSON POST, Slack-compatible ({"text": ..., "blocks": [...]}); empty = none
+    timeout: float = 10.0  # seconds per SMTP or HTTP attempt
+    retries: int = 3  # attempts per delivery within one run; a delivery still failing waits for the next run
+    retry_backoff: float = 2.0  # seconds before the second attempt, doubled for each further one
+    notify_resolved: bool = True  # also send a notice when an alert is resolved
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """[scheduler]: how `postwatch scheduler` runs the jobs."""
+
+    misfire_grace_seconds: int = 600  # a run missed by less than this still happens (once: coalesced)
+    jobstore_table: str = "apscheduler_jobs"  # APScheduler's own table, in the same database
+    timezone: str = "UTC"  # of the crontab lines
+    run_at_start: bool = True  # run every job once when the scheduler starts
+
+
+@dataclass(frozen=True)
+class SuppressionConfig:
+    """[suppression]: which feedback stops mail to an address, and when."""
+
+    # bounce reasons that suppress at once
+    immediate: tuple[str, ...] = ("userunknown", "hostunknown", "hasmoved", "notaccept", "suppressed")
+    # of those, the ones that suppress at once only when permanent (5xx); a 4xx one counts as soft
+    permanent_only: tuple[str, ...] = ("notaccept",)
+    # soft bounces needed, per reason ("reason=count")
+    thresholds: tuple[str, ...] = ("suspend=2", "mailboxfull=3", "expired=3")
+    # the other recipient-attributable transient reasons, and how many of them suppress
+    transient_reasons: tuple[str, ...] = ("systemfull", "networkerror", "systemerror", "mailererror")
+    transient_threshold: int = 5
+    window_days: int = 30  # soft bounces older than this do not count
+    min_messages: int = 2  # counted bounces must come from at least this many sent messages ...
+    min_spread_hours: float = 72.0  # ... two of them at least this far apart
+    reset_on_delivery: bool = True  # a later successful delivery starts the count again
+    # complaint feedback types that suppress at once and for good
+    complaint_types: tuple[str, ...] = ("abuse", "fraud", "opt-out", "unsubscribe")
+    complaint_scope: str = "global"  # global, or domain: only the sending domain complained about
+    hygiene_expiry_days: int = 0  # 0 = an immediate (hygiene) suppression never expires
+    soft_expiry_days: int = 90  # a suppression from repeated soft bounces lapses after this; 0 = never
+    guard_share: float = 0.5  # mass-event guard: this share of a provider's bounces are `reputation` ...
+    guard_min_bounces: int = 20  # ... and at least this many of them ...
+    guard_window_minutes: int = 60  # ... in this last stretch: hold that provider's soft escalations
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: erasure (`postwatch forget`) and how long raw messages are kept."""
+
+    salt: str = ""  # HMAC key of the hash kept of an erased address; set once, never change
+    raw_retention_days: int = 180  # raw message bytes older than this are purged; 0 = keep them
