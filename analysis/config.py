@@ -30,6 +30,13 @@ class ProvidersConfig:
     mx_lookups: bool = True  # look up the MX of domains no list knows
     cache_days: int = 7  # how long a look-up's answer is kept in the database
 
+    def __post_init__(self) -> None:
+        for key in ("domains", "mx_hosts"):
+            for entry in getattr(self, key):
+                left, sep, right = entry.partition("=")
+                if not sep or not left.strip() or not right.strip():
+                    raise ValueError(f"providers.{key}: {entry!r} is not NAME=PROVIDER (e.g. example.org=google)")
+
 
 @dataclass(frozen=True)
 class ScoresConfig:

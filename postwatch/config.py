@@ -106,7 +106,10 @@ def _section(name: str, cls: type, values: dict[str, Any], environ: Mapping[str,
             kwargs[key] = _coerce(hints[key], environ[env_name], env_name, from_env=True)
         elif key in values:
             kwargs[key] = _coerce(hints[key], values[key], f"{name}.{key}", from_env=False)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # a section that checks its own values says why
+        raise ConfigError(f"{source}: [{name}] {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str, from_env: bool) -> Any:

@@ -54,3 +54,10 @@ def test_describe_lists_the_fixed_keys():
     for key in ("database.url", "smtp.listen", "smtp.accept"):
         assert key in keys
     assert keys["database.url"][1] == "POSTWATCH_DATABASE__URL"
+
+
+def test_a_section_that_checks_its_values_is_a_config_error(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[providers]\ndomains = ["example.org"]\n')
+    with pytest.raises(ConfigError, match=r"providers.domains: 'example.org' is not NAME=PROVIDER"):
+        load(path, environ={})
