@@ -38,8 +38,9 @@ def encode_classic(recipient: str, domain: str, prefix: str = PREFIX) -> str:
     return f"{prefix}+{local}={rdomain}@{domain}"
 
 
-def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, _CONTEXT + payload, hashlib.sha256).digest()[:MAC_BYTES]
+def _mac(key: bytes, payload: bytes, purpose: str = "verp") -> bytes:
+    context = _CONTEXT if purpose == "verp" else f"postwatch-{purpose}-v1\0".encode()
+    return hmac.new(key, context + payload, hashlib.sha256).digest()[:MAC_BYTES]
 
 
 def _key(secret: str | bytes) -> bytes:
@@ -48,18 +49,20 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def make_token(send_id: int, secret: str | bytes) -> str:
+def make_token(send_id: int, secret: str | bytes, purpose: str = "verp") -> str:
+    """A send-log id and its truncated HMAC, in base32. `purpose` keeps tokens made for one
+    use (the return path, an unsubscribe link) from being accepted for another."""
     if not 0 <= send_id <= MAX_ID:
         raise ValueError("send id out of range")
     payload = send_id.to_bytes(max(1, (send_id.bit_length() + 7) // 8), "big")
-    return base64.b32encode(payload + _mac(_key(secret), payload)).decode().rstrip("=").lower()
+    return base64.b32encode(payload + _mac(_key(secret), payload, purpose)).decode().rstrip("=").lower()
 
 
 def encode_token(send_id: int, secret: str | bytes, domain: str, prefix: str = PREFIX) -> str:
     return f"{prefix}+t-{make_token(send_id, secret)}@{domain}"
 
 
-def read_token(token: str, secret: str | bytes | None) -> Verp:
+def read_token(token: str, secret: str | bytes | None, purpose: str = "verp") -> Verp:
     """Decode TOKEN; a token that is malformed or fails its HMAC comes back `valid=False`."""
     try:
         text = token.upper()
@@ -69,7 +72,7 @@ def read_token(token: str, secret: str | bytes | None) -> Verp:
     payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
     if not payload or len(payload) > 8 or not secret:
         return Verp("token", token=token, valid=False)
-    if not hmac.compare_digest(mac, _mac(_key(secret), payload)):
+    if not hmac.compare_digest(mac, _mac(_key(secret), payload, purpose)):
         return Verp("token", token=token, valid=False)
     return Verp("token", send_id=int.from_bytes(payload, "big"), token=token)
 

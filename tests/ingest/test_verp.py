@@ -80,3 +80,10 @@ def test_token_attribution_reaches_the_stored_event(store):
         rows = {e.orig_message_id: e for e in s.scalars(select(m.BounceEvent))}
     assert rows["<a@x>"].send_id == 9001 and rows["<a@x>"].verp_token
     assert rows["<b@x>"].send_id is None and rows["<b@x>"].verp_token  # stored, not trusted
+
+
+def test_a_token_made_for_one_purpose_is_refused_for_another():
+    token = verp.make_token(5, KEY, purpose="unsubscribe")
+    assert verp.read_token(token, KEY, purpose="unsubscribe").send_id == 5
+    assert verp.read_token(token, KEY).valid is False  # not a return path
+    assert verp.read_token(verp.make_token(5, KEY), KEY, purpose="unsubscribe").valid is False
