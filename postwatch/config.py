@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
                              PrivacyConfig, ProvidersConfig, SchedulerConfig, ScoresConfig,
                              SuppressionConfig)
+from sender.config import SenderConfig, WebConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from store.config import DatabaseConfig
 
@@ -40,6 +41,8 @@ SECTIONS: dict[str, type] = {
     "dmarc": DmarcConfig,
     "suppression": SuppressionConfig,
     "privacy": PrivacyConfig,
+    "sender": SenderConfig,
+    "web": WebConfig,
 }
 
 
@@ -64,6 +67,8 @@ class Config:
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    sender: SenderConfig = field(default_factory=SenderConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
 
 
