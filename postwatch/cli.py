@@ -262,7 +262,7 @@ def cmd_config_show(args, config) -> int:
     for key, env, _default, _type in describe():
         section, name = key.split(".", 1)
         value = getattr(getattr(config, section), name)
-        if ("secret" in name or "password" in name or name == "salt") and value:
+        if ("secret" in name or "password" in name or name == "salt" or name.endswith("tokens")) and value:
             value = "(set)"
         elif key == "imap.mailboxes":
             value = tuple(re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", v) for v in value)
