@@ -15,10 +15,53 @@ class SenderConfig:
 
     smarthost: str = "127.0.0.1:25"  # HOST:PORT of the relay; "mx" delivers straight to each domain's MX
     starttls: str = "required"  # required | opportunistic | off
+    from_address: str = "news@localhost"  # the From of a campaign unless `postwatch send --from` says otherwise
+    return_path_domain: str = ""  # domain of bounces+t-TOKEN@ and unsubscribe+TOKEN@; empty: the From domain
+    helo: str = ""  # the name in EHLO; empty: this machine's name
+    sending_ip: str = ""  # local address to send from (and the one the send log records); empty: any
+    timeout: float = 30.0  # seconds per SMTP conversation step
+    mx_port: int = 25  # the port of an MX when smarthost = "mx"
+    dkim_key_file: str = ""  # PEM private key; empty: messages are not signed
+    dkim_selector: str = "postwatch"
+    dkim_domain: str = ""  # d= of the signature; empty: the From domain
+    feedback_customer: str = "postwatch"  # the customer part of Feedback-ID
+    feedback_type: str = "bulk"  # the type part of Feedback-ID
+    feedback_sender: str = "postwatch"  # the sender-id part of Feedback-ID
+    domain_concurrency: int = 2  # connections at once to one destination domain
+    domain_rate: float = 0.0  # messages per second to one destination domain; 0: no limit
+    retries: int = 2  # extra tries of a 4xx answer within one run
+    retry_backoff: float = 2.0  # seconds before the first retry; doubles each time
+    warmup_start: str = ""  # YYYY-MM-DD the ramp starts; empty: no warm-up caps
+    warmup_ramp: tuple[str, ...] = ("50", "100", "500", "1000", "5000", "10000", "20000", "50000", "100000")
 
     def __post_init__(self) -> None:
         if self.starttls not in ("required", "opportunistic", "off"):
             raise ValueError(f"sender.starttls must be required, opportunistic or off, not {self.starttls!r}")
+        if self.smarthost != "mx":
+            host, sep, port = self.smarthost.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"sender.smarthost must be HOST:PORT or mx, not {self.smarthost!r}")
+        if "@" not in self.from_address:
+            raise ValueError(f"sender.from_address must be an address, not {self.from_address!r}")
+        if self.domain_concurrency < 1:
+            raise ValueError("sender.domain_concurrency must be at least 1")
+        if self.domain_rate < 0 or self.retries < 0 or self.retry_backoff < 0 or self.timeout <= 0:
+            raise ValueError("sender.domain_rate, retries and retry_backoff cannot be negative, timeout must be positive")
+        for part in ("feedback_customer", "feedback_type", "feedback_sender"):
+            if ":" in getattr(self, part):
+                raise ValueError(f"sender.{part} cannot contain ':' (it is one field of Feedback-ID)")
+        try:
+            ramp = [int(v) for v in self.warmup_ramp]
+        except ValueError:
+            raise ValueError("sender.warmup_ramp must be whole numbers (messages per day per sending IP)") from None
+        if any(v < 1 for v in ramp):
+            raise ValueError("sender.warmup_ramp: every daily cap must be at least 1")
+        if self.warmup_start:
+            from datetime import date
+            try:
+                date.fromisoformat(self.warmup_start)
+            except ValueError:
+                raise ValueError(f"sender.warmup_start must be YYYY-MM-DD, not {self.warmup_start!r}") from None
 
 
 @dataclass(frozen=True)
