@@ -335,6 +335,22 @@ def is_suppressed(session: Session, address: str, scope_candidates: Iterable[str
                            .order_by(Suppression.id).limit(1)).first()
 
 
+def suppressions_of(session: Session, address: str, *, now: datetime, salt: str = "") -> list[Suppression]:
+    """Every suppression in force for `address`, in any scope, oldest first.
+
+    Like `is_suppressed`, an erased address answers through its salted hash when `salt` is
+    given; `address` may also be the `hmac-sha256:` form itself.
+    """
+    from store.addresses import address_hash
+
+    addr, digest = target(address)
+    who = [_who(addr, digest)]
+    if addr is not None and salt:
+        who.append(Suppression.address_hash == address_hash(addr, salt))
+    return list(session.scalars(select(Suppression).where(or_(*who), *_active(utc(now)))
+                                .order_by(Suppression.id)))
+
+
 def active_suppressions(session: Session, now: datetime, *, scope: str | None = None,
                         reason: str | None = None, search: str | None = None):
     """The suppressions in force, oldest first (a query, so big lists stream)."""
