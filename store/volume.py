@@ -9,7 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models import Base, BigId
 
-SEND_RESULTS = ("sent", "deferred", "bounced", "suppressed", "failed")
+# `queued`: written before the message leaves (its return path and unsubscribe link point at
+# the row), replaced by the result; never counted as volume
+SEND_RESULTS = ("queued", "sent", "deferred", "bounced", "suppressed", "failed")
 
 
 class SendLog(Base):
@@ -34,7 +36,7 @@ class SendLog(Base):
     reply: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "sent_at"), Index(None, "recipient"),
-                      Index(None, "sending_domain", "sent_at"))
+                      Index(None, "sending_domain", "sent_at"), Index(None, "campaign", "recipient"))
 
 
 class VolumeImport(Base):
