@@ -105,7 +105,8 @@ def _add_collect(sub) -> None:
 # Command groups kept in modules of their own; each has `register(subparsers)`, and keeps its
 # imports inside the command functions so that start-up stays light.
 COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.commands_suppression",
-                                    "postwatch.commands_ops", "postwatch.commands_web")
+                                    "postwatch.commands_ops", "postwatch.commands_web",
+                                    "postwatch.commands_sender")
 
 
 def build_parser() -> argparse.ArgumentParser:

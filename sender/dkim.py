@@ -60,6 +60,11 @@ def txt_record(public_b64: str) -> str:
     return f"v=DKIM1; k=rsa; p={public_b64}"
 
 
+def zone_text(record: str) -> str:
+    """The record as zone-file strings: quoted, at most 255 characters each (RFC 1035)."""
+    return " ".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))
+
+
 def record_name(selector: str, domain: str) -> str:
     return f"{selector}._domainkey.{domain}"
 
