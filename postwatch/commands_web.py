@@ -22,7 +22,7 @@ def register(sub) -> None:
 def _split(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"web.listen {listen!r} is not HOST:PORT")
+        raise ValueError(f"the listen address {listen!r} is not HOST:PORT (web.listen, or --listen)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
