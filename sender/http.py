@@ -96,7 +96,8 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
     def feed() -> Response:
         need(READ)
         since = _int_arg("since", 0, minimum=0, what="a cursor the feed returned, or 0 for the start")
-        limit = _int_arg("limit", DEFAULT_LIMIT, minimum=1, what=f"how many changes, 1 to {MAX_FEED_LIMIT}")
+        limit = _int_arg("limit", DEFAULT_LIMIT, minimum=1, maximum=None,  # capped below, not refused
+                         what=f"how many changes, 1 to {MAX_FEED_LIMIT}")
         fmt = request.args.get("format", "json").strip().lower()
         if fmt not in ("json", "csv"):
             _fail(400, f"format must be json or csv, not {fmt!r}")
@@ -214,7 +215,7 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
 
 # -- request parts ----------------------------------------------------------------------------
 
-def _int_arg(name: str, default: int, *, minimum: int, what: str) -> int:
+def _int_arg(name: str, default: int, *, minimum: int, what: str, maximum: int | None = 2 ** 63 - 1) -> int:
     raw = request.args.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -224,6 +225,8 @@ def _int_arg(name: str, default: int, *, minimum: int, what: str) -> int:
         _fail(400, f"{name} must be a whole number ({what}), not {raw!r}")
     if value < minimum:
         _fail(400, f"{name} must be at least {minimum} ({what}), not {value}")
+    if maximum is not None and value > maximum:  # beyond a database integer
+        _fail(400, f"{name} is too large ({what})")
     return value
 
 

@@ -83,6 +83,11 @@ def test_limit_and_next_page_through_without_missing_a_change(api, history, stor
     assert [r["address"] for r in doc["changes"]] == ["new@example.net"] and doc["next"] > since
 
 
+def test_a_limit_over_the_maximum_is_capped_not_refused(api, history):
+    doc = api.get(f"{FEED}?since=0&limit=99999999999999999999999", token=READ).json
+    assert len(doc["changes"]) == 4
+
+
 def test_the_feed_as_csv_has_the_same_rows(api, history):
     as_json = api.get(f"{FEED}?since=1&limit=2", token=READ).json
     answer = api.get(f"{FEED}?since=1&limit=2&format=csv", token=READ)
@@ -94,7 +99,8 @@ def test_the_feed_as_csv_has_the_same_rows(api, history):
 
 
 @pytest.mark.parametrize("query, word", [
-    ("since=-1", "since"), ("since=abc", "since"), ("limit=0", "limit"), ("limit=lots", "limit"),
+    ("since=-1", "since"), ("since=abc", "since"), ("since=99999999999999999999999", "since"),
+    ("limit=0", "limit"), ("limit=lots", "limit"), ("limit=1e3", "limit"),
     ("format=xml", "format")])
 def test_bad_parameters_are_a_400_with_a_sentence(api, query, word):
     answer = api.get(f"{FEED}?{query}", token=READ)
