@@ -46,3 +46,14 @@ def test_web_refuses_a_listen_address_it_cannot_read(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "postwatch.cli", "web", "--listen", "nowhere"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is not HOST:PORT" in proc.stderr
+
+
+def test_config_show_hides_the_bearer_tokens_and_the_secret(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
+    env.update({"POSTWATCH_WEB__READ_TOKENS": TOKEN, "POSTWATCH_WEB__WRITE_TOKENS": "write-" + TOKEN,
+                "POSTWATCH_WEB__SECRET": "unsubscribe-key"})
+    proc = subprocess.run([sys.executable, "-m", "postwatch.cli", "config", "show"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "web.read_tokens = '(set)'" in proc.stdout and "web.secret = '(set)'" in proc.stdout
+    assert TOKEN not in proc.stdout and "unsubscribe-key" not in proc.stdout
