@@ -25,9 +25,13 @@ How a run goes:
 4. the warm-up budget may hold recipients back: they are logged `deferred`, not sent.
 
 A recipient whose row for this campaign is `sent` or `bounced` is never sent again: a re-run
-goes on with the rest (rows `queued`, `deferred`, `failed` or `suppressed` are tried again,
-under the same send-log id, so the Message-ID stays the same). To see a later suppression
-at work, send a new campaign (or another recipient list).
+goes on with the rest. A recipient last `deferred`, `failed` or `suppressed` gets a new row
+for the new attempt; one left `queued` by a run that stopped is sent again under the same
+row, so with the same Message-ID (the receiver may have accepted it before the stop). To see
+a later suppression at work, send a new campaign (or another recipient list).
+
+Known gap: the rollups count send-log rows by id once; a rollup that runs while a chunk
+(`CHUNK` recipients) is between `queued` and its result does not count that chunk's sends.
 """
 from __future__ import annotations
 
@@ -234,7 +238,11 @@ class _Run:
                     if not scope and not held:
                         budget.take()
                     continue
-                row = session.merge(old) if old is not None else SendLog(
+                # a `queued` row left by a run that stopped may have been accepted: send it again under
+                # the same id and Message-ID; any other result was never seen by a receiver, and the
+                # new attempt gets a row of its own (rollups count each row once, by id)
+                reuse = old is not None and old.result == "queued"
+                row = session.merge(old) if reuse else SendLog(
                     recipient=r.email, recipient_domain=domain, campaign=s.campaign, sending_domain=s.from_domain)
                 row.sent_at, row.provider = now, provider
                 row.sending_ip = s.sender.sending_ip or None
@@ -249,7 +257,7 @@ class _Run:
                     row.result, row.reply = "queued", None
                     budget.take()
                     to_send.append((r, row))
-                if old is None:
+                if not reuse:
                     session.add(row)
             session.flush()
             jobs = []

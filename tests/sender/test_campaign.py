@@ -68,12 +68,23 @@ def test_a_rerun_never_sends_twice_and_retries_the_deferred(tmp_path, store, sin
     third = send_campaign(*args, clock=clock)
     assert third.counts["already_sent"] == 2 and third.counts["sent"] == 0
     assert sorted(r.rcpt_tos[0] for r in sink.received) == ["a@example.org", "later@example.org"]
-    # the retry used the same send-log row, so the same return path and Message-ID
-    log = _log(store)
-    assert len(log) == 2 and log["later@example.org"].id == deferred.id
+    # every attempt has its row: the deferred one stays, the retry that went out is a new one
     with store() as s:
-        assert s.scalar(select(SendLog.id).where(SendLog.recipient == "later@example.org").order_by(
-            SendLog.id.desc())) == deferred.id
+        rows = s.execute(select(SendLog.id, SendLog.result).where(SendLog.recipient == "later@example.org")
+                         .order_by(SendLog.id)).all()
+    assert [tuple(r) for r in rows] == [(deferred.id, "deferred"), (rows[1].id, "sent")]
+
+
+def test_a_row_left_queued_by_a_crash_is_sent_again_under_its_id(tmp_path, store, sink):
+    with store.begin() as s:
+        s.add(SendLog(sent_at=NOW, recipient="a@example.org", campaign="spring", result="queued"))
+    (tmp_path / "r.csv").write_text("email,name\na@example.org,A\n")
+    report = send_campaign(store, make_template(tmp_path / "t"), tmp_path / "r.csv", settings(sink.address),
+                           clock=clock)
+    assert report.counts["sent"] == 1
+    [row] = _log(store).values()
+    assert (row.id, row.result) == (1, "sent")
+    assert row.message_id.startswith("<1.")
 
 
 def test_suppressed_recipients_are_logged_and_never_sent(tmp_path, store, sink):
