@@ -23,11 +23,14 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 now() { date +%s.%N; }
-rate() {  # rate PORT -> messages per second, or nothing when smtp-source failed
-  local t0 t1
-  t0=$(now)
+cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }  # busy jiffies, all cores
+rate() {  # rate PORT -> messages per second, or nothing when smtp-source failed; CPU use to $WORK/cpu.PORT
+  local t0 t1 c0 c1
+  t0=$(now); c0=$(cpu_ticks)
   "$SRC" -s "$SESS" -l "$LEN" -m "$MSGS" -f sender@example.com -t bounces@example.com "127.0.0.1:$1" || return 1
-  t1=$(now)
+  t1=$(now); c1=$(cpu_ticks)
+  # machine-wide busy CPU per message (everything running, the load generator included)
+  python3 -c "print(f'{($c1-$c0)/$(getconf CLK_TCK)/$MSGS*1000:.2f} ms CPU/msg, {($c1-$c0)/$(getconf CLK_TCK)/($t1-$t0)/$(nproc)*100:.0f}% of the cores busy')" >"$WORK/cpu.$1"
   python3 -c "print(round($MSGS/($t1-$t0)))"
 }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -116,10 +119,12 @@ fi
 
 echo
 echo "SMTP intake: $MSGS messages of $LEN bytes, $SESS parallel sessions (smtp-source), $(nproc) cores"
-show() { if [ -n "$2" ]; then printf "  %-44s %8s msg/s\n" "$1" "$2"; else printf "  %-44s %8s  -- %s\n" "$1" "n/a" "$3"; fi; }
-show "postwatch collect smtp (fsync before 250)" "$R1" "$WHY1"
-show "postfix smtpd into its queue (fsync)" "$R2" "$WHY2"
-show "smtp-sink (keeps nothing)" "$R3" "$WHY3"
+show() {  # show LABEL RATE WHY PORT
+  if [ -n "$2" ]; then printf "  %-42s %6s msg/s  (%s)\n" "$1" "$2" "$(cat "$WORK/cpu.$4" 2>/dev/null)"
+  else printf "  %-42s %6s  -- %s\n" "$1" "n/a" "$3"; fi; }
+show "postwatch collect smtp (fsync before 250)" "$R1" "$WHY1" "${P1:-}"
+show "postfix smtpd into its queue (fsync)" "$R2" "$WHY2" "${P2:-}"
+show "smtp-sink (keeps nothing)" "$R3" "$WHY3" "${P3:-}"
 python3 - "${R1:-0}" "${R2:-0}" "${R3:-0}" <<PY
 import sys
 c, p, s = map(float, sys.argv[1:])

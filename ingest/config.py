@@ -28,6 +28,7 @@ class SMTPConfig:
     listen: str = "127.0.0.1:2525"
     accept: tuple[str, ...] = field(default=DEFAULT_ACCEPT)
     hostname: str = ""  # the name in the greeting; empty = this machine's name
+    processes: int = 0  # acceptor processes sharing the port; 0 = one per core
     max_message_bytes: int = 25 * 1024 * 1024  # SIZE; larger messages get 552
     max_recipients: int = 50  # per message; more get 452
     max_sessions: int = 1000  # open sessions from all clients together; more get 421

@@ -5,15 +5,19 @@ A collector answers `250` (or moves an IMAP message away) only after its message
 after the transaction holding it committed, so a crash anywhere loses nothing and a
 restart replays what is left (the pipeline stores the same bytes once).
 
-One file per message: a first line `#postwatch-spool 1 {json}` with the envelope, source
-and origin, then the raw bytes. One file means one fsync and one rename per message.
+Two kinds of file. One message: a first line `#postwatch-spool 1 {json}` with the
+envelope, source and origin, then the raw bytes (the IMAP collector writes these, one per
+message, renamed together and their directory fsync'd once). A group: a first line
+`#postwatch-spool 2 {"messages": [{json, "size": N}, ...]}`, then the raw messages one
+after the other. The SMTP collector's group committer writes everything its sessions
+finished meanwhile as one group file: one write, one fsync, one rename and one directory
+fsync for all of them, which is how fsync'ing every message before `250` stays cheap.
+A file an operator drops into `new/` by hand is one message, all of it.
 This module knows files only; `ingest.spool_worker` feeds them to the pipeline.
-Writes are grouped: many files are written and fsync'd in parallel, renamed, and their
-directory fsync'd once (the journal commits them together), which is how fsync'ing every
-message stays cheap.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import itertools
 import json
@@ -24,11 +28,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 
 log = logging.getLogger(__name__)
 MAGIC = b"#postwatch-spool 1 "
+GROUP_MAGIC = b"#postwatch-spool 2 "
 _counter = itertools.count()
 
 
@@ -59,10 +64,13 @@ class Item:
     mail_from: str | None = None
     rcpt_tos: tuple[str, ...] | None = None  # the SMTP envelope, when there is one
 
-    def header(self) -> bytes:
+    def meta(self, now: float | None = None) -> dict[str, Any]:
         env = None if self.rcpt_tos is None else {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos)}
-        meta = {"source": self.source, "origin": self.origin, "envelope": env, "spooled_at": time.time()}
-        return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n"
+        return {"source": self.source, "origin": self.origin, "envelope": env,
+                "spooled_at": time.time() if now is None else now}
+
+    def header(self) -> bytes:
+        return MAGIC + json.dumps(self.meta(), separators=(",", ":")).encode() + b"\n"
 
 
 class Spool:
@@ -126,6 +134,30 @@ class Spool:
     def put(self, item: Item) -> Path:
         return self.put_many([item])[0]
 
+    def put_group(self, items: list[Item]) -> Path:
+        """Write these messages as one group file: written, fsync'd, renamed, directory fsync'd."""
+        now = time.time()
+        metas = []
+        for item in items:
+            meta = item.meta(now)
+            meta["size"] = len(item.raw)
+            metas.append(meta)
+        head = GROUP_MAGIC + json.dumps({"messages": metas}, separators=(",", ":")).encode() + b"\n"
+        name = self._name()
+        tmp, final = self.tmp / name, self.new / name
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, [head] + [item.raw for item in items])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            self._fsync_dir(self.new)
+        except OSError as exc:
+            raise SpoolError(f"cannot write to the spool {self.dir}: {exc.strerror or exc}") from exc
+        return final
+
     @staticmethod
     def _fsync_dir(path: Path) -> None:
         fd = os.open(path, os.O_RDONLY)
@@ -146,22 +178,62 @@ class Spool:
     def count(self) -> int:
         return sum(1 for e in os.scandir(self.new) if e.name.endswith(".msg"))
 
+    def count_messages(self) -> int:
+        """Messages waiting in `new/` (a group file counts its messages)."""
+        total = 0
+        for e in os.scandir(self.new):
+            if not e.name.endswith(".msg"):
+                continue
+            try:
+                with open(e.path, "rb") as f:
+                    head = f.readline()
+            except FileNotFoundError:  # stored meanwhile
+                continue
+            if head.startswith(GROUP_MAGIC):
+                try:
+                    total += len(json.loads(head[len(GROUP_MAGIC):])["messages"])
+                except (ValueError, KeyError, TypeError):
+                    total += 1
+            else:
+                total += 1
+        return total
+
     @staticmethod
-    def read(path: Path) -> Entry:
+    def read_all(path: Path) -> list[Entry]:
+        """The messages of one spool file, in order."""
         data = path.read_bytes()
+        if data.startswith(GROUP_MAGIC):
+            head, _, rest = data.partition(b"\n")
+            try:
+                metas = json.loads(head[len(GROUP_MAGIC):])["messages"]
+                entries, at = [], 0
+                for meta in metas:
+                    size = int(meta["size"])
+                    entries.append(_entry(path, meta, rest[at:at + size]))
+                    at += size
+                if at == len(rest):
+                    return entries
+            except (ValueError, KeyError, TypeError):
+                pass
+            # a damaged group (it was fsync'd whole, so only a hand edit does this): keep it all
+            return [Entry(path, data, "spool", None)]
         if data.startswith(MAGIC):
             head, _, raw = data.partition(b"\n")
             try:
                 meta = json.loads(head[len(MAGIC):])
             except ValueError:
                 meta = {}
-        else:  # a file an operator dropped in by hand: all of it is the message
-            meta, raw = {}, data
-        env = meta.get("envelope")
-        if env:
-            return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"),
-                         env.get("mail_from"), tuple(env.get("rcpt_tos") or ()), meta)
-        return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"), meta=meta)
+            return [_entry(path, meta, raw)]
+        # a file an operator dropped in by hand: all of it is the message
+        return [Entry(path, data, "spool", None)]
+
+    @classmethod
+    def read(cls, path: Path) -> Entry:
+        """The message of a one-message file."""
+        entries = cls.read_all(path)
+        if len(entries) != 1:
+            raise ValueError(f"{path} holds {len(entries)} messages; read it with Spool.read_all")
+        return entries[0]
 
     def remove(self, paths: Iterable[Path]) -> None:
         for p in paths:
@@ -183,29 +255,55 @@ class Spool:
         return removed
 
 
+def _entry(path: Path, meta: dict[str, Any], raw: bytes) -> Entry:
+    env = meta.get("envelope")
+    if env:
+        return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"),
+                     env.get("mail_from"), tuple(env.get("rcpt_tos") or ()), meta)
+    return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"), meta=meta)
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """os.writev until every byte is written (it may write less than asked)."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views[:1024])  # IOV_MAX
+        while n and views:
+            if n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
+
+
 class GroupCommitter:
     """A thread that makes concurrent sessions' messages durable together.
 
-    `submit(item, done)` queues a message; the thread takes everything queued, writes and
-    fsyncs it as one group (`Spool.put_many`), then calls each `done(path, error)`. A
-    session answers `250` from its `done`.
+    `await committer.submit(item)` queues a message and returns the path of its file in
+    `new/` once it is durable (or raises `SpoolError`). The thread takes everything queued,
+    writes it as one group file (`Spool.put_group`), then wakes each waiting event loop
+    once for the whole group. A session answers `250` when its `submit` returns.
     """
 
-    def __init__(self, spool: Spool, max_batch: int = 256) -> None:
+    def __init__(self, spool: Spool, max_batch: int = 256, max_bytes: int = 32 << 20) -> None:
         self.spool = spool
         self.max_batch = max_batch
+        self.max_bytes = max_bytes  # a group stops growing here (one large message still goes alone)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="spool-commit", daemon=True)
-        self._stopping = False
         self.groups = 0
         self.committed = 0
         self._thread.start()
 
-    def submit(self, item: Item, done: Callable[[Path | None, Exception | None], None]) -> None:
-        self._queue.put((item, done))
+    def submit(self, item: Item) -> "asyncio.Future[Path]":
+        """From an event loop: a future that is the message's path once it is durable."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((item, loop, fut))
+        return fut
 
     def stop(self) -> None:
-        self._stopping = True
         self._queue.put(None)
         self._thread.join()
 
@@ -215,7 +313,8 @@ class GroupCommitter:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < self.max_batch:
+            size = len(first[0].raw)
+            while len(batch) < self.max_batch and size < self.max_bytes:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -224,13 +323,31 @@ class GroupCommitter:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+                size += len(nxt[0].raw)
             try:
-                paths: list = self.spool.put_many([item for item, _ in batch])
+                path = self.spool.put_group([item for item, _, _ in batch])
                 error = None
             except Exception as exc:  # reported to every waiting session as a 451
                 log.error("%s", exc)
-                paths, error = [None] * len(batch), exc
+                path = None
+                error = exc if isinstance(exc, SpoolError) else SpoolError(str(exc))
             self.groups += 1
             self.committed += len(batch) if error is None else 0
-            for (_, done), path in zip(batch, paths):
-                done(path, error)
+            by_loop: dict = {}
+            for _, loop, fut in batch:
+                by_loop.setdefault(loop, []).append((fut, path))
+            for loop, settled in by_loop.items():
+                try:  # one wake-up of each loop for the whole group
+                    loop.call_soon_threadsafe(_settle, settled, error)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    pass
+
+
+def _settle(settled: list, error: Exception | None) -> None:
+    for fut, path in settled:
+        if fut.done():  # the session went away meanwhile
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(path)

@@ -28,32 +28,41 @@ class SpoolWorker:
         self.on_outcome = on_outcome
 
     def drain_paths(self, paths: list[Path]) -> list[tuple[Entry, Outcome]]:
-        """Ingest these spool files (one transaction per batch), then delete them."""
+        """Ingest these spool files (about `batch_size` messages per transaction; a group file
+        is never split), then delete them."""
         results: list[tuple[Entry, Outcome]] = []
-        for start in range(0, len(paths), self.batch_size):
-            entries = []
-            for p in paths[start:start + self.batch_size]:
-                try:
-                    entries.append(self.spool.read(p))
-                except FileNotFoundError:  # drained by another worker
-                    continue
-            if not entries:
+        entries: list[Entry] = []
+        files: list[Path] = []
+        for p in paths:
+            try:
+                entries.extend(self.spool.read_all(p))
+            except FileNotFoundError:  # drained by another worker
                 continue
-            items = [(e.raw, e.source, None if e.rcpt_tos is None else Envelope(e.mail_from, e.rcpt_tos), e.origin)
-                     for e in entries]
-            # ingest_many yields after each committed batch; this batch fits in one
-            outcomes = list(self.pipeline.ingest_many(items, batch_size=len(items), workers=self.workers))
-            self.spool.remove(e.path for e in entries)
-            for entry, out in zip(entries, outcomes):
-                log.debug("spool %s -> %s %s%s", entry.path.name, out.kind, out.status,
-                          " (already stored)" if out.duplicate else "")
-                if self.on_outcome:
-                    self.on_outcome(entry, out)
-                results.append((entry, out))
+            files.append(p)
+            if len(entries) >= self.batch_size:
+                results += self._ingest(entries, files)
+                entries, files = [], []
+        if entries:
+            results += self._ingest(entries, files)
+        return results
+
+    def _ingest(self, entries: list[Entry], files: list[Path]) -> list[tuple[Entry, Outcome]]:
+        items = [(e.raw, e.source, None if e.rcpt_tos is None else Envelope(e.mail_from, e.rcpt_tos), e.origin)
+                 for e in entries]
+        # ingest_many yields after each committed batch; these entries are one batch
+        outcomes = list(self.pipeline.ingest_many(items, batch_size=len(items), workers=self.workers))
+        self.spool.remove(files)  # after the commit: a crash before this replays them, stored once
+        results = []
+        for entry, out in zip(entries, outcomes):
+            log.debug("spool %s -> %s %s%s", entry.path.name, out.kind, out.status,
+                      " (already stored)" if out.duplicate else "")
+            if self.on_outcome:
+                self.on_outcome(entry, out)
+            results.append((entry, out))
         return results
 
     def store_statuses(self, paths: list[Path]) -> list[str]:
-        """Ingest these files; each one's status (`parsed`, `ignored`, `quarantined`), in order.
+        """Ingest these one-message files; each one's status (`parsed`, `ignored`, `quarantined`), in order.
         A file another worker took first counts as `parsed` (it is stored either way)."""
         done = {entry.path: out.status for entry, out in self.drain_paths(paths)}
         return [done.get(p, "parsed") for p in paths]

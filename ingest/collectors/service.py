@@ -1,13 +1,15 @@
 """Running a collector as a service: the listener, the spool, and a spool worker process.
 
 `run_smtp` binds the port, starts the spool worker in a child process (parsing and the
-database use the other core, and a slow database never delays a `250`), and serves until
-SIGTERM or SIGINT. What is still in the spool at exit is ingested at the next start.
+database run beside intake, and a slow database never delays a `250`), forks the SMTP
+acceptor processes that share the socket, and serves until SIGTERM or SIGINT. What is
+still in the spool at exit is ingested at the next start.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -15,8 +17,10 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from ingest.collectors.limits import ClientLimits, default_processes
 from ingest.collectors.smtp import (FeedbackHandler, default_hostname, make_factory, parse_listen,
                                     tls_context)
 from ingest.spool import GroupCommitter, Spool
@@ -30,10 +34,10 @@ class CollectorError(RuntimeError):
 
 # -- the spool worker process --------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """Ask Linux to end this process when its parent dies (even by SIGKILL)."""
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (even by SIGKILL)."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -44,6 +48,9 @@ def _worker_main(config: Any, parent: int) -> None:
     from store.engine import session_factory, upgrade
 
     _die_with_parent()
+    # Intake comes first: a `250` waits for a client, a stored message waits for nobody.
+    # The worker takes what CPU the acceptors leave and catches up when the burst is over.
+    os.nice(10)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -76,18 +83,41 @@ def bind(listen: str) -> socket.socket:
     except ValueError as exc:
         raise CollectorError(str(exc)) from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=1024)
-    except PermissionError:
-        raise CollectorError(f"cannot listen on {listen}: permission denied (ports below 1024 need "
-                             "root or CAP_NET_BIND_SERVICE)") from None
-    except OSError as exc:
-        raise CollectorError(f"cannot listen on {listen}: {exc.strerror} (is another server using "
-                             "it? set smtp.listen)") from None
+    deadline = time.monotonic() + 3.0
+    while True:
+        try:
+            return socket.create_server((host, port), family=family, backlog=1024)
+        except PermissionError:
+            raise CollectorError(f"cannot listen on {listen}: permission denied (ports below 1024 need "
+                                 "root or CAP_NET_BIND_SERVICE)") from None
+        except OSError as exc:
+            # a collector killed a moment ago may still be closing its copy of the socket
+            if exc.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise CollectorError(f"cannot listen on {listen}: {exc.strerror} (is another server using "
+                                 "it? set smtp.listen)") from None
+
+
+@dataclass
+class _Acceptors:
+    """What every acceptor process shares: made before the fork."""
+
+    config: Any
+    sock: socket.socket
+    hostname: str
+    context: Any
+    limits: ClientLimits
 
 
 def run_smtp(config: Any, drain: bool = True) -> int:
-    """Serve SMTP until SIGTERM/SIGINT. Returns the exit status."""
+    """Serve SMTP until SIGTERM/SIGINT. Returns the exit status.
+
+    `smtp.processes` acceptors (one per core by default) share the listening socket: each
+    runs its own event loop, spool writer and group committer; the per-client limits live
+    in shared memory (`ingest.collectors.limits`). This process supervises them and the
+    spool worker, restarting what dies.
+    """
     spool = Spool(config.spool.dir)
     hostname = default_hostname(config.smtp)
     try:
@@ -98,42 +128,128 @@ def run_smtp(config: Any, drain: bool = True) -> int:
     removed = spool.clean_tmp()
     if removed:
         log.info("spool: removed %d half-written file(s) left by a crash (none had been acknowledged)", removed)
-    waiting = spool.count()
+    waiting = spool.count_messages()
     if waiting:
         log.info("spool: %d message(s) left from the last run; ingesting them", waiting)
+    processes = default_processes(config.smtp.processes)
+    shared = _Acceptors(config, sock, hostname, context, ClientLimits(config.smtp, processes=processes))
     worker = start_worker(config) if drain else None  # before any thread starts (fork)
-    committer = GroupCommitter(spool)
-    handler = FeedbackHandler(config.smtp, committer)
-    log.info("smtp: listening on %s as %s; accepting %s; STARTTLS %s; spool %s", config.smtp.listen,
-             hostname, ", ".join(config.smtp.accept),
-             "off" if context is None else ("required" if config.smtp.require_tls else "offered"), spool.dir)
+    log.info("smtp: listening on %s as %s; accepting %s; STARTTLS %s; spool %s; %d acceptor process(es)",
+             config.smtp.listen, hostname, ", ".join(config.smtp.accept),
+             "off" if context is None else ("required" if config.smtp.require_tls else "offered"), spool.dir,
+             processes)
     try:
-        asyncio.run(_serve(sock, handler, config, hostname, context, worker))
+        if processes == 1:
+            _acceptor(shared, 0, worker)
+        else:
+            _supervise(shared, processes, worker)
     finally:
-        committer.stop()
-        spool.close()
         if worker is not None:
             worker.terminate()
             worker.join(30)
-        s = handler.stats
+        s = shared.limits.stats_total()
         log.info("smtp: stopped after %d session(s): %d message(s) accepted, %d recipient(s) refused, "
-                 "%d session(s) refused; %d message(s) wait in the spool", s.sessions, s.accepted,
-                 s.refused_recipients, s.refused_sessions, spool.count())
+                 "%d session(s) refused; %d message(s) wait in the spool", s["sessions"], s["accepted"],
+                 s["refused_recipients"], s["refused_sessions"], spool.count_messages())
+        spool.close()
     return 0
 
 
-async def _serve(sock, handler, config, hostname, context, worker) -> None:
+def _acceptor(shared: _Acceptors, index: int, worker: multiprocessing.Process | None = None,
+              supervisor: int | None = None) -> None:
+    """Serve on the shared socket until SIGTERM/SIGINT (or until the `supervisor` pid is gone)."""
+    shared.limits.bind(index)
+    spool = Spool(shared.config.spool.dir)
+    committer = GroupCommitter(spool)
+    handler = FeedbackHandler(shared.config.smtp, committer, shared.limits)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(shared, handler, worker, index, supervisor))
+    finally:
+        committer.stop()
+        spool.close()
+        shared.limits.record_stats(handler.stats)
+
+
+def _loop_factory():
+    """uvloop's event loop when it is installed: a quarter less CPU per SMTP session than
+    asyncio's own (which is used otherwise, and by the tests' aiosmtpd Controller)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _acceptor_main(shared: _Acceptors, index: int, parent: int) -> None:
+    # A collector killed outright dies whole: an acceptor must not go on serving (and
+    # holding the port) after its supervisor. What it acknowledged is on disk already.
+    _die_with_parent(signal.SIGKILL)
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        return
+    _acceptor(shared, index, supervisor=parent)
+
+
+def _start_acceptor(shared: _Acceptors, index: int) -> multiprocessing.Process:
+    proc = multiprocessing.get_context("fork").Process(
+        target=_acceptor_main, args=(shared, index, os.getpid()), name=f"postwatch-smtp-{index}", daemon=False)
+    proc.start()
+    return proc
+
+
+def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.Process | None) -> None:
+    """Start the acceptors, restart any that dies, and stop them all on SIGTERM/SIGINT."""
+    stopping = []
+    previous = {sig: signal.signal(sig, lambda *_: stopping.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    acceptors = [_start_acceptor(shared, i) for i in range(processes)]
+    started = [time.monotonic()] * processes
+    last_worker_restart = 0.0
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, proc in enumerate(acceptors):
+                if proc.is_alive() or stopping:
+                    continue
+                log.error("smtp: acceptor %d exited (status %s); starting it again", i, proc.exitcode)
+                shared.limits.release(i)  # its sessions died with it
+                if time.monotonic() - started[i] < 5:
+                    time.sleep(1)  # dying at start: do not spin
+                acceptors[i], started[i] = _start_acceptor(shared, i), time.monotonic()
+            if worker is not None and not worker.is_alive() and not stopping:
+                if time.monotonic() - last_worker_restart > 10:
+                    log.error("spool worker exited (status %s); starting it again", worker.exitcode)
+                    last_worker_restart = time.monotonic()
+                    worker = start_worker(shared.config)
+    finally:
+        for proc in acceptors:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: each finishes the messages it is writing, then exits
+        for proc in acceptors:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+async def _serve(shared: _Acceptors, handler: FeedbackHandler, worker, index: int, supervisor: int | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(make_factory(handler, config.smtp, hostname, context), sock=sock)
+    config = shared.config
+    server = await loop.create_server(make_factory(handler, config.smtp, shared.hostname, shared.context),
+                                      sock=shared.sock, backlog=1024)
     last_restart = 0.0
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), 2.0)
+            await asyncio.wait_for(stop.wait(), 1.0)
         except asyncio.TimeoutError:
             pass
+        if supervisor is not None and os.getppid() != supervisor:
+            log.error("smtp: acceptor %d: the supervisor is gone; stopping", index)
+            break
         if worker is not None and not worker.is_alive() and not stop.is_set():
             if time.monotonic() - last_restart > 10:
                 log.error("spool worker exited (status %s); starting it again", worker.exitcode)
@@ -142,7 +258,7 @@ async def _serve(sock, handler, config, hostname, context, worker) -> None:
     server.close()
     await asyncio.sleep(0)  # let sessions in DATA finish their fsync and reply
     deadline = time.monotonic() + 5
-    while handler.limits.total and time.monotonic() < deadline:
+    while handler.limits.open_here() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
 
 
@@ -157,7 +273,7 @@ def drain_spool(config: Any) -> tuple[int, int]:
     worker = SpoolWorker(spool, Pipeline(session_factory(config.database), config.ingest),
                          batch_size=config.spool.batch_size, workers=config.ingest.workers)
     n = worker.drain()
-    return n, spool.count()
+    return n, spool.count_messages()
 
 
 # -- IMAP ----------------------------------------------------------------------------------

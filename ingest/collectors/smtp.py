@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from aiosmtpd.smtp import MISSING, SMTP, login_always_fail
+from aiosmtpd.smtp import (ALLOWED_BEFORE_STARTTLS, BOGUS_LIMIT, MISSING, SMTP, TLSSetupException,
+                           login_always_fail)
 
+from ingest.collectors.limits import ClientLimits
 from ingest.config import SMTPConfig
-
 from ingest.spool import GroupCommitter, Item, SpoolError
 
 log = logging.getLogger("ingest.collectors.smtp")
@@ -56,55 +57,6 @@ class RecipientPolicy:
         return bool(local and domain) and bool(self._regex.fullmatch(address))
 
 
-class ClientLimits:
-    """Open sessions per client address and accepted messages per client per minute."""
-
-    def __init__(self, config: SMTPConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.clock = clock
-        self.open: collections.Counter[str] = collections.Counter()
-        self.total = 0
-        self._recent: dict[str, collections.deque] = {}
-
-    def enter(self, ip: str) -> str | None:
-        """Register a new session; or the reason it is refused."""
-        if self.config.max_sessions and self.total >= self.config.max_sessions:
-            return f"too many sessions open ({self.total}); try again later"
-        if self.config.sessions_per_ip and self.open[ip] >= self.config.sessions_per_ip:
-            return f"too many sessions from {ip} ({self.open[ip]} open); try again later"
-        self.open[ip] += 1
-        self.total += 1
-        return None
-
-    def leave(self, ip: str) -> None:
-        self.total -= 1
-        self.open[ip] -= 1
-        if self.open[ip] <= 0:
-            del self.open[ip]
-
-    def _window(self, ip: str) -> collections.deque:
-        q = self._recent.get(ip)
-        if q is None:
-            q = self._recent[ip] = collections.deque()
-        cutoff = self.clock() - 60.0
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
-
-    def message_refusal(self, ip: str) -> str | None:
-        limit = self.config.messages_per_minute
-        if limit and len(self._window(ip)) >= limit:
-            return f"too many messages from {ip} (limit {limit} a minute); try again later"
-        return None
-
-    def count_message(self, ip: str) -> None:
-        if self.config.messages_per_minute:
-            self._window(ip).append(self.clock())
-        if len(self._recent) > 10_000:  # forget quiet clients
-            for key in [k for k, q in self._recent.items() if not self._window(k)]:
-                del self._recent[key]
-
-
 @dataclass
 class Stats:
     sessions: int = 0
@@ -128,6 +80,8 @@ class FeedbackHandler:
         self.committer = committer
         self.limits = limits or ClientLimits(config)
         self.stats = Stats()
+        # the hooks CollectorSMTP calls, looked up once rather than per connection
+        self.hooks = {name: getattr(self, "handle_" + name) for name in ("EHLO", "MAIL", "RCPT", "DATA")}
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -162,18 +116,11 @@ class FeedbackHandler:
 
     async def handle_DATA(self, server, session, envelope):
         ip = _peer_ip(session)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future = loop.create_future()
-
-        def committed(path: Path | None, error: Exception | None) -> None:
-            loop.call_soon_threadsafe(_settle, done, path, error)
-
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
         item = Item(envelope.original_content or b"", "smtp", f"smtp {ip} helo={session.host_name}",
                     mail_from, tuple(envelope.rcpt_tos))
-        self.committer.submit(item, committed)
         try:
-            path = await done
+            path = await self.committer.submit(item)
         except SpoolError as exc:
             log.error("smtp %s: message from <%s> NOT accepted: %s", ip, envelope.mail_from, exc)
             self.stats.by_reply["451"] += 1
@@ -186,21 +133,19 @@ class FeedbackHandler:
         return f"250 2.0.0 OK queued as {path.stem}"
 
 
-def _settle(fut: asyncio.Future, path, error) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error if isinstance(error, SpoolError) else SpoolError(str(error)))
-    else:
-        fut.set_result(path)
-
-
 _SMTP_COMMANDS = tuple(name[5:] for name in dir(SMTP) if name.startswith("smtp_"))
+# `<local@domain>` in dot-atoms, the form nearly every client sends: read without the
+# RFC 5322 header parser (a tenth of a millisecond per address); anything else goes to it.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+_MAIL_LIMIT = SMTP.command_size_limit + 26 + 10  # SIZE= and SMTPUTF8, as aiosmtpd counts them
 
 
 class CollectorSMTP(SMTP):
     """aiosmtpd's SMTP with per-client limits, separate command and data timeouts, a DATA
-    reader that works on blocks instead of lines, and a cheaper start for each session."""
+    reader that works on blocks instead of lines, and less work per command: one loop
+    without per-line logging, a timer per session instead of one per command, replies
+    written without waiting when nothing is queued, and simple addresses read directly."""
 
     def __init__(self, handler: FeedbackHandler, *, config: SMTPConfig, hostname: str,
                  tls_context: ssl.SSLContext | None = None, loop: asyncio.AbstractEventLoop | None = None):
@@ -221,6 +166,8 @@ class CollectorSMTP(SMTP):
         self._timeout_duration = config.command_timeout
         self._data_timeout = config.data_timeout
         self._timeout_handle = None
+        self._deadline = 0.0
+        self._timer_at = 0.0
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -234,8 +181,7 @@ class CollectorSMTP(SMTP):
         self._auth_callback = login_always_fail
         self._auth_required = False
         self._auth_methods = {}
-        self._handle_hooks = {name: getattr(handler, "handle_" + name)
-                              for name in ("EHLO", "MAIL", "RCPT", "DATA") if hasattr(handler, "handle_" + name)}
+        self._handle_hooks = handler.hooks
         self._ehlo_hook_ver = "new"
         self._smtp_methods = {name: getattr(self, "smtp_" + name) for name in _SMTP_COMMANDS}
         self._enforce_call_limit = True
@@ -243,6 +189,8 @@ class CollectorSMTP(SMTP):
         self._call_limit_default = CALL_LIMITS["*"]
         self._limits: ClientLimits = handler.limits
         self._ip: str | None = None
+
+    # -- the session -------------------------------------------------------------------------
 
     async def _handle_client(self) -> None:
         ip = self._ip = _peer_ip(self.session)
@@ -256,7 +204,133 @@ class CollectorSMTP(SMTP):
             return
         self.event_handler.stats.sessions += 1
         log.debug("smtp %s: connected", ip)
-        await super()._handle_client()
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        reader = self._reader
+        methods = self._smtp_methods
+        budget = dict(CALL_LIMITS)
+        default_budget = CALL_LIMITS["*"]
+        bogus = BOGUS_LIMIT
+        while self.transport is not None:
+            try:
+                try:
+                    line: bytes = await reader.readuntil()
+                except asyncio.LimitOverrunError as error:
+                    # too long: read to the end of the line, then say so and go on
+                    await reader.read(error.consumed)
+                    while True:
+                        try:
+                            await reader.readuntil()
+                            break
+                        except asyncio.LimitOverrunError as e:
+                            await reader.read(e.consumed)
+                    await self.push("500 Command line too long")
+                    continue
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode("ascii")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                # the argument keeps any 8-bit bytes (surrogateescape), as aiosmtpd does
+                arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
+                limit = _MAIL_LIMIT if command == "MAIL" and self.session.extended_smtp else SMTP.command_size_limit
+                if len(line) > limit:
+                    await self.push("500 Command line too long")
+                    continue
+                if not self._tls_handshake_okay and command != "QUIT":
+                    await self.push("554 Command refused due to lack of security")
+                    continue
+                if self.require_starttls and not self._tls_protocol and command not in ALLOWED_BEFORE_STARTTLS:
+                    await self.push("530 Must issue a STARTTLS command first")
+                    continue
+                left = budget.get(command, default_budget)
+                if left < 1:
+                    log.warning("smtp %s: %s sent too many times; connection closed", ip, command)
+                    await self.push(f"421 4.7.0 {command} sent too many times")
+                    self.transport.close()
+                    continue
+                budget[command] = left - 1
+                method = methods.get(command)
+                if method is None:
+                    bogus -= 1
+                    if bogus < 1:
+                        log.warning("smtp %s: too many unknown commands; connection closed", ip)
+                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                        self.transport.close()
+                        continue
+                    await self.push(f'500 Error: command "{command}" not recognized')
+                    continue
+                self._reset_timeout()
+                await method(arg)
+            except (asyncio.CancelledError, ConnectionResetError):
+                self._writer.close()
+                raise
+            except Exception as error:
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner:
+                    status = f"500 Error: ({inner.__class__.__name__}) {inner}"
+                if isinstance(error, TLSSetupException):
+                    self.transport.close()
+                    self.connection_lost(error)
+                else:
+                    await self.push(status)
+
+    async def push(self, status: str | bytes) -> None:
+        self._writer.write((status.encode("utf-8") if isinstance(status, str) else status) + b"\r\n")
+        # wait only when the client does not read its replies (or is gone)
+        if self._paused or self._writer.transport.is_closing():
+            await self._writer.drain()
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        # aiosmtpd's, with the reply written at once rather than a write per line
+        if not hostname:
+            await self.push("501 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        lines = [f"250-{self.hostname}"]
+        if self.data_size_limit:
+            lines.append(f"250-SIZE {self.data_size_limit}")
+        lines += ["250-8BITMIME", "250-SMTPUTF8"]
+        if self.tls_context and not self._tls_protocol:
+            lines.append("250-STARTTLS")
+        lines.append("250 HELP")
+        lines = await self._call_handler_hook("EHLO", hostname, lines)
+        await self.push("\r\n".join(lines))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        if arg.startswith("<>"):  # the null reverse path, as the header parser reads it
+            return "<>", arg[2:]
+        m = _SIMPLE_PATH.match(arg)
+        if m is None:
+            return super()._getaddr(arg)
+        address = m.group(1)
+        if self.local_part_limit and address.rindex("@") > self.local_part_limit:
+            return None, None
+        return address, arg[m.end():]
+
+    # -- timeouts: one timer per session, moved forward lazily --------------------------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or self._deadline < self._timer_at:
+            if handle is not None:
+                handle.cancel()
+            self._timer_at = self._deadline
+            self._timeout_handle = self.loop.call_at(self._deadline, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        if self.loop.time() < self._deadline:  # activity since: wait for the new deadline
+            self._timer_at = self._deadline
+            self._timeout_handle = self.loop.call_at(self._deadline, self._check_timeout)
+            return
+        self._timeout_cb()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._ip is not None:
@@ -265,9 +339,16 @@ class CollectorSMTP(SMTP):
             self._ip = None
         super().connection_lost(error)
 
+    def eof_received(self) -> bool | None:
+        self._handler_coroutine.cancel()
+        if self.session.ssl is not None:
+            return False
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
     def _timeout_cb(self):
         log.info("smtp %s: timed out; connection closed", self._ip or _peer_ip(self.session))
-        super()._timeout_cb()
+        if self.transport is not None:
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
