@@ -273,6 +273,11 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
     marks = {m.source: m for m in session.scalars(select(RollupWatermark))}
     for source, (id_column, reader) in SOURCES.items():
         hi = session.scalar(select(func.max(id_column)))
+        if source == "send_log":
+            # a send still `queued` has no result yet: stop below it, count it when it has one
+            queued = session.scalar(select(func.min(SendLog.id)).where(SendLog.result == "queued"))
+            if queued is not None and hi is not None:
+                hi = min(hi, queued - 1)
         mark = marks.get(source)
         lo = mark.last_id if mark else 0
         if hi is None or hi <= lo:

@@ -180,3 +180,19 @@ def test_imported_volume_is_counted_and_a_reimport_replaces(store):
         assert v[(D1, "sending_ip", "", "sent")] == 700
         rollups.rebuild(s, now=NOW, providers=resolver)
         assert _values(s) == v
+
+
+def test_a_queued_send_is_counted_once_it_has_its_result(store):
+    """The sender writes `queued` before the message leaves: rollups wait for the result."""
+    with store() as s, s.begin():
+        h.send(s, D1, recipient="a@gmail.com")
+        pending = h.send(s, D1, recipient="b@gmail.com", result="queued")
+        h.send(s, D1, recipient="c@gmail.com")
+        _update(s)
+    with store() as s:
+        assert _values(s)[(D1, "all", "", "sent")] == 1  # the row after the queued one waits too
+    with store() as s, s.begin():
+        s.get(type(pending), pending.id).result = "sent"
+        _update(s)
+    with store() as s:
+        assert _values(s)[(D1, "all", "", "sent")] == 3
