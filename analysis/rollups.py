@@ -275,7 +275,9 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
         hi = session.scalar(select(func.max(id_column)))
         if source == "send_log":
             # a send still `queued` has no result yet: stop below it, count it when it has one
-            queued = session.scalar(select(func.min(SendLog.id)).where(SendLog.result == "queued"))
+            # (a send queued for over a day was left by a crash; it must not stop the count)
+            queued = session.scalar(select(func.min(SendLog.id)).where(
+                SendLog.result == "queued", SendLog.sent_at > now - timedelta(days=1)))
             if queued is not None and hi is not None:
                 hi = min(hi, queued - 1)
         mark = marks.get(source)
