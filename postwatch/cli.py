@@ -265,6 +265,8 @@ def cmd_config_show(args, config) -> int:
         value = getattr(getattr(config, section), name)
         if ("secret" in name or "password" in name or name == "salt" or name.endswith("tokens")) and value:
             value = "(set)"
+        elif key == "web.users":  # the names and roles; never a hash or a TOTP secret
+            value = tuple(":".join(entry.split(":", 2)[:2]) + ":(set)" for entry in value)
         elif key == "imap.mailboxes":
             value = tuple(re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", v) for v in value)
         print(f"{key} = {value!r}    # {env}")

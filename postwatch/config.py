@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
                              PrivacyConfig, ProvidersConfig, SchedulerConfig, ScoresConfig,
                              SuppressionConfig)
-from sender.config import SenderConfig, WebConfig
+from dashboard.config import WebConfig
+from sender.config import SenderConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from store.config import DatabaseConfig
 
