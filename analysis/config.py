@@ -177,3 +177,28 @@ class PrivacyConfig:
 
     salt: str = ""  # HMAC key of the hash kept of an erased address; set once, never change
     raw_retention_days: int = 180  # raw message bytes older than this are purged; 0 = keep them
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """[reports]: the scheduled digests by e-mail (analysis/digest), sent by postwatch's sender."""
+
+    # "PERIOD|CRON|TIMEZONE|RECIPIENTS|SCOPE", e.g.
+    # "weekly|0 8 * * MON|Europe/Paris|ops@example.com boss@example.com|domain:example.com"
+    schedules: tuple[str, ...] = ()
+    mail_from: str = "postwatch@localhost"  # From (and return path) of the digests; DKIM-signed per [sender]
+    top: int = 10  # rows of the top-N tables (bounce reasons, diagnostics, campaigns, sources)
+    retries: int = 3  # attempts to send a digest before it is raised as an alert
+    retry_backoff: float = 30.0  # seconds before the second attempt, doubled for each further one
+    dashboard_path: str = "/"  # the dashboard's path under web.base_url; the digest links to it with its filters
+
+    def __post_init__(self) -> None:
+        from analysis.digest.schedule import parse_schedules
+
+        parse_schedules(self.schedules)  # a bad entry stops the configuration with a sentence
+        if "@" not in self.mail_from:
+            raise ValueError(f"reports.mail_from must be an address, not {self.mail_from!r}")
+        if self.top < 1 or self.retries < 1 or self.retry_backoff < 0:
+            raise ValueError("reports.top and reports.retries must be at least 1, retry_backoff not negative")
+        if not self.dashboard_path.startswith("/"):
+            raise ValueError(f"reports.dashboard_path must start with '/', not {self.dashboard_path!r}")

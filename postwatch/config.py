@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
-                             PrivacyConfig, ProvidersConfig, SchedulerConfig, ScoresConfig,
-                             SuppressionConfig)
+                             PrivacyConfig, ProvidersConfig, ReportsConfig, SchedulerConfig,
+                             ScoresConfig, SuppressionConfig)
 from dashboard.config import WebConfig
 from sender.config import SenderConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
@@ -44,6 +44,7 @@ SECTIONS: dict[str, type] = {
     "privacy": PrivacyConfig,
     "sender": SenderConfig,
     "web": WebConfig,
+    "reports": ReportsConfig,
 }
 
 
@@ -70,6 +71,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     sender: SenderConfig = field(default_factory=SenderConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
 
 
