@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import Integer, Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
+from analysis.config import DmarcConfig  # noqa: F401  (re-exported)
 from analysis.jobs import JobContext, job
 from store.dmarc_sources import DmarcSource
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup, RollupWatermark
-from analysis.config import DmarcConfig  # noqa: F401  (re-exported)
 
 FORWARDERS_FILE = Path(__file__).with_name("forwarders.toml")
 FORWARDING_OVERRIDES = ("forwarded", "trusted_forwarder", "mailing_list")

@@ -6,7 +6,9 @@ By the domain list first (the big consumer domains), then — for custom domains
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+
 from analysis.config import ProvidersConfig  # noqa: F401  (re-exported)
+from ingest.bounce.providers import suffix_lookup
 
 # provider -> its consumer domains
 DOMAINS: dict[str, tuple[str, ...]] = {
@@ -75,17 +77,6 @@ def _pairs(entries: tuple[str, ...], key: str) -> dict[str, str]:
     return out
 
 
-def _suffix_lookup(host: str, table: dict[str, str]) -> str | None:
-    """The provider of `host` or of the nearest domain above it (mx1.x.outlook.com -> outlook.com)."""
-    host = host.strip().lower().rstrip(".")
-    while host:
-        found = table.get(host)
-        if found:
-            return found
-        host = host.partition(".")[2]
-    return None
-
-
 _SHIPPED_HOSTS = {h: p for p, hs in MX_HOSTS.items() for h in hs}
 
 
@@ -93,7 +84,7 @@ def provider_for_host(host: str | None, extra: dict[str, str] | None = None) -> 
     """The provider whose MX host names end like `host`; None when unknown."""
     if not host:
         return None
-    return (_suffix_lookup(host, extra) if extra else None) or _suffix_lookup(host, _SHIPPED_HOSTS)
+    return (suffix_lookup(host, extra) if extra else None) or suffix_lookup(host, _SHIPPED_HOSTS)
 
 
 def provider_for_org(org: str | None) -> str:

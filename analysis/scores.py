@@ -28,9 +28,9 @@ from typing import Any, Callable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
+from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
 from analysis.jobs import JobContext, job
 from store.rollups import Rollup, Score, ScorePending
-from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
 
 METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "dmarc.aligned",
            "tls.ok", "tls.failed")

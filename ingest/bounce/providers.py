@@ -34,8 +34,9 @@ def _tables(rules: RuleSet) -> tuple[dict[str, str], dict[str, str]]:
     return domains, hosts
 
 
-def _lookup(host: str, table: dict[str, str]) -> str | None:
-    """The provider of `host` or of the nearest domain above it ("mx1.hotmail.com" -> hotmail.com)."""
+def suffix_lookup(host: str, table: dict[str, str]) -> str | None:
+    """The value for `host` or for the nearest domain above it ("mx1.hotmail.com" -> hotmail.com)."""
+    host = host.strip().lower().rstrip(".")
     while host:
         found = table.get(host)
         if found:
@@ -50,13 +51,13 @@ def detect_provider(event: dict, rules: RuleSet) -> str | None:
         return None
     domains, hosts = _tables(rules)
     domain = (event.get("recipient") or "").lower().rpartition("@")[2].strip(" >")
-    found = _lookup(domain, domains) if domain else None
+    found = suffix_lookup(domain, domains) if domain else None
     if found:
         return found
     for field in ("remote_mta", "reporting_mta"):
         host = _host(event.get(field))
         if host:
-            found = _lookup(host, hosts)
+            found = suffix_lookup(host, hosts)
             if found:
                 return found
     return None
