@@ -1,0 +1,478 @@
+"""Every query the dashboard's pages make: rollups, scores and small aggregate tables.
+
+Charts read `rollups` and `scores` (a few thousand rows for any range), never the event
+tables. The only reads of events are bounded: the bounce table, paged on the server through
+the (occurred_at) index, one raw message by id, and the top diagnostic texts of the newest
+bounces of the range (at most DIAGNOSTIC_SAMPLE rows, through the same index).
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from analysis.rollups import _as_date, metrics_frame
+from dashboard.filters import Filters
+from store.alerts import Alert
+from store.checks import JobRun, PostureCheck
+from store.dmarc_sources import DmarcSource
+from store.models import (BounceEvent, DmarcAggregateReport, DmarcRecord, InboundMessage, TlsFailureDetail,
+                          TlsPolicy, TlsReport)
+from store.rollups import Rollup, Score
+from store.suppressions import Suppression, SuppressionChange
+
+DIAGNOSTIC_SAMPLE = 5000
+SELECTOR_SAMPLE = 20000
+EVENT_COLUMNS = ("id", "occurred_at", "recipient", "provider", "from_domain", "campaign", "status",
+                 "reply_code", "reason", "category", "diagnostic")
+
+
+def day_start(d: date) -> datetime:
+    return datetime.combine(d, time.min, tzinfo=timezone.utc)
+
+
+def day_after(d: date) -> datetime:
+    return day_start(d + timedelta(days=1))
+
+
+def ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+# ---------------------------------------------------------------- rollups
+
+def daily(session: Session, f: Filters, start: date | None = None) -> pd.DataFrame:
+    """Daily metrics of the filters' entity from `start` (default f.start) to f.end."""
+    dimension, key = f.entity()
+    return metrics_frame(session, start or f.start, f.end, dimension, key)
+
+
+def col(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric's column, zeros when the rollups never saw it."""
+    if metric in frame.columns:
+        return frame[metric]
+    return pd.Series(0, index=frame.index, dtype="int64")
+
+
+def prefixed(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """The columns `prefix.X`, renamed X."""
+    cols = [c for c in frame.columns if c.startswith(prefix)]
+    out = frame[cols].copy()
+    out.columns = [c[len(prefix):] for c in cols]
+    return out
+
+
+def kpis(frame: pd.DataFrame) -> dict[str, float | int | None]:
+    """The headline figures of a period from its daily metrics."""
+    total = {m: int(frame[m].sum()) for m in frame.columns}
+    sent = total.get("sent", 0)
+    dmarc = total.get("dmarc.messages", 0)
+    return {"sent": sent, "delivered": total.get("delivered", 0), "bounced": total.get("bounced", 0),
+            "delivery_rate": ratio(sent - total.get("bounced", 0), sent),
+            "hard_bounce_rate": ratio(total.get("hard", 0), sent),
+            "complaint_rate": ratio(total.get("complaints", 0), sent),
+            "complaints": total.get("complaints", 0),
+            "dmarc_messages": dmarc,
+            "dmarc_aligned_rate": ratio(total.get("dmarc.aligned", 0), dmarc),
+            "dmarc_pass_rate": ratio(total.get("dmarc.pass", 0), dmarc)}
+
+
+def by_key(session: Session, dimension: str, start: date, end: date, metrics: tuple[str, ...] | None = None,
+           prefix: str | None = None) -> pd.DataFrame:
+    """Totals over [start, end] per key of `dimension`: one row per key, one column per metric."""
+    query = (select(Rollup.key, Rollup.metric, func.sum(Rollup.value))
+             .where(Rollup.dimension == dimension, Rollup.day >= start, Rollup.day <= end)
+             .group_by(Rollup.key, Rollup.metric))
+    if metrics:
+        query = query.where(Rollup.metric.in_(metrics))
+    if prefix:
+        query = query.where(Rollup.metric.like(prefix + "%"))
+    rows = session.execute(query).all()
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows, columns=["key", "metric", "value"])
+    wide = frame.pivot_table(index="key", columns="metric", values="value", aggfunc="sum", fill_value=0)
+    wide.columns.name = None
+    return wide.astype("int64")
+
+
+def daily_by_key(session: Session, dimension: str, metric: str, start: date, end: date) -> pd.DataFrame:
+    """One metric per day (rows) and key (columns) of `dimension`."""
+    rows = session.execute(select(Rollup.day, Rollup.key, Rollup.value).where(
+        Rollup.dimension == dimension, Rollup.metric == metric, Rollup.day >= start, Rollup.day <= end)).all()
+    days = pd.Index([start + timedelta(days=i) for i in range((end - start).days + 1)], name="day")
+    if not rows:
+        return pd.DataFrame(index=days)
+    frame = pd.DataFrame(rows, columns=["day", "key", "value"])
+    frame["day"] = frame["day"].map(_as_date)
+    frame["key"] = frame["key"].replace("", "(unknown)")
+    wide = frame.pivot_table(index="day", columns="key", values="value", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+    wide.columns.name = None
+    return wide
+
+
+def keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
+    """The keys of `dimension` with rollups in the range (the filter bar's choices)."""
+    return [k for k in session.scalars(select(Rollup.key).where(
+        Rollup.dimension == dimension, Rollup.day >= start, Rollup.day <= end).distinct().order_by(Rollup.key)) if k]
+
+
+# ---------------------------------------------------------------- scores and alerts
+
+def scores(session: Session, dimension: str, start: date, end: date, key: str | None = None) -> list[Score]:
+    query = select(Score).where(Score.dimension == dimension, Score.day >= start, Score.day <= end)
+    if key is not None:
+        query = query.where(Score.key == key)
+    return list(session.scalars(query.order_by(Score.key, Score.day)))
+
+
+def latest_scores(session: Session, dimension: str, start: date, end: date) -> list[Score]:
+    """The newest score of each key of `dimension` within the range."""
+    newest = (select(Score.key, func.max(Score.day).label("day"))
+              .where(Score.dimension == dimension, Score.day >= start, Score.day <= end)
+              .group_by(Score.key).subquery())
+    return list(session.scalars(select(Score).join(newest, (Score.key == newest.c.key) & (Score.day == newest.c.day))
+                                .where(Score.dimension == dimension).order_by(Score.score, Score.key)))
+
+
+def alerts(session: Session, status: str | None = "open", limit: int = 50) -> list[Alert]:
+    query = select(Alert)
+    if status:
+        query = query.where(Alert.status == status)
+    return list(session.scalars(query.order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)))
+
+
+def open_alert_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Alert).where(Alert.status == "open")) or 0
+
+
+def job_runs(session: Session) -> list[dict[str, Any]]:
+    """Each registered job with its schedule and its newest run."""
+    from analysis.jobs import all_jobs
+    from analysis.scheduler import last_runs, schedule_text
+
+    runs = last_runs(session)
+    out = []
+    for job in all_jobs():
+        run: JobRun | None = runs.get(job.name)
+        duration = None
+        if run is not None and run.finished_at is not None:
+            duration = round((run.finished_at - run.started_at).total_seconds(), 3)
+        out.append({"job": job.name, "schedule": schedule_text(job), "description": job.description,
+                    "last_run": _text_time(run.started_at) if run else "never",
+                    "duration_s": duration, "rows": run.rows if run else None,
+                    "error": (run.error or "") if run else ""})
+    return out
+
+
+def _text_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+# ---------------------------------------------------------------- bounce events (paged)
+
+def _event_filters(query, f: Filters):
+    b = BounceEvent
+    query = query.where(b.occurred_at >= day_start(f.start), b.occurred_at < day_after(f.end))
+    if f.domain:
+        query = query.where(b.from_domain == f.domain)
+    if f.provider:
+        query = query.where(b.provider == f.provider)
+    if f.campaign:
+        query = query.where(b.campaign == f.campaign)
+    return query
+
+
+def bounce_page(session: Session, f: Filters, page: int, size: int) -> list[dict[str, Any]]:
+    """One page of the bounce events of the range, newest first (index on occurred_at)."""
+    b = BounceEvent
+    query = _event_filters(select(*(getattr(b, c) for c in EVENT_COLUMNS)), f)
+    query = query.order_by(b.occurred_at.desc(), b.id.desc()).offset(max(page, 0) * size).limit(size)
+    rows = []
+    for row in session.execute(query):
+        item = dict(zip(EVENT_COLUMNS, row))
+        item["occurred_at"] = _text_time(item["occurred_at"])
+        item["diagnostic"] = (item["diagnostic"] or "")[:160]
+        rows.append(item)
+    return rows
+
+
+def bounce_total(frame: pd.DataFrame) -> int:
+    """How many bounce events the rollups counted (every event has one reason)."""
+    return int(prefixed(frame, "reason.").to_numpy().sum())
+
+
+def top_diagnostics(session: Session, f: Filters, limit: int = 15) -> tuple[list[dict[str, Any]], int]:
+    """The commonest diagnostic texts among the newest DIAGNOSTIC_SAMPLE bounces of the range."""
+    b = BounceEvent
+    query = _event_filters(select(b.diagnostic, b.reason), f).where(b.category.notin_(("delivered", "auto_reply")))
+    rows = session.execute(query.order_by(b.occurred_at.desc()).limit(DIAGNOSTIC_SAMPLE)).all()
+    counts = Counter(((d or "").strip()[:200], r) for d, r in rows)
+    return ([{"diagnostic": d or "(none)", "reason": r, "count": n} for (d, r), n in counts.most_common(limit)],
+            len(rows))
+
+
+def raw_message(session: Session, event_id: int) -> dict[str, Any] | None:
+    """The message a bounce event came from: its headers and its delivery-status part."""
+    event = session.get(BounceEvent, event_id)
+    if event is None:
+        return None
+    msg = session.get(InboundMessage, event.message_id)
+    raw = b""
+    if msg is not None and msg.raw_zlib is not None:
+        raw = zlib.decompress(msg.raw_zlib)
+    elif msg is not None and msg.raw_path:
+        try:
+            with open(msg.raw_path, "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            raw = b""
+    parsed = email.message_from_bytes(raw, policy=email.policy.compat32) if raw else None
+    headers = "".join(f"{k}: {v}\n" for k, v in parsed.items()) if parsed is not None else ""
+    dsn = ""
+    if parsed is not None:
+        for part in parsed.walk():
+            if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
+                payload = part.get_payload()
+                if isinstance(payload, list):
+                    dsn = "\n".join(p.as_string() for p in payload)
+                else:
+                    dsn = part.get_payload(decode=True).decode("utf-8", "replace") if payload else ""
+                break
+    return {"event_id": event.id, "message_id": event.message_id, "received_at": _text_time(msg.received_at) if msg else "",
+            "kind": msg.kind if msg else "", "headers": headers, "dsn": dsn, "diagnostic": event.diagnostic or "",
+            "rule": event.rule or "", "stored": bool(raw)}
+
+
+# ---------------------------------------------------------------- DMARC
+
+def dispositions(session: Session, f: Filters) -> pd.DataFrame:
+    """Messages per day and disposition (none / quarantine / reject) from the aggregate records."""
+    from analysis.rollups import _day
+
+    r = DmarcRecord
+    day = _day(r.interval_begin, session.get_bind().dialect.name)
+    query = (select(day, r.disposition, func.sum(r.count))
+             .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end))
+             .group_by(day, r.disposition))
+    if f.domain:
+        query = query.where(r.header_from == f.domain)
+    rows = session.execute(query).all()
+    days = pd.Index([f.start + timedelta(days=i) for i in range(f.days)], name="day")
+    if not rows:
+        return pd.DataFrame(index=days)
+    frame = pd.DataFrame(rows, columns=["day", "disposition", "n"])
+    frame["day"] = frame["day"].map(_as_date)
+    frame["disposition"] = frame["disposition"].fillna("none")
+    wide = frame.pivot_table(index="day", columns="disposition", values="n", aggfunc="sum", fill_value=0)
+    wide.columns.name = None
+    return wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+
+
+def dmarc_sources(session: Session, f: Filters, limit: int = 100) -> list[dict[str, Any]]:
+    """The sources seen in the range, most mail first, with their class and where they are."""
+    s = DmarcSource
+    query = select(s).where(s.last_seen >= f.start, s.first_seen <= f.end)
+    if f.domain:
+        query = query.where(s.domain == f.domain)
+    rows = list(session.scalars(query.order_by(s.messages.desc(), s.source_ip).limit(limit)))
+    countries = {}
+    if rows:
+        countries = dict(session.execute(select(DmarcRecord.source_ip, func.max(DmarcRecord.source_country))
+                                         .where(DmarcRecord.source_ip.in_({r.source_ip for r in rows}))
+                                         .group_by(DmarcRecord.source_ip)).all())
+    return [{"domain": r.domain, "source_ip": r.source_ip, "class": r.source_class, "rule": r.classified_by,
+             "reverse_dns": r.reverse_dns or "", "base_domain": r.base_domain or "",
+             "country": countries.get(r.source_ip) or "", "asn": "",
+             "messages": r.messages, "pass_rate": round(r.passed / r.messages, 4) if r.messages else None,
+             "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()} for r in rows]
+
+
+def new_dmarc_sources(session: Session, f: Filters, days: int) -> list[dict[str, Any]]:
+    from analysis.dmarc_intel import new_sources
+
+    since = f.end - timedelta(days=max(days, 1) - 1)
+    return [{"domain": r.domain, "source_ip": r.source_ip, "class": r.source_class,
+             "reverse_dns": r.reverse_dns or "", "messages": r.messages, "failing": r.messages - r.passed,
+             "first_seen": r.first_seen.isoformat()} for r in new_sources(session, since, f.domain)]
+
+
+def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """DKIM selectors (domain, selector) and SPF domains seen in the newest records of the range."""
+    r = DmarcRecord
+    query = (select(r.count, r.dkim_results, r.spf_results)
+             .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end)))
+    if f.domain:
+        query = query.where(r.header_from == f.domain)
+    dkim: Counter = Counter()
+    spf: Counter = Counter()
+    for count, dkim_results, spf_results in session.execute(query.order_by(r.id.desc()).limit(SELECTOR_SAMPLE)):
+        for item in dkim_results or []:
+            if isinstance(item, dict):
+                dkim[(item.get("domain") or "", item.get("selector") or "", item.get("result") or "")] += count
+        for item in spf_results or []:
+            if isinstance(item, dict):
+                spf[(item.get("domain") or "", item.get("scope") or "mfrom", item.get("result") or "")] += count
+    return ([{"domain": d, "selector": s, "result": res, "messages": n} for (d, s, res), n in dkim.most_common(30)],
+            [{"domain": d, "scope": sc, "result": res, "messages": n} for (d, sc, res), n in spf.most_common(30)])
+
+
+def dmarc_domains(session: Session, f: Filters) -> list[str]:
+    if f.domain:
+        return [f.domain]
+    return keys(session, "sending_domain", f.start, f.end)
+
+
+# ---------------------------------------------------------------- TLS
+
+def tls_failures(session: Session, f: Filters) -> list[dict[str, Any]]:
+    """Failed sessions per failure type and receiving MX, from the TLS reports of the range."""
+    d, p, t = TlsFailureDetail, TlsPolicy, TlsReport
+    query = (select(d.result_type, func.coalesce(d.receiving_mx_hostname, d.receiving_ip, ""), func.sum(d.failed_sessions))
+             .join(p, p.id == d.policy_id).join(t, t.id == p.report_id)
+             .where(t.begin >= day_start(f.start), t.begin < day_after(f.end)))
+    if f.domain:
+        query = query.where(func.lower(p.policy_domain) == f.domain)
+    query = query.group_by(d.result_type, func.coalesce(d.receiving_mx_hostname, d.receiving_ip, ""))
+    return [{"result_type": rt, "receiving_mx": mx or "(not given)", "failed_sessions": int(n or 0)}
+            for rt, mx, n in session.execute(query.order_by(func.sum(d.failed_sessions).desc()).limit(100))]
+
+
+# ---------------------------------------------------------------- suppressions
+
+def suppression_growth(session: Session, f: Filters) -> pd.DataFrame:
+    """Suppressions added per day and reason in the range (from the change log)."""
+    from analysis.rollups import _day
+
+    c = SuppressionChange
+    day = _day(c.at, session.get_bind().dialect.name)
+    rows = session.execute(select(day, c.reason, func.count()).where(
+        c.op == "add", c.at >= day_start(f.start), c.at < day_after(f.end)).group_by(day, c.reason)).all()
+    days = pd.Index([f.start + timedelta(days=i) for i in range(f.days)], name="day")
+    if not rows:
+        return pd.DataFrame(index=days)
+    frame = pd.DataFrame(rows, columns=["day", "reason", "n"])
+    frame["day"] = frame["day"].map(_as_date)
+    wide = frame.pivot_table(index="day", columns="reason", values="n", aggfunc="sum", fill_value=0)
+    wide.columns.name = None
+    return wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+
+
+def suppression_rows(rows: list[Suppression]) -> list[dict[str, Any]]:
+    return [{"id": r.id, "address": r.shown_address, "scope": r.scope, "reason": r.reason, "source": r.source,
+             "since": _text_time(r.created_at), "expires": _text_time(r.expires_at),
+             "evidence": f"{r.event_table or ''} #{r.event_id}" if r.event_id else "",
+             "details": _short(r.details)} for r in rows]
+
+
+def _short(details: dict[str, Any] | None) -> str:
+    if not details:
+        return ""
+    text = ", ".join(f"{k}={v}" for k, v in details.items())
+    return text[:200]
+
+
+def find_suppressions(session: Session, text: str, now: datetime, salt: str = "", limit: int = 50) -> list[Suppression]:
+    """What is in force for an exact address, else the active rows whose address contains `text`."""
+    from store.addresses import AddressError
+    from store.suppressions import active_suppressions, suppressions_of
+
+    text = (text or "").strip()
+    if not text:
+        return []
+    if "@" in text:
+        try:
+            found = suppressions_of(session, text, now=now, salt=salt)
+        except (AddressError, ValueError):
+            found = []
+        if found:
+            return found
+    return list(session.scalars(active_suppressions(session, now, search=text).limit(limit)))
+
+
+def active_count(session: Session, now: datetime) -> int:
+    from store.suppressions import _active
+
+    return session.scalar(select(func.count()).select_from(Suppression).where(*_active(now))) or 0
+
+
+# ---------------------------------------------------------------- domains
+
+@dataclass(frozen=True)
+class Checklist:
+    domain: str
+    authenticated: bool | None
+    aligned: bool | None
+    one_click: bool | None
+    complaint_ok: bool | None
+    aligned_rate: float | None
+    complaint_rate: float | None
+
+
+def posture(session: Session) -> dict[str, list[PostureCheck]]:
+    """The current result of every check, by subject (domain or IP)."""
+    from analysis.posture import current
+
+    out: dict[str, list[PostureCheck]] = {}
+    for row in current(session):
+        out.setdefault(row.subject, []).append(row)
+    return out
+
+
+def checklist(session: Session, f: Filters, domain: str, checks: list[PostureCheck], one_click: bool,
+              complaint_line: float) -> Checklist:
+    """The providers' bulk-sender requirements for one sending domain."""
+    frame = metrics_frame(session, f.start, f.end, "sending_domain", domain)
+    k = kpis(frame)
+    by_check = {c.check: c.status for c in checks}
+    spf_ok = by_check.get("spf") == "ok"
+    dkim_ok = any(name.startswith("dkim:") and status == "ok" for name, status in by_check.items())
+    authenticated = (spf_ok and dkim_ok and by_check.get("dmarc") == "ok") if by_check else None
+    aligned_rate, complaint_rate = k["dmarc_aligned_rate"], k["complaint_rate"]
+    return Checklist(domain, authenticated, None if aligned_rate is None else aligned_rate >= 0.98, one_click,
+                     None if complaint_rate is None else complaint_rate < complaint_line, aligned_rate, complaint_rate)
+
+
+# ---------------------------------------------------------------- compare
+
+ROLLUP_COMPARE = ("sending_ip", "campaign", "sending_domain", "provider")
+
+
+def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, ...], f: Filters) -> dict[str, Any]:
+    """The A/B comparison of two groups of sends over the range.
+
+    Sending IPs, campaigns, sending domains and providers are rollup dimensions: their counts
+    come from the rollups. Pools, tags and DKIM selectors are only in the send log: those go
+    through analysis.compare, which reads the send log from the range's start.
+    """
+    from analysis.compare import GroupCounts, RateComparison, _side, compare, two_proportion_test
+
+    if by not in ROLLUP_COMPARE:
+        return compare(session, by, a, b, day_start(f.start))
+    totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", "bounced.reputation", "complaints"))
+
+    def group(label: str, values: tuple[str, ...]) -> GroupCounts:
+        rows = totals.loc[[v for v in values if v in totals.index]] if len(totals) else totals
+        get = (lambda m: int(rows[m].sum()) if m in rows.columns else 0)
+        sends, bounced = get("sent"), get("bounced")
+        return GroupCounts(label, values, sends, max(sends - bounced, 0), min(bounced, sends) if sends else bounced,
+                           get("bounced.reputation"), get("complaints"))
+
+    ga, gb = group("A", a), group("B", b)
+    rates = []
+    for metric, num, den in (("delivery", "delivered", "sends"), ("bounce", "bounced", "sends"),
+                             ("block", "blocked", "sends"), ("complaint", "complaints", "delivered")):
+        xa, na, xb, nb = getattr(ga, num), getattr(ga, den), getattr(gb, num), getattr(gb, den)
+        xa, xb = min(xa, na), min(xb, nb)
+        z, p = two_proportion_test(xa, na, xb, nb)
+        rates.append(RateComparison(metric, _side(xa, na), _side(xb, nb), z, p))
+    return {"by": by, "since": f.start.isoformat(), "a": ga, "b": gb, "rates": rates}
