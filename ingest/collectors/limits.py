@@ -3,10 +3,12 @@
 The acceptors share one listening socket, so one client's sessions land in any of them;
 a limit kept per process would let a client have `processes` times its share (or refuse
 it early if each process took a fraction). So the counts live in one table in shared
-memory (an anonymous mapping made before the fork), and every change is made under a
-POSIX record lock, which the kernel drops when its holder dies: a crashed acceptor cannot
-leave the others waiting. Open sessions are counted per process (one column each), so
-the supervisor can forget the sessions of an acceptor that died (`release`).
+memory (an anonymous mapping made before the fork), and every change is made under one
+shared semaphore (no system call when nobody else holds it). An acceptor killed inside
+that short critical section would leave it taken: the others then go on without it after
+a second (and say so), and the supervisor frees it when it restarts the dead acceptor.
+Open sessions are counted per process (one column each), so the supervisor can forget
+the sessions of an acceptor that died (`release`).
 
 The table has a fixed number of slots; a client lives within a short run of slots after
 its hash. A client with no open session and no message in the last minute may be
@@ -17,16 +19,17 @@ of clients connected at once.
 """
 from __future__ import annotations
 
-import fcntl
+import logging
 import mmap
+import multiprocessing
 import os
-import tempfile
 import time
 import zlib
 from typing import Callable
 
 from ingest.config import SMTPConfig
 
+log = logging.getLogger("ingest.collectors.smtp")
 BUCKETS = 60  # one per second of the last minute
 RUN = 32  # slots a client may live in, after its hash
 KEY = 24  # bytes of a slot's key: the client address, or a digest of a long one
@@ -52,7 +55,7 @@ class ClientLimits:
         self._map = mmap.mmap(-1, size)  # MAP_SHARED | MAP_ANONYMOUS: shared with children
         self._n = memoryview(self._map)[:8 * (self._head + self.slots * self._width)].cast("q")
         self._keys_at = 8 * (self._head + self.slots * self._width)
-        self._lockfile = tempfile.TemporaryFile(prefix="postwatch-smtp-limits-") if p > 1 else None
+        self._lock = _Lock(multiprocessing.get_context("fork").Lock() if p > 1 else None)
         self._where: dict[str, int] = {}  # this process's memory of client -> slot (checked on use)
 
     # -- processes ---------------------------------------------------------------------------
@@ -64,6 +67,7 @@ class ClientLimits:
 
     def release(self, index: int) -> None:
         """Forget the open sessions of acceptor `index` (it died; its connections are gone)."""
+        self._lock.repair()
         with self._locked():
             n, p = self._n, self.processes
             n[index] = 0
@@ -223,25 +227,39 @@ class ClientLimits:
         return slot
 
     def _locked(self) -> "_Lock":
-        return _Lock(self._lockfile.fileno() if self._lockfile is not None else -1)
+        return self._lock
 
 
 class _Lock:
-    """A POSIX record lock on the shared lock file (per process; released if its holder dies).
-    Inside one process, calls come from its event loop, one at a time."""
+    """The shared semaphore (None with one process). Inside one process, calls come from its
+    event loop, one at a time, and hold it for a few microseconds."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("sem", "held")
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, sem) -> None:
+        self.sem = sem
+        self.held = False
 
     def __enter__(self) -> None:
-        if self.fd >= 0:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        if self.sem is not None:
+            self.held = self.sem.acquire(timeout=1.0)
+            if not self.held:
+                log.error("smtp: the per-client limits were locked for a second (an acceptor died "
+                          "holding them?); counting without the lock until it is freed")
 
     def __exit__(self, *exc) -> None:
-        if self.fd >= 0:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        if self.held:
+            self.held = False
+            self.sem.release()
+
+    def repair(self) -> None:
+        """In the supervisor, after an acceptor died: free the lock if it is stuck taken."""
+        if self.sem is not None:
+            if self.sem.acquire(timeout=2.0):
+                self.sem.release()
+            else:
+                self.sem.release()
+                log.warning("smtp: freed the per-client limits' lock held by a dead acceptor")
 
 
 def default_processes(configured: int) -> int:

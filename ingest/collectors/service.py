@@ -159,6 +159,10 @@ def _acceptor(shared: _Acceptors, index: int, worker: multiprocessing.Process | 
               supervisor: int | None = None) -> None:
     """Serve on the shared socket until SIGTERM/SIGINT (or until the `supervisor` pid is gone)."""
     shared.limits.bind(index)
+    # The log records every accepted message; its lines name no thread, process or source
+    # line, so do not look those up per record (the logging HOWTO's "Optimization").
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     spool = Spool(shared.config.spool.dir)
     committer = GroupCommitter(spool)
     handler = FeedbackHandler(shared.config.smtp, committer, shared.limits)

@@ -26,7 +26,7 @@ FAST = SMTPConfig(command_timeout=2.0, data_timeout=2.0, max_message_bytes=100_0
 
 
 class Running:
-    def __init__(self, tmp_path, config: SMTPConfig):
+    def __init__(self, tmp_path, config: SMTPConfig, loop=None):
         self.spool = Spool(tmp_path / "spool")
         self.committer = GroupCommitter(self.spool)
         self.handler = FeedbackHandler(config, self.committer)
@@ -39,7 +39,7 @@ class Running:
                                      loop=self.loop)
 
         self.port = free_port()
-        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port, loop=loop)
         self.controller.start()
 
     def stop(self):
@@ -56,9 +56,14 @@ class Running:
         return s
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = Running(tmp_path, FAST)
+@pytest.fixture(params=["asyncio", "uvloop"])
+def server(tmp_path, request):
+    """The collector on asyncio's event loop, and on uvloop's (which `collect smtp` uses)."""
+    loop = None
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed; collect smtp uses asyncio's loop")
+        loop = uvloop.new_event_loop()
+    running = Running(tmp_path, FAST, loop)
     yield running
     running.stop()
 
@@ -358,6 +363,23 @@ def test_an_idle_client_is_disconnected(server):
     s = server.raw()
     s.settimeout(FAST.command_timeout + 3)
     assert s.recv(1024) == b""
+
+
+@pytest.mark.parametrize("arg", [
+    "<a@b>", "<a@b> SIZE=100 BODY=8BITMIME", "<a@b>junk", "<>", "<> SIZE=10", "<A+x=y@Ex-ample.COM>",
+    "<bounces+t-abc123@send.example.com>", "<a..b@c>", "<.a@b>", "<a@b.>", "<\"quoted x\"@example.com>",
+    "<a@[192.0.2.1]>", "a@b", "<@route:a@b>", "<a@b\x00c>", "<a b@c>", "<" + "x" * 70 + "@example.com>",
+    "<(comment)a@b>", "<a@b", "", "<caf\xe9@example.com>",
+])
+def test_simple_addresses_read_directly_match_aiosmtpd(arg):
+    from aiosmtpd.smtp import SMTP
+
+    ours = CollectorSMTP.__new__(CollectorSMTP)
+    theirs = SMTP.__new__(SMTP)
+    for proto in (ours, theirs):
+        proto.local_part_limit = 64
+    got, want = ours._getaddr(arg), theirs._getaddr(arg)
+    assert got[0] == want[0] and (got[1] or "").split() == (want[1] or "").split()
 
 
 def test_listen_addresses_are_checked():

@@ -1,13 +1,15 @@
 """`postwatch collect smtp` as a subprocess: the spool worker stores what was accepted, the
-same message twice is stored once, and a SIGKILL in the middle of 2,000 messages loses
-none that got `250`."""
+same message twice is stored once, a SIGKILL in the middle of 2,000 messages loses none
+that got `250`, and the per-client limits hold across its acceptor processes."""
 from __future__ import annotations
 
 import hashlib
 import os
 import signal
 import smtplib
+import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,9 +22,12 @@ from tests.ingest.messages import postfix_dsn
 EXE = [sys.executable, "-m", "postwatch.cli"]
 
 
-def start(cwd: Path, port: int) -> subprocess.Popen:
+def start(cwd: Path, port: int, **settings: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
-    env.update(POSTWATCH_SMTP__MESSAGES_PER_MINUTE="0", POSTWATCH_SMTP__COMMAND_TIMEOUT="5")
+    # two acceptor processes whatever the machine, so that the tests see them share the work
+    env.update(POSTWATCH_SMTP__MESSAGES_PER_MINUTE="0", POSTWATCH_SMTP__COMMAND_TIMEOUT="5",
+               POSTWATCH_SMTP__PROCESSES="2")
+    env.update({f"POSTWATCH_SMTP__{k.upper()}": v for k, v in settings.items()})
     proc = subprocess.Popen(EXE + ["collect", "smtp", "--listen", f"127.0.0.1:{port}"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=open(cwd / "collector.log", "ab"))
     wait_port(port, proc=proc)
@@ -114,3 +119,46 @@ def test_sigkill_in_the_middle_loses_nothing_that_got_250(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_limits_hold_across_acceptor_processes(tmp_path):
+    port = free_port()
+    proc = start(tmp_path, port, sessions_per_ip="3", messages_per_minute="4")
+    time.sleep(0.5)  # the probe that saw the port open is a session until its close is seen
+    try:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(6)]
+        greetings = [s.recv(1024)[:3] for s in held]
+        assert sorted(greetings) == [b"220"] * 3 + [b"421"] * 3
+        for s in held:
+            s.close()
+        time.sleep(0.5)
+        for i in range(4):  # a connection each: they land in either process
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+                c.sendmail("", ["fbl@example.com"], message(i))
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.ehlo("x")
+            code, reply = c.docmd("MAIL FROM:<a@example.net>")
+        assert code == 421 and b"limit 4 a minute" in reply
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    log = (tmp_path / "collector.log").read_text()
+    assert "2 acceptor process(es)" in log
+    assert "stopped after" in log and "4 message(s) accepted" in log and "3 session(s) refused" in log
+
+
+def test_starttls_on_the_service_event_loop(tmp_path):
+    port = free_port()
+    proc = start(tmp_path, port)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            c.starttls(context=ctx)
+            c.sendmail("", ["bounces+gone=example.net@send.example.com"], message(7))
+        wait_drained(tmp_path, 1)
+        assert stored(tmp_path) == [hashlib.sha256(message(7)).hexdigest()]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
