@@ -1,0 +1,281 @@
+"""The dashboard's callbacks, called as functions on a store with known content, and the
+Dash app wired on a Flask server (layout, routing, one callback over HTTP)."""
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import flask
+import pytest
+
+from tests.dashboard.known_store import (BLOCK_DAY, DOMAIN, END, IPS, NOW, SEARCH, SPIKE_DAY, SPOOF_IP, START,
+                                         VOLUME, fill)
+
+DAYS = (END - START).days + 1
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from dashboard.app import create_dash
+    from postwatch.config import Config
+    from store.config import DatabaseConfig
+    from store.engine import session_factory, upgrade
+
+    folder = tmp_path_factory.mktemp("dash")
+    settings = Config(database=DatabaseConfig(url=f"sqlite:///{folder}/postwatch.db"))
+    upgrade(settings.database)
+    sessions = session_factory(settings.database)
+    fill(sessions)
+    server = flask.Flask("test")
+    server.secret_key = "test-secret"
+    return create_dash(server, settings, clock=lambda: NOW, sessions=sessions)
+
+
+@pytest.fixture(scope="module")
+def ctx(app):
+    return app.postwatch
+
+
+def _json(component) -> str:
+    import plotly.io
+
+    return plotly.io.to_json(component) if hasattr(component, "to_plotly_json") and hasattr(component, "data") \
+        else json.dumps(component, cls=__import__("plotly").utils.PlotlyJSONEncoder)
+
+
+def _text(component) -> str:
+    return json.dumps(component, cls=__import__("plotly").utils.PlotlyJSONEncoder)
+
+
+def _y(fig, name):
+    return next(t.y for t in fig.data if t.name == name)
+
+
+# ---------------------------------------------------------------- filters and the app
+
+def test_filters_round_trip_through_the_query_string():
+    from dashboard.filters import Filters, parse
+
+    f = parse("?start=2024-05-01&end=2024-05-30&provider=google&campaign=spring", date(2024, 6, 1))
+    assert (f.start, f.end, f.provider, f.campaign, f.domain) == (START, END, "google", "spring", None)
+    assert parse(f.query_string(), date(2024, 6, 1)) == f
+    assert f.entity() == ("campaign", "spring") and f.ignored() == ["provider"]
+    assert f.previous() == Filters(date(2024, 4, 1), date(2024, 4, 30), None, "google", "spring")
+    default = parse("?start=bogus", date(2024, 6, 1))
+    assert default.end == date(2024, 6, 1) and default.days == 30
+    assert parse("?start=2024-05-30&end=2024-05-01", date(2024, 6, 1)).start == START
+
+
+def test_filter_bar_writes_the_url_and_keeps_the_pages_own_parameters(ctx):
+    from dashboard.app import filters_to_search
+
+    search = filters_to_search(ctx, "2024-05-01", "2024-05-30", None, "microsoft", None, "?by=sending_ip&a=x&start=1")
+    assert search.startswith("?start=2024-05-01&end=2024-05-30&provider=microsoft")
+    assert "by=sending_ip" in search and "a=x" in search and search.count("start=") == 1
+
+
+def test_the_layout_builds_and_every_page_routes(app, ctx):
+    from dashboard.app import PAGES, route
+
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/_dash-layout").status_code == 200
+    assert client.get("/_dash-dependencies").status_code == 200
+    for page in PAGES:
+        bar, body, _who = route(ctx, page.PATH, SEARCH)
+        text = _text(body)
+        assert f"page-{page.NAME}" in text
+        assert "2024-05-01" in _text(bar)
+    _bar, missing, _ = route(ctx, "/nowhere", SEARCH)
+    assert "There is no page at /nowhere" in _text(missing)
+
+
+def test_filter_options_come_from_the_rollups(ctx):
+    from dashboard.app import filter_options
+
+    domains, providers, campaigns = filter_options(ctx, SEARCH)
+    assert domains == [DOMAIN]
+    assert {"google", "microsoft"} <= set(providers)
+    assert campaigns == ["spring", "summer"]
+
+
+def test_a_callback_answers_over_http(app):
+    client = app.server.test_client()
+    body = {"output": "bo-events.data", "outputs": {"id": "bo-events", "property": "data"},
+            "inputs": [{"id": "url", "property": "search", "value": SEARCH},
+                       {"id": "bo-events", "property": "page_current", "value": 0},
+                       {"id": "bo-events", "property": "page_size", "value": 5}],
+            "changedPropIds": ["url.search"], "state": []}
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.data[:500]
+    rows = response.get_json()["response"]["bo-events"]["data"]
+    assert len(rows) == 5 and rows[0]["reason"] == "blocked"
+
+
+# ---------------------------------------------------------------- pages
+
+def test_overview_figures_and_the_change_against_the_previous_period(ctx):
+    from dashboard.pages import overview
+
+    notes, cards, volume, rates, complaints, dmarc, grades, alerts = overview.update(ctx, SEARCH)
+    assert notes == []
+    per_day = sum(VOLUME.values())
+    assert sum(_y(volume, "sent")) == per_day * DAYS
+    text = _text(cards)
+    assert f"{per_day * DAYS:,}" in text and "no previous data" in text  # nothing before May
+    assert "Open alerts" in text
+    assert {round(s.y0, 4) for s in complaints.layout.shapes} == {0.001, 0.003}
+    spike = list(complaints.data[0].x).index(SPIKE_DAY)
+    assert complaints.data[0].y[spike] == pytest.approx(6 / per_day)
+    assert "google" in _text(grades) and "microsoft" in _text(grades)
+    assert "Block spike at microsoft" in _text(alerts)
+    assert dmarc.data[0].y[list(dmarc.data[0].x).index(date(2024, 5, 27))] == pytest.approx(1000 / 1100)
+
+
+def test_changing_a_filter_changes_the_charts(ctx):
+    from dashboard.pages import overview
+
+    everything = overview.update(ctx, SEARCH)[2]
+    microsoft = overview.update(ctx, SEARCH + "&provider=microsoft")[2]
+    assert sum(_y(everything, "sent")) != sum(_y(microsoft, "sent"))
+    assert sum(_y(microsoft, "sent")) == 500 * DAYS
+    both = overview.update(ctx, SEARCH + "&provider=microsoft&campaign=spring")
+    assert "the provider filter applies to the tables of events only" in _text(both[0])
+
+
+def test_bounces_trends_diagnostics_and_the_paged_table(ctx):
+    from dashboard.pages import bounces
+
+    notes, category, reason, provider, diagnostics, page_count, count = bounces.update(ctx, SEARCH)
+    day = list(category.data[0].x).index(BLOCK_DAY)
+    assert {t.name: t.y[day] for t in category.data} == {"reputation": 40, "hygiene": 10}
+    assert {t.name for t in reason.data} == {"blocked", "userunknown"}
+    assert {t.name: sum(t.y) for t in provider.data} == {"microsoft": 40, "google": 10}
+    assert "S3150" in _text(diagnostics) and page_count == 2 and count.startswith("50 events")
+    first = bounces.page(ctx, SEARCH, 0)
+    second = bounces.page(ctx, SEARCH, 1)
+    assert len(first) == 25 and len(second) == 25
+    assert first[0]["occurred_at"] >= first[-1]["occurred_at"] >= second[0]["occurred_at"]
+    assert not {r["id"] for r in first} & {r["id"] for r in second}
+    google = bounces.page(ctx, SEARCH + "&provider=google", 0)
+    assert len(google) == 10 and {r["reason"] for r in google} == {"userunknown"}
+    raw = _text(bounces.raw(ctx, google, {"row": 0, "column": 0}))
+    assert "Undelivered Mail Returned to Sender" in raw and "Final-Recipient: rfc822; gone0@gmail.com" in raw
+    assert "Click an event" in _text(bounces.raw(ctx, google, None))
+
+
+def test_complaints_by_campaign_provider_and_type(ctx):
+    from dashboard.pages import complaints
+
+    _notes, by_campaign, by_provider, types, rate, table = complaints.update(ctx, SEARCH)
+    assert {t.name: sum(t.y) for t in by_campaign.data} == {"summer": 6}
+    assert {t.name: sum(t.y) for t in by_provider.data} == {"microsoft": 6}
+    assert {t.name for t in types.data} == {"abuse"}
+    rates = dict(zip(rate.data[0].x, rate.data[0].y))
+    assert rates["summer"] == pytest.approx(6 / (500 * DAYS)) and rates["spring"] == 0
+    assert "summer" in _text(table)
+
+
+def test_dmarc_sources_classes_and_impact(ctx):
+    from dashboard.pages import dmarc
+
+    (_notes, compliance, disposition, classes, impact, sources, new, selectors, spf) = dmarc.update(ctx, SEARCH)
+    day = list(disposition.data[0].x).index(date(2024, 5, 27))
+    assert {t.name: t.y[day] for t in disposition.data} == {"none": 1000, "reject": 100}
+    assert {t.name: sum(t.y) for t in classes.data} == {"authorised": 1000, "unknown": 100}
+    text = _text(sources)
+    assert SPOOF_IP in text and '"unknown"' in text and '"NL"' in text
+    assert SPOOF_IP in _text(new)
+    assert '"s1"' in _text(selectors) and "spoof.example" in _text(spf)
+    assert '"none"' in _text(impact)
+
+
+def test_tls_sessions_and_failures(ctx):
+    from dashboard.pages import tls
+
+    _notes, sessions, types, table = tls.update(ctx, SEARCH)
+    assert {t.name: sum(t.y) for t in sessions.data} == {"successful": 900, "failed": 7}
+    assert list(types.data[0].y) == ["certificate-expired"]
+    assert "mx1.news.example.com" in _text(table)
+
+
+def test_reputation_scores_explain_themselves(ctx):
+    from dashboard.pages import reputation
+
+    many, own, components, table = reputation.update(ctx, SEARCH + "&provider=microsoft")
+    assert {t.name for t in many.data} >= {"google", "microsoft"}
+    score = dict(zip(own.data[0].x, own.data[0].y))
+    assert score[BLOCK_DAY] < score[BLOCK_DAY - timedelta(days=1)]
+    lost = {t.name: dict(zip(t.x, t.y)) for t in components.data}
+    assert lost["blocks"][BLOCK_DAY] > 0
+    by_ip = reputation.update(ctx, SEARCH, "sending_ip")[0]
+    assert {t.name for t in by_ip.data} >= set(IPS)  # and the spoofing source, scored on its DMARC volume
+
+
+def test_suppressions_find_remove_as_editor_only_and_export(ctx):
+    from dashboard.pages import suppressions
+
+    growth, count = suppressions.update(ctx, SEARCH)
+    assert {t.name: sum(t.y) for t in growth.data} == {"userunknown": 1, "complaint": 1}
+    assert "2" in _text(count)
+    found = _text(suppressions.find(ctx, "gone0@gmail.com"))
+    assert "userunknown" in found and "bounce_events #1" in found
+    assert "angry0@outlook.com" in _text(suppressions.find(ctx, "angry"))
+    assert "is not suppressed" in _text(suppressions.find(ctx, "nobody@example.org"))
+    refused = _text(suppressions.remove(ctx, "viewer", "angry0@outlook.com", "global", "asked"))
+    assert "Only an editor" in refused
+    assert "Say why" in _text(suppressions.remove(ctx, "editor", "angry0@outlook.com", "global", ""))
+    assert "Removed angry0@outlook.com" in _text(suppressions.remove(ctx, "editor", "angry0@outlook.com", "global",
+                                                                     "asked by support"))
+    assert "is not suppressed" in _text(suppressions.find(ctx, "angry0@outlook.com"))
+    csv = suppressions.export(ctx)
+    assert csv["filename"].endswith(".csv") and "gone0@gmail.com" in csv["content"]
+    assert "angry0@outlook.com" not in csv["content"]
+
+
+def test_the_role_comes_from_the_signed_session(app):
+    from dashboard.app import current_role
+
+    assert current_role() is None
+    with app.server.test_request_context("/"):
+        flask.session["role"] = "editor"
+        assert current_role() == "editor"
+        flask.session["role"] = "admin"
+        assert current_role() is None
+
+
+def test_compare_two_campaigns_from_the_rollups(ctx):
+    from dashboard.pages import compare
+
+    notes, fig, table = compare.update(ctx, SEARCH, "campaign", ["spring"], ["summer"])
+    assert "from the rollups" in _text(notes)
+    blocks = {t.name[:1]: dict(zip(t.x, t.y))["block"] for t in fig.data}
+    assert blocks == {"A": 0, "B": pytest.approx(40 / (500 * DAYS))}
+    assert fig.data[1].error_y.array[2] > 0
+    assert '"significant": "yes"' in _text(table) or "yes" in _text(table)
+    assert "Pick the values" in _text(compare.update(ctx, SEARCH, "sending_ip", [], [IPS[1]])[0])
+    assert compare.options(ctx, SEARCH, "campaign") == ["spring", "summer"]
+    search = compare.to_search(ctx, SEARCH, "sending_ip", [IPS[0]], [IPS[1]])
+    assert "by=sending_ip" in search and "start=2024-05-01" in search
+
+
+def test_domains_checklist_and_posture(ctx):
+    from dashboard.pages import domains
+
+    checklist, posture = domains.update(ctx, SEARCH)
+    row = checklist.data[0]
+    assert row["domain"] == DOMAIN
+    assert row["one-click unsubscribe"].endswith("no")  # no [web] secret: unsubscribe links are refused
+    assert row["authenticated (SPF, DKIM, DMARC)"].endswith("no")  # DMARC is only a warning (p=none)
+    assert row["complaints under 0.3 %"].startswith("\u2714 yes")
+    assert "DMARC p=none" in _text(posture)
+
+
+def test_alerts_and_jobs(ctx):
+    from dashboard.pages import alerts
+
+    open_, recent, jobs = alerts.update(ctx, SEARCH)
+    assert "Block spike at microsoft" in _text(open_)
+    rows = {r["job"]: r for r in jobs.data}
+    assert rows["rollups"]["duration_s"] == 2.0 and rows["rollups"]["rows"] == 12
+    assert rows["scores"]["last_run"] == "never"
