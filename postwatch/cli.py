@@ -106,7 +106,8 @@ def _add_collect(sub) -> None:
 # imports inside the command functions so that start-up stays light.
 COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.commands_suppression",
                                     "postwatch.commands_ops", "postwatch.commands_web",
-                                    "postwatch.commands_sender", "postwatch.commands_serve")
+                                    "postwatch.commands_sender", "postwatch.commands_serve",
+                                    "postwatch.commands_demo", "postwatch.commands_reports")
 
 
 def build_parser() -> argparse.ArgumentParser:
