@@ -71,9 +71,8 @@ def create_server(settings: Any, *, sessions: sessionmaker[Session] | None = Non
 
     @app.get("/metrics")
     def metrics() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        return Response(exposition.render(), mimetype=None, content_type=CONTENT_TYPE_LATEST,
+        # the classic text format, which every Prometheus reads
+        return Response(exposition.render(), content_type="text/plain; version=0.0.4; charset=utf-8",
                         headers={"Cache-Control": "no-store"})
 
     @app.after_request
