@@ -18,6 +18,8 @@ from store.clock import Clock
 JOB_MODULES: tuple[str, ...] = ("analysis.rollups", "analysis.dmarc_intel", "analysis.scores", "analysis.suppression",
                                 "analysis.privacy",
                                 "analysis.blocklists", "analysis.alerts", "analysis.notify", "analysis.posture")
+# Modules whose `scheduled_jobs(settings)` makes jobs from the configuration (a digest per schedule).
+JOB_PROVIDERS: tuple[str, ...] = ("analysis.digest.delivery",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Job:
     cron: str | None = None  # ... or on this crontab line ("0 * * * *")
     order: int = 100  # `postwatch analyze` runs jobs in this order: rollups before scores before alerts
     description: str = ""
+    timezone: str | None = None  # of the crontab line; None: scheduler.timezone
+    in_analyze: bool = True  # False: only on its schedule or when named (a digest sends mail)
 
 
 REGISTRY: dict[str, Job] = {}
@@ -50,7 +54,13 @@ def job(name: str, *, every: timedelta | None = None, cron: str | None = None, o
     return register
 
 
-def all_jobs() -> list[Job]:
+def all_jobs(settings: Any = None) -> list[Job]:
+    """The registered jobs, and with `settings` those the configuration makes (digests)."""
     for module in JOB_MODULES:
         importlib.import_module(module)
-    return sorted(REGISTRY.values(), key=lambda j: (j.order, j.name))
+    jobs = dict(REGISTRY)
+    if settings is not None:
+        for module in JOB_PROVIDERS:
+            for made in importlib.import_module(module).scheduled_jobs(settings):
+                jobs.setdefault(made.name, made)
+    return sorted(jobs.values(), key=lambda j: (j.order, j.name))

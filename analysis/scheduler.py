@@ -52,14 +52,17 @@ def run_job(job: Job, ctx: JobContext, trigger: str) -> RunResult:
 
 def run_all(ctx: JobContext, trigger: str = "analyze", only: list[str] | None = None,
             on_result=None) -> list[RunResult]:
-    """Every registered job (or those named in `only`), once, in their order."""
-    jobs = all_jobs()
+    """Every registered job (or those named in `only`), once, in their order; a job that is not
+    `in_analyze` (a digest) runs only when named."""
+    jobs = all_jobs(ctx.settings)
     if only:
         unknown = sorted(set(only) - {j.name for j in jobs})
         if unknown:
             raise ValueError(f"no job named {', '.join(unknown)}; the jobs are: "
                              + ", ".join(j.name for j in jobs))
         jobs = [j for j in jobs if j.name in only]
+    else:
+        jobs = [j for j in jobs if j.in_analyze]
     results = []
     for job in jobs:
         result = run_job(job, ctx, trigger)
@@ -98,7 +101,7 @@ def run_scheduled(name: str) -> None:
     if _context is None:
         log.error("job %s fired with no scheduler context; skipped", name)
         return
-    jobs = {j.name: j for j in all_jobs()}
+    jobs = {j.name: j for j in all_jobs(_context.settings)}
     if name not in jobs:
         log.warning("job %s is in the job store but no longer registered; skipped", name)
         return
@@ -120,16 +123,16 @@ def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None
         job_defaults={"coalesce": True, "max_instances": 1,
                       "misfire_grace_time": scheduler_cfg.misfire_grace_seconds},
         timezone=scheduler_cfg.timezone)
-    jobs = all_jobs()
+    jobs = all_jobs(ctx.settings)
     start_at = now or ctx.clock()
     for job in jobs:
         if job.cron:
-            trigger = CronTrigger.from_crontab(job.cron, timezone=scheduler_cfg.timezone)
+            trigger = CronTrigger.from_crontab(job.cron, timezone=job.timezone or scheduler_cfg.timezone)
         elif job.every:
             trigger = IntervalTrigger(seconds=int(job.every.total_seconds()), timezone=scheduler_cfg.timezone)
         else:
             continue
-        options = {"next_run_time": start_at} if scheduler_cfg.run_at_start else {}
+        options = {"next_run_time": start_at} if scheduler_cfg.run_at_start and job.in_analyze else {}
         scheduler.add_job(run_scheduled, trigger, args=[job.name], id=job.name, name=job.name,
                           replace_existing=True, **options)
     return scheduler, {j.name for j in jobs}

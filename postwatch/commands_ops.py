@@ -74,7 +74,7 @@ def cmd_jobs(args, config) -> int:
         last = last_runs(session)
     upcoming = next_runs(get_engine(config.database), config.scheduler)
     rows = []
-    for job in all_jobs():
+    for job in all_jobs(config):
         run = last.get(job.name)
         duration = None
         if run is not None and run.finished_at is not None:
