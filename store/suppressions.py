@@ -71,8 +71,8 @@ class SuppressionChange(Base):
     at: Mapped[datetime]
     suppression_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
-    # AUTOINCREMENT on SQLite: a cursor is never handed out twice
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    # AUTOINCREMENT on SQLite: a cursor is never handed out twice; `at` for the digests' counts
+    __table_args__ = (Index(None, "at"), {"sqlite_autoincrement": True})
 
 
 class SuppressionEvidence(Base):
