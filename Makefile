@@ -8,7 +8,7 @@ CORPUS ?= ../shared/corpus
 .PHONY: run test venv bench score clean help
 
 help:
-	@echo "make run    - install into $(VENV), ingest sample_reports/ into ./var/postwatch.db, print the summary"
+	@echo "make run    - install into $(VENV), fill an empty ./var/postwatch.db with the demo, then postwatch serve"
 	@echo "make test   - install into $(VENV) and run the test suite"
 	@echo "make bench  - run every benchmark under bench/ and print the figures"
 	@echo "make score  - score the parser on $(CORPUS)"
@@ -22,8 +22,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The demo is played only into an empty store; it prints the dashboard URL and login.
 run: venv
-	$(PW) ingest --no-progress sample_reports/*/
+	$(PW) demo --if-empty
+	@echo "Starting postwatch serve (Ctrl-C stops it) ..."
+	$(PW) serve
 
 test: venv
 	$(PY) -m pytest -q
