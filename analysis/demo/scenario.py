@@ -100,12 +100,12 @@ class Timeline:
 
     @property
     def listing(self) -> range:
-        first = int(self.days * 0.5)
+        first = int(self.days * 0.66)
         return range(first, first + max(3, self.days // 22))
 
     @property
     def block(self) -> range:
-        first = int(self.days * 0.55)
+        first = int(self.days * 0.7)
         return range(first, first + max(3, self.days // 15))
 
     @property
@@ -252,7 +252,7 @@ class Scenario:
                 rows.append(msg.DmarcRow(FORWARDER_IP, forwarded, False, False, domain, domain, DKIM_SELECTOR,
                                          "lists.university.example", override="forwarded"))
             if self.timeline.index(day) in self.timeline.spoof and domain == "news.example.com":
-                rows.append(msg.DmarcRow(SPOOF_IP, rng.randint(40, 400), False, False, domain, "bulk-mailer.example",
+                rows.append(msg.DmarcRow(SPOOF_IP, rng.randint(20, 120), False, False, domain, "bulk-mailer.example",
                                          "default", "bulk-mailer.example"))
             report_id = _hex(f"{self.seed}:{provider}:{domain}:{day}", 20)
             arrival = begin + timedelta(days=1, hours=rng.randint(1, 8), minutes=rng.randint(0, 59))
