@@ -7,7 +7,7 @@ saying whether it ran. Options pass through the environment each benchmark docum
 (e.g. MSGS for smtp_intake.sh); IMAP_N sets the mailbox size of imap_large.py (default
 20000 here, 100000 when run alone).
 
-    python bench/run_all.py [NAME ...]     (names: ingest classify analysis smtp_intake imap_large suppression)
+    python bench/run_all.py [NAME ...]     (names: ingest classify analysis smtp_intake imap_large suppression dashboard)
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ BENCHES = {
     "smtp_intake": ["bash", "bench/smtp_intake.sh"],
     "imap_large": [PY, "bench/imap_large.py", os.environ.get("IMAP_N", "20000")],
     "suppression": [PY, "bench/suppression.py"],
+    "dashboard": [PY, "bench/dashboard.py"],
 }
 
 

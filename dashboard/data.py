@@ -16,10 +16,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from analysis.rollups import _as_date, metrics_frame
+from analysis.rollups import _as_date, _json_list
 from dashboard.filters import Filters
 from store.alerts import Alert
 from store.checks import JobRun, PostureCheck
@@ -29,7 +29,7 @@ from store.models import (BounceEvent, DmarcAggregateReport, DmarcRecord, Inboun
 from store.rollups import Rollup, Score
 from store.suppressions import Suppression, SuppressionChange
 
-DIAGNOSTIC_SAMPLE = 5000
+DIAGNOSTIC_SAMPLE = 2000
 SELECTOR_SAMPLE = 20000
 EVENT_COLUMNS = ("id", "occurred_at", "recipient", "provider", "from_domain", "campaign", "status",
                  "reply_code", "reason", "category", "diagnostic")
@@ -49,10 +49,39 @@ def ratio(num: float, den: float) -> float | None:
 
 # ---------------------------------------------------------------- rollups
 
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _daily_wide(rows, start: date, end: date) -> pd.DataFrame:
+    """(day, column, value) rows as a frame: every day of [start, end] a row, zeros where absent.
+
+    Plain dicts, not pandas' pivot_table: the pivot cost more than the query behind it."""
+    days = _days(start, end)
+    position = {d: i for i, d in enumerate(days)}
+    columns: dict[str, list[int]] = {}
+    for d, name, value in rows:
+        i = position.get(d if type(d) is date else _as_date(d))
+        if i is None:
+            continue
+        name = name if name else "(unknown)"
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [0] * len(days)
+        column[i] += int(value or 0)
+    index = pd.Index(days, name="day")
+    if not columns:
+        return pd.DataFrame(index=index)
+    return pd.DataFrame(columns, index=index, dtype="int64")
+
 def daily(session: Session, f: Filters, start: date | None = None) -> pd.DataFrame:
-    """Daily metrics of the filters' entity from `start` (default f.start) to f.end."""
+    """Daily metrics of the filters' entity from `start` (default f.start) to f.end: the frame
+    analysis.rollups.metrics_frame gives, built without pandas' pivot."""
     dimension, key = f.entity()
-    return metrics_frame(session, start or f.start, f.end, dimension, key)
+    start = start or f.start
+    rows = session.execute(select(Rollup.day, Rollup.metric, Rollup.value).where(
+        Rollup.dimension == dimension, Rollup.key == key, Rollup.day >= start, Rollup.day <= f.end)).all()
+    return _daily_wide(rows, start, f.end)
 
 
 def col(frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -95,29 +124,19 @@ def by_key(session: Session, dimension: str, start: date, end: date, metrics: tu
         query = query.where(Rollup.metric.in_(metrics))
     if prefix:
         query = query.where(Rollup.metric.like(prefix + "%"))
-    rows = session.execute(query).all()
-    if not rows:
+    table: dict[str, dict[str, int]] = {}
+    for key, metric, value in session.execute(query):
+        table.setdefault(metric, {})[key] = int(value or 0)
+    if not table:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows, columns=["key", "metric", "value"])
-    wide = frame.pivot_table(index="key", columns="metric", values="value", aggfunc="sum", fill_value=0)
-    wide.columns.name = None
-    return wide.astype("int64")
+    return pd.DataFrame(table).fillna(0).astype("int64")
 
 
 def daily_by_key(session: Session, dimension: str, metric: str, start: date, end: date) -> pd.DataFrame:
     """One metric per day (rows) and key (columns) of `dimension`."""
     rows = session.execute(select(Rollup.day, Rollup.key, Rollup.value).where(
         Rollup.dimension == dimension, Rollup.metric == metric, Rollup.day >= start, Rollup.day <= end)).all()
-    days = pd.Index([start + timedelta(days=i) for i in range((end - start).days + 1)], name="day")
-    if not rows:
-        return pd.DataFrame(index=days)
-    frame = pd.DataFrame(rows, columns=["day", "key", "value"])
-    frame["day"] = frame["day"].map(_as_date)
-    frame["key"] = frame["key"].replace("", "(unknown)")
-    wide = frame.pivot_table(index="day", columns="key", values="value", aggfunc="sum", fill_value=0)
-    wide = wide.reindex(days, fill_value=0).fillna(0).astype("int64")
-    wide.columns.name = None
-    return wide
+    return _daily_wide(rows, start, end)
 
 
 def keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
@@ -266,16 +285,8 @@ def dispositions(session: Session, f: Filters) -> pd.DataFrame:
              .group_by(day, r.disposition))
     if f.domain:
         query = query.where(r.header_from == f.domain)
-    rows = session.execute(query).all()
-    days = pd.Index([f.start + timedelta(days=i) for i in range(f.days)], name="day")
-    if not rows:
-        return pd.DataFrame(index=days)
-    frame = pd.DataFrame(rows, columns=["day", "disposition", "n"])
-    frame["day"] = frame["day"].map(_as_date)
-    frame["disposition"] = frame["disposition"].fillna("none")
-    wide = frame.pivot_table(index="day", columns="disposition", values="n", aggfunc="sum", fill_value=0)
-    wide.columns.name = None
-    return wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+    rows = [(d, disposition or "none", n) for d, disposition, n in session.execute(query)]
+    return _daily_wide(rows, f.start, f.end)
 
 
 def dmarc_sources(session: Session, f: Filters, limit: int = 100) -> list[dict[str, Any]]:
@@ -307,21 +318,24 @@ def new_dmarc_sources(session: Session, f: Filters, days: int) -> list[dict[str,
 
 
 def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """DKIM selectors (domain, selector) and SPF domains seen in the newest records of the range."""
+    """DKIM selectors (domain, selector) and SPF domains seen in the records of the range."""
+
     r = DmarcRecord
-    query = (select(r.count, r.dkim_results, r.spf_results)
+    dkim_text, spf_text = cast(r.dkim_results, Text), cast(r.spf_results, Text)
+    # records repeat a few result shapes: group them in SQL, decode each shape once
+    query = (select(func.sum(r.count), dkim_text, spf_text)
              .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end)))
     if f.domain:
         query = query.where(r.header_from == f.domain)
     dkim: Counter = Counter()
     spf: Counter = Counter()
-    for count, dkim_results, spf_results in session.execute(query.order_by(r.id.desc()).limit(SELECTOR_SAMPLE)):
-        for item in dkim_results or []:
+    for count, dkim_results, spf_results in session.execute(query.group_by(dkim_text, spf_text).limit(SELECTOR_SAMPLE)):
+        for item in _json_list(dkim_results):
             if isinstance(item, dict):
-                dkim[(item.get("domain") or "", item.get("selector") or "", item.get("result") or "")] += count
-        for item in spf_results or []:
+                dkim[(item.get("domain") or "", item.get("selector") or "", item.get("result") or "")] += count or 0
+        for item in _json_list(spf_results):
             if isinstance(item, dict):
-                spf[(item.get("domain") or "", item.get("scope") or "mfrom", item.get("result") or "")] += count
+                spf[(item.get("domain") or "", item.get("scope") or "mfrom", item.get("result") or "")] += count or 0
     return ([{"domain": d, "selector": s, "result": res, "messages": n} for (d, s, res), n in dkim.most_common(30)],
             [{"domain": d, "scope": sc, "result": res, "messages": n} for (d, sc, res), n in spf.most_common(30)])
 
@@ -357,14 +371,7 @@ def suppression_growth(session: Session, f: Filters) -> pd.DataFrame:
     day = _day(c.at, session.get_bind().dialect.name)
     rows = session.execute(select(day, c.reason, func.count()).where(
         c.op == "add", c.at >= day_start(f.start), c.at < day_after(f.end)).group_by(day, c.reason)).all()
-    days = pd.Index([f.start + timedelta(days=i) for i in range(f.days)], name="day")
-    if not rows:
-        return pd.DataFrame(index=days)
-    frame = pd.DataFrame(rows, columns=["day", "reason", "n"])
-    frame["day"] = frame["day"].map(_as_date)
-    wide = frame.pivot_table(index="day", columns="reason", values="n", aggfunc="sum", fill_value=0)
-    wide.columns.name = None
-    return wide.reindex(days, fill_value=0).fillna(0).astype("int64")
+    return _daily_wide(rows, f.start, f.end)
 
 
 def suppression_rows(rows: list[Suppression]) -> list[dict[str, Any]]:
@@ -431,7 +438,7 @@ def posture(session: Session) -> dict[str, list[PostureCheck]]:
 def checklist(session: Session, f: Filters, domain: str, checks: list[PostureCheck], one_click: bool,
               complaint_line: float) -> Checklist:
     """The providers' bulk-sender requirements for one sending domain."""
-    frame = metrics_frame(session, f.start, f.end, "sending_domain", domain)
+    frame = daily(session, Filters(f.start, f.end, domain=domain))
     k = kpis(frame)
     by_check = {c.check: c.status for c in checks}
     spf_ok = by_check.get("spf") == "ok"

@@ -2,7 +2,6 @@
 with its Wilson 95 % interval and the two-proportion test between them."""
 from __future__ import annotations
 
-import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html
 from sqlalchemy import select
 
@@ -49,16 +48,14 @@ def update(ctx, search, by, a, b):
                 html.Div())
     with ctx.sessions() as session:
         result = data.compare_groups(session, by, a, b, f)
-    fig = go.Figure()
+    traces = []
     for side, name in (("a", "A: " + ", ".join(a)), ("b", "B: " + ", ".join(b))):
-        rates = [r for r in result["rates"]]
-        values = [getattr(r, side)[2] for r in rates]
-        fig.add_trace(go.Bar(x=[r.metric for r in rates], y=values, name=name[:60],
-                             error_y=dict(type="data", symmetric=False,
-                                          array=[getattr(r, side)[4] - getattr(r, side)[2] for r in rates],
-                                          arrayminus=[getattr(r, side)[2] - getattr(r, side)[3] for r in rates])))
-    fig.update_layout(title="Rates with their 95 % intervals", barmode="group", **charts.LAYOUT)
-    fig.update_yaxes(tickformat=".2%")
+        rates = result["rates"]
+        traces.append({"x": [r.metric for r in rates], "y": [getattr(r, side)[2] for r in rates], "name": name[:60],
+                       "error_y": {"type": "data", "symmetric": False,
+                                   "array": [getattr(r, side)[4] - getattr(r, side)[2] for r in rates],
+                                   "arrayminus": [getattr(r, side)[2] - getattr(r, side)[3] for r in rates]}})
+    fig = charts.grouped_bars(traces, "Rates with their 95 % intervals", percent=True)
     rows = []
     for r in result["rates"]:
         d = r.as_dict()
