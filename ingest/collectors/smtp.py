@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aiosmtpd.smtp import (ALLOWED_BEFORE_STARTTLS, BOGUS_LIMIT, MISSING, SMTP, TLSSetupException,
-                           login_always_fail)
+                           login_always_fail, syntax)
 
 from ingest.collectors.limits import ClientLimits
 from ingest.config import SMTPConfig
@@ -183,7 +183,7 @@ class CollectorSMTP(SMTP):
         self._auth_methods = {}
         self._handle_hooks = handler.hooks
         self._ehlo_hook_ver = "new"
-        self._smtp_methods = {name: getattr(self, "smtp_" + name) for name in _SMTP_COMMANDS}
+        self._smtp_methods = self._COMMANDS  # plain functions, made once (HELP reads them too)
         self._enforce_call_limit = True
         self._call_limit_base = CALL_LIMITS
         self._call_limit_default = CALL_LIMITS["*"]
@@ -265,7 +265,7 @@ class CollectorSMTP(SMTP):
                     await self.push(f'500 Error: command "{command}" not recognized')
                     continue
                 self._reset_timeout()
-                await method(arg)
+                await method(self, arg)
             except (asyncio.CancelledError, ConnectionResetError):
                 self._writer.close()
                 raise
@@ -286,6 +286,7 @@ class CollectorSMTP(SMTP):
         if self._paused or self._writer.transport.is_closing():
             await self._writer.drain()
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         # aiosmtpd's, with the reply written at once rather than a write per line
         if not hostname:
@@ -350,6 +351,7 @@ class CollectorSMTP(SMTP):
         if self.transport is not None:
             self.transport.close()
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
             return
@@ -416,6 +418,9 @@ class CollectorSMTP(SMTP):
         if data.startswith(b"."):
             data = data[1:]
         return data, False
+
+
+CollectorSMTP._COMMANDS = {name: getattr(CollectorSMTP, "smtp_" + name) for name in _SMTP_COMMANDS}
 
 
 def tls_context(config: SMTPConfig, spool_dir: Path, hostname: str) -> ssl.SSLContext | None:
