@@ -62,14 +62,19 @@ def volume_chart(table: Table) -> Chart:
     ax.bar(x, [r[1] for r in table.rows], color=BLUE, width=0.7, label="sent")
     ax.plot(x, [r[2] for r in table.rows], color=GREEN, marker="o", markersize=3, linewidth=1.5, label="delivered")
     ax2 = ax.twinx()
-    ax2.plot(x, [r[3] for r in table.rows], color=RED, marker="o", markersize=3, linewidth=1.2, label="bounced")
+    ax2.plot(x, [r[3] for r in table.rows], color=RED, marker="o", markersize=3, linewidth=1.2,
+             label="bounced (right axis)")
     ax2.tick_params(colors=RED, labelsize=7)
     ax2.spines["top"].set_visible(False)
-    ax2.set_ylim(bottom=0)
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    headroom = 1.45  # room above the highest point for the legend
+    ax2.set_ylim(0, max([r[3] for r in table.rows] + [1]) * headroom)
     ax.set_xticks(list(x), labels, rotation=0 if len(labels) <= 10 else 45)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max([r[1] for r in table.rows] + [1]) * headroom)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, ["sent", "delivered", "bounced (right axis)"], fontsize=7, frameon=False, loc="upper left")
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, frameon=False, loc="upper left")
     total = sum(r[1] for r in table.rows)
     bounced = sum(r[3] for r in table.rows)
     alt = f"Chart: {total:,} sent and {bounced:,} bounced over {len(labels)} days (table below)."
