@@ -103,7 +103,7 @@ def route(ctx: DashContext, pathname: str | None, search: str | None) -> tuple[A
                                      dcc.Link("Back to the overview", href="/" + (search or ""))],
                                     style={"padding": "20px"}), who
     f = ctx.filters(search)
-    return _filter_bar(f), html.Div(page.layout(f, ctx), id=f"page-{page.NAME}", style={"padding": "6px"}), who
+    return _filter_bar(f), html.Div(page.layout(f, ctx, search), id=f"page-{page.NAME}", style={"padding": "6px"}), who
 
 
 def filters_to_search(ctx: DashContext, start: str | None, end: str | None, domain: str | None,

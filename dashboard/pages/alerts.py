@@ -18,7 +18,7 @@ def _rows(alerts):
              "resolved": a.resolved_at.strftime("%Y-%m-%d %H:%M") if a.resolved_at else ""} for a in alerts]
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [ui.section("Open alerts", html.Div(id="al-open")), ui.section("Recent alerts", html.Div(id="al-recent")),
             ui.section("Scheduled jobs", html.Div(id="al-jobs"))]
 

@@ -13,7 +13,7 @@ NAME, PATH, TITLE = "bounces", "/bounces", "Bounces"
 PAGE_SIZE = 25
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     events = dash_table.DataTable(
         id="bo-events", columns=[{"name": c.replace("_", " "), "id": c} for c in data.EVENT_COLUMNS],
         data=[], page_action="custom", page_current=0, page_size=PAGE_SIZE, page_count=1,

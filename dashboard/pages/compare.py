@@ -18,13 +18,22 @@ def _values(search, name) -> list[str]:
 
 
 def layout(f, ctx, search=None):
+    # the groups come from the URL with their choices already there: a dropdown drops a value
+    # that is not among its options
+    by = flt.param(search, "by")
+    by = by if by in BY else "sending_ip"
+    a, b = _values(search, "a"), _values(search, "b")
+    found = options(ctx, search, by)
+
+    def pick(id_, values):
+        return dcc.Dropdown(id=id_, multi=True, value=values, options=sorted(set(found) | set(values)),
+                            style={"minWidth": "280px"})
+    row = {"display": "flex", "gap": "6px", "alignItems": "center"}
     return [ui.section("Groups", html.Div([
-        html.Div(["by ", dcc.Dropdown(id="cmp-by", options=list(BY), value="sending_ip", clearable=False,
-                                      style={"width": "180px"})], style={"display": "flex", "gap": "6px"}),
-        html.Div(["A ", dcc.Dropdown(id="cmp-a", multi=True, style={"minWidth": "280px"})],
-                 style={"display": "flex", "gap": "6px"}),
-        html.Div(["B ", dcc.Dropdown(id="cmp-b", multi=True, style={"minWidth": "280px"})],
-                 style={"display": "flex", "gap": "6px"})], style={"display": "flex", "gap": "18px", "flexWrap": "wrap"})),
+        html.Div(["by ", dcc.Dropdown(id="cmp-by", options=list(BY), value=by, clearable=False,
+                                      style={"width": "180px"})], style=row),
+        html.Div(["A ", pick("cmp-a", a)], style=row), html.Div(["B ", pick("cmp-b", b)], style=row)],
+        style={"display": "flex", "gap": "18px", "flexWrap": "wrap"})),
         html.Div(id="cmp-notes"), ui.graph("cmp-figure"), ui.section("Rates", html.Div(id="cmp-table"))]
 
 
@@ -79,14 +88,9 @@ def to_search(ctx, search, by, a, b):
 
 
 def register(app, ctx):
-    @app.callback(Output("cmp-by", "value"), Output("cmp-a", "value"), Output("cmp-b", "value"),
-                  Input("url", "pathname"), State("url", "search"))
-    def _initial(_pathname, search):
-        by = flt.param(search, "by")
-        return (by if by in BY else "sending_ip"), _values(search, "a"), _values(search, "b")
-
     @app.callback(Output("cmp-a", "options"), Output("cmp-b", "options"), Input("url", "search"),
-                  Input("cmp-by", "value"), State("cmp-a", "value"), State("cmp-b", "value"))
+                  Input("cmp-by", "value"), State("cmp-a", "value"), State("cmp-b", "value"),
+                  prevent_initial_call=True)
     def _options(search, by, a, b):
         found = options(ctx, search, by)
         return sorted(set(found) | set(a or ())), sorted(set(found) | set(b or ()))

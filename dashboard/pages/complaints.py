@@ -10,7 +10,7 @@ from dashboard.pages.overview import COMPLAINT_LINES
 NAME, PATH, TITLE = "complaints", "/complaints", "Complaints"
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [html.Div(id="co-notes"),
             ui.grid(ui.graph("co-campaign"), ui.graph("co-provider"), ui.graph("co-types"), ui.graph("co-rate")),
             ui.section("Complaint rate per campaign", html.Div(id="co-table"))]

@@ -10,7 +10,7 @@ from dashboard import components as ui
 NAME, PATH, TITLE = "dmarc", "/dmarc", "DMARC"
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [html.Div(id="dm-notes"),
             ui.grid(ui.graph("dm-compliance"), ui.graph("dm-disposition"), ui.graph("dm-classes"),
                     ui.section("Impact if p=reject", html.Div(id="dm-impact"))),

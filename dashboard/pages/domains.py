@@ -12,7 +12,7 @@ MARK = {True: "✔ yes", False: "✘ no", None: "— not known"}
 STATUS_COLOURS = {"ok": "#1b7f3b", "warning": "#b7791f", "error": "#c53030", "missing": "#c53030"}
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [ui.section("Bulk-sender checklist (Gmail, Yahoo, Microsoft)", html.Div(id="do-checklist")),
             ui.section("Authentication posture", html.Div(id="do-posture"))]
 

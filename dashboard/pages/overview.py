@@ -11,7 +11,7 @@ NAME, PATH, TITLE = "overview", "/", "Overview"
 COMPLAINT_LINES = [(0.001, "0.1 %", "#b7791f"), (0.003, "0.3 %", "#c53030")]
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [html.Div(id="ov-notes"), html.Div(id="ov-kpis", style={"display": "flex", "flexWrap": "wrap"}),
             ui.grid(ui.graph("ov-volume"), ui.graph("ov-rates"), ui.graph("ov-complaints"), ui.graph("ov-dmarc")),
             ui.grid(ui.section("Reputation by provider", html.Div(id="ov-grades")),

@@ -15,7 +15,7 @@ COMPONENTS = ("complaints", "hard_bounces", "blocks", "dmarc_unaligned", "tls_fa
 DIMENSIONS = ("provider", "sending_ip", "sending_domain", "campaign")
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [html.Div(["Scores of every ", dcc.RadioItems(id="rep-dim", options=list(DIMENSIONS), value="provider",
                                                           inline=True, style={"display": "inline-block"})],
                      style={"padding": "6px 10px"}),

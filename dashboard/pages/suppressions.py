@@ -19,6 +19,7 @@ def layout(f, ctx, search=None):
     return [ui.grid(ui.graph("su-growth"), ui.section("In force", html.Div(id="su-count"))),
             ui.section("Find an address", html.Div([
                 dcc.Input(id="su-query", type="text", placeholder="address, or part of one", debounce=True,
+                          value=flt.param(search, "q") or "",
                           style={"width": "320px", "marginRight": "8px"}),
                 html.Button("Find", id="su-find", n_clicks=0),
                 html.Button("Export CSV", id="su-export", n_clicks=0, style={"marginLeft": "24px"}),
@@ -104,10 +105,6 @@ def register(app, ctx):
     @app.callback(Output("su-growth", "figure"), Output("su-count", "children"), Input("url", "search"))
     def _update(search):
         return update(ctx, search)
-
-    @app.callback(Output("su-query", "value"), Input("url", "pathname"), State("url", "search"))
-    def _initial_query(_pathname, search):
-        return flt.param(search, "q") or ""
 
     @app.callback(Output("su-results", "children"), Input("su-find", "n_clicks"), Input("su-query", "value"))
     def _find(_clicks, text):

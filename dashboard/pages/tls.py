@@ -9,7 +9,7 @@ from dashboard import components as ui
 NAME, PATH, TITLE = "tls", "/tls", "TLS"
 
 
-def layout(f, ctx):
+def layout(f, ctx, search=None):
     return [html.Div(id="tl-notes"), ui.grid(ui.graph("tl-sessions"), ui.graph("tl-types")),
             ui.section("Failures by receiving MX", html.Div(id="tl-table"))]
 
