@@ -69,7 +69,7 @@ class ClientLimits:
         """Forget the open sessions of acceptor `index` (it died; its connections are gone)."""
         self._lock.repair()
         with self._locked():
-            n, p = self._n, self.processes
+            n = self._n
             n[index] = 0
             for s in range(self.slots):
                 n[self._head + s * self._width + index] = 0

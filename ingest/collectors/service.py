@@ -42,15 +42,17 @@ def _die_with_parent(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def _worker_main(config: Any, parent: int) -> None:
+def _worker_main(config: Any, parent: int, listening: int | None) -> None:
+    _die_with_parent()
+    if listening is not None:  # not the worker's: it must not keep the port open after the collector
+        os.close(listening)
+    # Intake comes first: a `250` waits for a client, a stored message waits for nobody.
+    # The worker takes what CPU the acceptors leave and catches up when the burst is over.
+    os.nice(10)
     from ingest.pipeline import Pipeline
     from ingest.spool_worker import SpoolWorker
     from store.engine import session_factory, upgrade
 
-    _die_with_parent()
-    # Intake comes first: a `250` waits for a client, a stored message waits for nobody.
-    # The worker takes what CPU the acceptors leave and catches up when the burst is over.
-    os.nice(10)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -68,9 +70,10 @@ def _worker_main(config: Any, parent: int) -> None:
     worker.run_forever(stop)
 
 
-def start_worker(config: Any) -> multiprocessing.Process:
+def start_worker(config: Any, listening: socket.socket | None = None) -> multiprocessing.Process:
+    fd = None if listening is None else listening.fileno()
     proc = multiprocessing.get_context("fork").Process(
-        target=_worker_main, args=(config, os.getpid()), name="postwatch-spool-worker", daemon=True)
+        target=_worker_main, args=(config, os.getpid(), fd), name="postwatch-spool-worker", daemon=True)
     proc.start()
     return proc
 
@@ -133,7 +136,7 @@ def run_smtp(config: Any, drain: bool = True) -> int:
         log.info("spool: %d message(s) left from the last run; ingesting them", waiting)
     processes = default_processes(config.smtp.processes)
     shared = _Acceptors(config, sock, hostname, context, ClientLimits(config.smtp, processes=processes))
-    worker = start_worker(config) if drain else None  # before any thread starts (fork)
+    worker = start_worker(config, sock) if drain else None  # before any thread starts (fork)
     log.info("smtp: listening on %s as %s; accepting %s; STARTTLS %s; spool %s; %d acceptor process(es)",
              config.smtp.listen, hostname, ", ".join(config.smtp.accept),
              "off" if context is None else ("required" if config.smtp.require_tls else "offered"), spool.dir,
@@ -223,7 +226,7 @@ def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.Proce
                 if time.monotonic() - last_worker_restart > 10:
                     log.error("spool worker exited (status %s); starting it again", worker.exitcode)
                     last_worker_restart = time.monotonic()
-                    worker = start_worker(shared.config)
+                    worker = start_worker(shared.config, shared.sock)
     finally:
         for proc in acceptors:
             if proc.is_alive():
@@ -258,7 +261,7 @@ async def _serve(shared: _Acceptors, handler: FeedbackHandler, worker, index: in
             if time.monotonic() - last_restart > 10:
                 log.error("spool worker exited (status %s); starting it again", worker.exitcode)
                 last_restart = time.monotonic()
-                worker = start_worker(config)
+                worker = start_worker(config, shared.sock)
     server.close()
     await asyncio.sleep(0)  # let sessions in DATA finish their fsync and reply
     deadline = time.monotonic() + 5

@@ -12,7 +12,6 @@ import fnmatch
 import logging
 import re
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import pytest
 from ingest.collectors.imap import IMAPCollector, StateFile, parse_mailbox
 from ingest.collectors.service import CollectorError, run_imap
 from ingest.config import IMAPConfig
-from ingest.pipeline import Pipeline
 from ingest.spool import Spool
 from ingest.spool_worker import SpoolWorker
 from postwatch.config import load

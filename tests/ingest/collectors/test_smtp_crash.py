@@ -162,3 +162,48 @@ def test_starttls_on_the_service_event_loop(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[16])
+
+
+def test_a_killed_acceptor_is_restarted_and_its_sessions_forgotten(tmp_path):
+    port = free_port()
+    proc = start(tmp_path, port, sessions_per_ip="2")
+    time.sleep(0.5)
+    try:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        assert [s.recv(1024)[:3] for s in held] == [b"220", b"220"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the spool worker is niced (once it has started)
+            acceptors = [p for p in children(proc.pid) if niceness(p) == 0]
+            if len(acceptors) == 2:
+                break
+            time.sleep(0.1)
+        assert len(acceptors) == 2
+        for p in acceptors:
+            os.kill(p, signal.SIGKILL)  # their sessions die with them, uncounted
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = [p for p in children(proc.pid) if niceness(p) == 0]
+            if len(now) == 2 and not set(now) & set(acceptors):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        for _ in range(2):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+                c.sendmail("", ["fbl@example.com"], message(1))
+        for s in held:
+            s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    log = (tmp_path / "collector.log").read_text()
+    assert log.count("exited (status -9); starting it again") == 2
