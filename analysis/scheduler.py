@@ -74,7 +74,7 @@ def run_all(ctx: JobContext, trigger: str = "analyze", only: list[str] | None = 
 
 def schedule_text(job: Job) -> str:
     if job.cron:
-        return f"cron {job.cron}"
+        return f"cron {job.cron}" + (f" ({job.timezone})" if job.timezone else "")
     if job.every:
         secs = int(job.every.total_seconds())
         for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
