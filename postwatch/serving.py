@@ -80,6 +80,8 @@ class Scheduler:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     error: str | None = None
+    backoff: float = 1.0
+    next_start: float = 0.0
 
     def start(self) -> None:
         self.error = None
@@ -161,11 +163,18 @@ class Supervisor:
                         child.next_start = 0.0
                         child.start()
             sched = self.scheduler
-            if sched is not None and not sched.alive():
+            if sched is None or sched.alive():
+                continue
+            if sched.next_start == 0.0:
+                sched.next_start = now + sched.backoff
+                log.error("the scheduler ended (%s); starting it again in %.0f s", sched.error or "no error",
+                          sched.backoff)
+                sched.backoff = min(sched.backoff * 2, 60.0)
+            elif now >= sched.next_start:
                 with self._lock:
                     if self.stopping.is_set():
                         return
-                    log.error("the scheduler thread ended (%s); starting it again", sched.error or "no error")
+                    sched.next_start = 0.0
                     sched.stop_event = threading.Event()
                     sched.start()
 
