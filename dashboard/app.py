@@ -55,17 +55,20 @@ def page_for(pathname: str | None):
     return None
 
 
-def _filter_bar(f: flt.Filters) -> html.Div:
+def _filter_bar(f: flt.Filters, options: tuple[list[str], list[str], list[str]]) -> html.Div:
+    """The filter bar, with its choices filled in: its options callback fires on URL changes
+    only, not when the bar first appears."""
+    domains, providers, campaigns = options
     style = {"minWidth": "180px", "marginRight": "8px"}
     return html.Div([
         dcc.DatePickerRange(id="f-dates", start_date=f.start.isoformat(), end_date=f.end.isoformat(),
                             display_format="YYYY-MM-DD", style={"marginRight": "8px"}),
         dcc.Dropdown(id="f-domain", value=f.domain, placeholder="all sending domains", style=style,
-                     options=[f.domain] if f.domain else []),
+                     options=domains),
         dcc.Dropdown(id="f-provider", value=f.provider, placeholder="all providers", style=style,
-                     options=[f.provider] if f.provider else []),
+                     options=providers),
         dcc.Dropdown(id="f-campaign", value=f.campaign, placeholder="all campaigns", style=style,
-                     options=[f.campaign] if f.campaign else []),
+                     options=campaigns),
     ], style={"display": "flex", "alignItems": "center", "flexWrap": "wrap", "padding": "6px 10px",
               "background": "#fafafa", "borderBottom": "1px solid #ddd"}, id="filter-bar-inner")
 
@@ -103,7 +106,7 @@ def route(ctx: DashContext, pathname: str | None, search: str | None) -> tuple[A
                                      dcc.Link("Back to the overview", href="/" + (search or ""))],
                                     style={"padding": "20px"}), who
     f = ctx.filters(search)
-    return _filter_bar(f), html.Div(page.layout(f, ctx, search), id=f"page-{page.NAME}", style={"padding": "6px"}), who
+    return _filter_bar(f, filter_options(ctx, search)), html.Div(page.layout(f, ctx, search), id=f"page-{page.NAME}", style={"padding": "6px"}), who
 
 
 def filters_to_search(ctx: DashContext, start: str | None, end: str | None, domain: str | None,

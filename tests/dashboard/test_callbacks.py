@@ -92,6 +92,17 @@ def test_the_layout_builds_and_every_page_routes(app, ctx):
     assert "There is no page at /nowhere" in _text(missing)
 
 
+def test_the_filter_bar_arrives_with_its_choices(ctx):
+    """The options callback fires on URL changes only: the routed bar must carry its choices."""
+    from dashboard.app import route
+
+    bar, _body, _who = route(ctx, "/", SEARCH)
+    dropdowns = {c.id: c.options for c in bar.children if getattr(c, "id", "").startswith("f-") and
+                 hasattr(c, "options")}
+    assert dropdowns["f-domain"] == [DOMAIN]
+    assert {"google", "microsoft"} <= set(dropdowns["f-provider"])
+
+
 def test_filter_options_come_from_the_rollups(ctx):
     from dashboard.app import filter_options
 
