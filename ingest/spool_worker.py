@@ -67,20 +67,27 @@ class SpoolWorker:
         done = {entry.path: out.status for entry, out in self.drain_paths(paths)}
         return [done.get(p, "parsed") for p in paths]
 
-    def drain(self) -> int:
-        """Everything waiting now; returns how many messages were ingested."""
+    def drain(self, pause: Callable[[], bool] | None = None) -> int:
+        """Everything waiting now (or until `pause()` says so); returns how many messages
+        were ingested."""
         total = 0
-        while True:
+        while not (pause and pause()):
             paths = self.spool.pending(self.batch_size)
             if not paths:
                 return total
             total += len(self.drain_paths(paths))
+        return total
 
-    def run_forever(self, stop: threading.Event | None = None, idle: float = 0.2) -> None:
+    def run_forever(self, stop: threading.Event | None = None, idle: float = 0.2,
+                    pause: Callable[[], bool] | None = None) -> None:
+        """Drain until `stop`; while `pause()` is true, wait (a collector busy receiving)."""
         stop = stop or threading.Event()
         while not stop.is_set():
+            if pause and pause():
+                stop.wait(idle)
+                continue
             try:
-                n = self.drain()
+                n = self.drain(pause)
             except Exception:  # a database outage: keep the files, try again
                 log.exception("spool worker: ingest failed; the messages stay in the spool and are retried")
                 stop.wait(5.0)

@@ -42,7 +42,30 @@ def _die_with_parent(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def _worker_main(config: Any, parent: int, listening: int | None) -> None:
+# How long the spool worker leaves the CPU to a burst of SMTP sessions before it stores
+# beside them anyway (lag, not loss: the spool is on disk).
+INTAKE_FIRST_SECONDS = 30.0
+
+
+class _IntakeFirst:
+    """The spool worker's pause: SMTP sessions are open, and have been for less than `seconds`."""
+
+    def __init__(self, limits: ClientLimits | None, seconds: float = INTAKE_FIRST_SECONDS) -> None:
+        self.limits = limits
+        self.seconds = seconds
+        self.since: float | None = None
+
+    def __call__(self) -> bool:
+        if self.limits is None or not self.limits.total:
+            self.since = None
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return now - self.since < self.seconds
+
+
+def _worker_main(config: Any, parent: int, listening: int | None, limits: ClientLimits | None) -> None:
     _die_with_parent()
     if listening is not None:  # not the worker's: it must not keep the port open after the collector
         os.close(listening)
@@ -67,13 +90,14 @@ def _worker_main(config: Any, parent: int, listening: int | None) -> None:
     spool = Spool(config.spool.dir)
     worker = SpoolWorker(spool, Pipeline(session_factory(config.database), config.ingest),
                          batch_size=config.spool.batch_size, workers=1)
-    worker.run_forever(stop)
+    worker.run_forever(stop, pause=_IntakeFirst(limits))
 
 
-def start_worker(config: Any, listening: socket.socket | None = None) -> multiprocessing.Process:
+def start_worker(config: Any, listening: socket.socket | None = None,
+                 limits: ClientLimits | None = None) -> multiprocessing.Process:
     fd = None if listening is None else listening.fileno()
     proc = multiprocessing.get_context("fork").Process(
-        target=_worker_main, args=(config, os.getpid(), fd), name="postwatch-spool-worker", daemon=True)
+        target=_worker_main, args=(config, os.getpid(), fd, limits), name="postwatch-spool-worker", daemon=True)
     proc.start()
     return proc
 
@@ -136,7 +160,7 @@ def run_smtp(config: Any, drain: bool = True) -> int:
         log.info("spool: %d message(s) left from the last run; ingesting them", waiting)
     processes = default_processes(config.smtp.processes)
     shared = _Acceptors(config, sock, hostname, context, ClientLimits(config.smtp, processes=processes))
-    worker = start_worker(config, sock) if drain else None  # before any thread starts (fork)
+    worker = start_worker(config, sock, shared.limits) if drain else None  # before any thread starts (fork)
     log.info("smtp: listening on %s as %s; accepting %s; STARTTLS %s; spool %s; %d acceptor process(es)",
              config.smtp.listen, hostname, ", ".join(config.smtp.accept),
              "off" if context is None else ("required" if config.smtp.require_tls else "offered"), spool.dir,
@@ -226,7 +250,7 @@ def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.Proce
                 if time.monotonic() - last_worker_restart > 10:
                     log.error("spool worker exited (status %s); starting it again", worker.exitcode)
                     last_worker_restart = time.monotonic()
-                    worker = start_worker(shared.config, shared.sock)
+                    worker = start_worker(shared.config, shared.sock, shared.limits)
     finally:
         for proc in acceptors:
             if proc.is_alive():
@@ -261,7 +285,7 @@ async def _serve(shared: _Acceptors, handler: FeedbackHandler, worker, index: in
             if time.monotonic() - last_restart > 10:
                 log.error("spool worker exited (status %s); starting it again", worker.exitcode)
                 last_restart = time.monotonic()
-                worker = start_worker(config, shared.sock)
+                worker = start_worker(config, shared.sock, shared.limits)
     server.close()
     await asyncio.sleep(0)  # let sessions in DATA finish their fsync and reply
     deadline = time.monotonic() + 5

@@ -88,3 +88,33 @@ def test_the_worker_stores_groups_and_deletes_them_after_the_commit(tmp_path, pi
     assert spool.pending() == []
     with store() as s:
         assert s.execute(text("select count(*) from inbound_messages")).scalar_one() == 450
+
+
+def test_the_worker_waits_while_told_and_then_stores_all(tmp_path, pipeline):
+    spool = Spool(tmp_path)
+    spool.put_group(items(30))
+    worker = SpoolWorker(spool, pipeline, batch_size=10)
+    assert worker.drain(pause=lambda: True) == 0 and spool.count_messages() == 30
+    calls = iter([False, True])  # one batch, then asked to wait
+    assert worker.drain(pause=lambda: next(calls)) == 30  # a group file is not split
+    assert spool.pending() == []
+
+
+def test_intake_comes_first_for_a_while_only():
+    from ingest.collectors.limits import ClientLimits
+    from ingest.collectors.service import _IntakeFirst
+    from ingest.config import SMTPConfig
+
+    limits = ClientLimits(SMTPConfig())
+    pause = _IntakeFirst(limits, seconds=0.2)
+    assert not pause()  # no session open: store now
+    limits.enter("192.0.2.1")
+    assert pause()  # a burst: wait
+    import time
+
+    time.sleep(0.25)
+    assert not pause()  # waited long enough: store beside the sessions
+    limits.leave("192.0.2.1")
+    assert not pause()
+    limits.enter("192.0.2.1")
+    assert pause()  # a new burst waits again
