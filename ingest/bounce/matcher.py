@@ -80,10 +80,14 @@ def _rarity(ch: str) -> int:
     return 2 if ch.isdigit() or not ch.isalnum() else 20
 
 
+_RARITY: dict[str, int] = {}
+
+
 def _key(literal: str) -> str:
     """The literal's least common three-letter piece, so few texts share it by chance."""
-    return max((literal[i:i + 3] for i in range(len(literal) - 2)),
-               key=lambda piece: sum(_rarity(ch) for ch in piece))
+    rarity = [_RARITY.get(ch) or _RARITY.setdefault(ch, _rarity(ch)) for ch in literal]
+    best = max(range(len(literal) - 2), key=lambda i: rarity[i] + rarity[i + 1] + rarity[i + 2])
+    return literal[best:best + 3]
 
 
 class Matcher:

@@ -305,3 +305,21 @@ def test_literal_index_never_hides_a_match():
             full = rule.which(text)
             quick = rule.which(text, found.get(r, []))
             assert (full and full[0]) == (quick and quick[0]), (rule.name, text)
+
+
+def test_every_shipped_pattern_compiles():
+    """The shipped rules are compiled when first needed, not at start: check them all here."""
+    import re
+
+    from ingest.bounce.rules import load_rules
+
+    bad = []
+    for rule in load_rules().rules:
+        if rule.source != "rules.toml":
+            continue
+        for pattern in rule.patterns:
+            try:
+                re.compile(pattern, re.I)
+            except re.error as exc:
+                bad.append(f"{rule.name}: /{pattern}/: {exc}")
+    assert bad == []
