@@ -20,8 +20,18 @@ MBOX_SEPARATOR = re.compile(rb"\n\nFrom \S+ +\S.*\d\d:\d\d", re.M)
 @dataclass
 class Input:
     name: str
-    raw: bytes = b""
+    raw: bytes | None = None
     error: str | None = None
+    path: str | None = None  # a single-message file, read by `load()` where it is parsed
+
+    def load(self) -> bytes | None:
+        """The bytes, read now if they were not; None (and `error` set) when unreadable."""
+        if self.raw is None and self.error is None and self.path is not None:
+            try:
+                self.raw = Path(self.path).read_bytes()
+            except OSError as exc:
+                self.error = f"cannot read {self.path}: {exc.strerror or exc}"
+        return self.raw
 
 
 def is_maildir(path: Path) -> bool:
@@ -72,6 +82,9 @@ def iter_inputs(paths: list[str]) -> Iterator[Input]:
 
 
 def _file(path: Path) -> Iterator[Input]:
+    if path.suffix.lower() in SINGLE_MESSAGE_SUFFIXES:
+        yield Input(str(path), path=str(path))  # read where it is parsed (a worker process)
+        return
     try:
         with open(path, "rb") as fh:
             head = fh.read(65536)

@@ -185,6 +185,7 @@ def _parse_one(job) -> dict | str:
     from ingest.parse import parse_bytes
 
     item, ingest_config, as_json = job
+    item.load()
     if item.error is not None:
         result = {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
     else:
@@ -279,6 +280,7 @@ def cmd_explain(args, config) -> int:
     from ingest.sources import iter_inputs
 
     for item in iter_inputs(args.paths):
+        item.load()
         if item.error is not None:
             explained = {"kind": "unknown", "error": item.error, "events": []}
         else:

@@ -62,6 +62,7 @@ def run_ingest(args, config) -> int:
 
     def items():
         for item in inputs:
+            item.load()
             if item.error is not None:
                 summary.unreadable.append(item.error)
                 continue

@@ -21,6 +21,7 @@ def test_an_mbox_yields_each_message(tmp_path):
     box.close()
     items = list(iter_inputs([str(path)]))
     assert [i.name for i in items] == [f"{path}:1", f"{path}:2"]
+    assert all(i.load() is not None for i in items)
     assert items[0].raw.startswith(b"Return-Path: <>") and b"Out of office" in items[1].raw
 
 
@@ -29,7 +30,17 @@ def test_a_maildir_yields_new_and_cur(tmp_path):
     md.add(postfix_dsn())
     md.add(vacation_reply())
     items = list(iter_inputs([str(tmp_path)]))  # found inside a folder too
-    assert len(items) == 2 and all(i.error is None for i in items)
+    assert len(items) == 2 and all(i.load() and i.error is None for i in items)
+
+
+def test_a_single_message_file_is_read_where_it_is_parsed(tmp_path):
+    path = tmp_path / "b.eml"
+    path.write_bytes(postfix_dsn())
+    (item,) = iter_inputs([str(path)])
+    (gone,) = iter_inputs([str(path)])
+    assert item.raw is None and item.load() == postfix_dsn()
+    path.unlink()  # gone between listing and reading
+    assert gone.load() is None and "cannot read" in gone.error
 
 
 def test_a_missing_path_is_reported_not_raised(tmp_path):
