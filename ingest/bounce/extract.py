@@ -192,7 +192,7 @@ def _first_header_block(text: str) -> str:
 
 
 def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dict | None = None) -> ParseResult:
-    events = _events(msg, depth=0)
+    events = _events(msg, depth=0) or _flufl_events(msg)
     if not events:
         return ParseResult(kind="bounce", error="bounce names no recipient")
     out: list[BounceEvent] = []
@@ -209,6 +209,24 @@ def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dic
             ev["hard_bounce"] = is_hard(ev["reason"], ev["status"], ev.get("reply_code"), ev.get("action"))
         out.append(ev)
     return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
+
+
+def _flufl_events(msg: email.message.Message) -> list[BounceEvent]:
+    """Last resort, for a shape none of our readers knows: flufl.bounce's detectors (Mailman's),
+    which name who bounced but not why. Imported only here: it is never on the common path."""
+    try:
+        from flufl.bounce import scan_message
+
+        found = scan_message(msg)
+    except Exception:  # a detector that trips on odd input must not lose the message
+        return []
+    events: list[BounceEvent] = []
+    for raw in sorted(found):
+        address = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip().lower()
+        if "@" in address:
+            events.append({"recipient": address, "action": "failed", "status": None, "reply_code": None,
+                           "diagnostic": None})
+    return events
 
 
 def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:

@@ -277,3 +277,18 @@ def test_corpus_stated_statuses_hold_the_ratchet(corpus):
         total += len(want) + max(0, len(events) - len(case["expect"]))
         hits += sum(min(n, got[s]) for s, n in collections.Counter(want).items())
     assert hits / total >= STATED_STATUS, f"stated statuses {hits}/{total} fell below {STATED_STATUS}"
+
+
+def test_flufl_bounce_names_who_bounced_when_no_reader_knows_the_shape(monkeypatch):
+    """The last resort: our readers find nobody, Mailman's detectors still name the address."""
+    from ingest.bounce import extract
+    from ingest.config import IngestConfig
+    from ingest.message import load_message
+    from tests.ingest.messages import postfix_dsn
+
+    msg = load_message(postfix_dsn())
+    monkeypatch.setattr(extract, "_events", lambda msg, depth: [])
+    result = extract.parse_bounce(msg, IngestConfig())
+    assert result.error is None
+    assert [(e["recipient"], e["action"]) for e in result.events] == [("gone@example.net", "failed")]
+    assert result.events[0]["category"] == "unknown"  # who, but not why: never suppressed on its own
