@@ -119,7 +119,13 @@ def _log_in(driver, base: str, password: str = PASSWORD, user: str = "ann") -> N
         element = driver.find_element(By.ID, field)
         element.clear()
         element.send_keys(value)
-    driver.find_element(By.ID, "login-button").click()
+    button = driver.find_element(By.ID, "login-button")
+    button.click()
+    # wait for the answer to the form: the old page goes stale once the next one loads, so the
+    # caller never reads (or navigates away from) the login page it just submitted
+    from selenium.webdriver.support import expected_conditions
+
+    _wait(driver, expected_conditions.staleness_of(button), why="the answer to the login form")
 
 
 def test_the_dashboard_needs_a_login_and_returns_to_the_page_asked_for(served, browser):
