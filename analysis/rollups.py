@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (Date, Integer, String, Text, and_, case, cast, delete, func, literal, select,
-                        update as sql_update)
+from sqlalchemy import Date, Text, and_, case, cast, delete, func, select, update as sql_update
 from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job

@@ -29,7 +29,7 @@ from ingest.bounce.rules import CATEGORY
 from store.addresses import try_normalise
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.models import BounceEvent, ComplaintEvent
-from store.suppressions import (GLOBAL, Suppression, SuppressionEvidence, SuppressionHold,
+from store.suppressions import (GLOBAL, SuppressionEvidence, SuppressionHold,
                                 SuppressionWatermark, add_suppression, add_suppressions, expire_due, utc)
 
 __all__ = ["Outcome", "Rules", "SuppressionRulesError", "mass_events", "run", "suppression_job"]

@@ -24,8 +24,7 @@ from dashboard.filters import Filters
 from store.alerts import Alert
 from store.checks import JobRun, PostureCheck
 from store.dmarc_sources import DmarcSource
-from store.models import (BounceEvent, DmarcAggregateReport, DmarcRecord, InboundMessage, TlsFailureDetail,
-                          TlsPolicy, TlsReport)
+from store.models import BounceEvent, DmarcRecord, InboundMessage, TlsFailureDetail, TlsPolicy, TlsReport
 from store.rollups import Rollup, Score
 from store.suppressions import Suppression, SuppressionChange
 
