@@ -19,7 +19,7 @@ from ingest.bounce.smtp import (
     clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, unfold,
 )
 from ingest.bounce.text import (
-    Block, Reading, bare_names, block_text, cut_returned, expanded_from, read_blocks, unquote,
+    Block, bare_names, block_text, cut_returned, expanded_from, read_blocks, unquote,
 )
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text

@@ -50,8 +50,6 @@ _MENTIONED = (
     ("RCPT", ("rcpt to", "does not like recipient")),  # qmail
     ("DATA", ("end of data", "while sending message", ">>> data", "failed after i sent the message")),
 )
-_ALLOWED_COMMANDS = frozenset(("CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
-                               "BDAT", "QUIT", "XEXCH50", "RSET"))
 
 _ADDR = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
                    r"|[^\s<>()\[\]\"',;:@]+@\[\d{1,3}(?:\.\d{1,3}){3}\]")
@@ -124,16 +122,6 @@ def find_command(text: str | None) -> str | None:
         if any(w in low for w in words):
             return name
     return None
-
-
-def command_name(value: str | None) -> str | None:
-    """An SMTP command named by a reader ("rcpt to:<x>" -> "RCPT"), or None."""
-    if not value:
-        return None
-    word = value.strip().split(None, 1)[0].upper().rstrip(":") if value.strip() else ""
-    if word in ("CONNECT", "CONNECTION"):
-        word = "CONN"
-    return word if word in _ALLOWED_COMMANDS else None
 
 
 def find_addresses(text: str) -> list[str]:
