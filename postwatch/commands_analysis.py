@@ -1,10 +1,11 @@
 """Commands of the analysis: volume import, scores, A/B comparison, DMARC sources, rollups."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
+
+from postwatch.commands_common import arg_date, open_store
 
 
 def register(sub) -> None:
@@ -37,7 +38,7 @@ def _add_scores(sub) -> None:
                                    "scheduler) first so rollups and scores are up to date.")
     p.add_argument("--dimension", choices=("all", "sending_domain", "sending_ip", "provider", "campaign"),
                    help="only this kind of entity (default: every kind)")
-    p.add_argument("--day", metavar="YYYY-MM-DD", type=_date,
+    p.add_argument("--day", metavar="YYYY-MM-DD", type=arg_date,
                    help="the day (default: the latest day with scores)")
     p.add_argument("--json", action="store_true", help="one JSON object per score, with its components")
     p.set_defaults(func=cmd_scores)
@@ -92,20 +93,6 @@ def _add_rollups(sub) -> None:
     rb.set_defaults(func=cmd_rollups_rebuild)
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _sessions(config):
-    from store.engine import session_factory, upgrade
-
-    upgrade(config.database)
-    return session_factory(config.database)
-
-
 def cmd_volume_import(args, config) -> int:
     from analysis.rollups import resolver_from
     from analysis.volume import VolumeError, import_csv
@@ -116,7 +103,7 @@ def cmd_volume_import(args, config) -> int:
     except OSError as exc:
         print(f"postwatch: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    sessions = _sessions(config)
+    sessions = open_store(config)
     try:
         with sessions() as session, session.begin():
             result = import_csv(session, text, providers=resolver_from(config), now=utcnow(), source=args.file)
@@ -143,7 +130,7 @@ def cmd_scores(args, config) -> int:
     from analysis.scores import scores_for
     from store.rollups import Score
 
-    sessions = _sessions(config)
+    sessions = open_store(config)
     with sessions() as session:
         day = args.day or session.scalar(select(func.max(Score.day)))
         if day is None:
@@ -190,7 +177,7 @@ def cmd_compare(args, config) -> int:
     a = tuple(v.strip() for v in args.a.split(",") if v.strip())
     b = tuple(v.strip() for v in args.b.split(",") if v.strip())
     since = utcnow() - timedelta(days=args.since)
-    sessions = _sessions(config)
+    sessions = open_store(config)
     with sessions() as session:
         result = compare(session, args.by, a, b, since)
     ga, gb = result["a"], result["b"]
@@ -223,7 +210,7 @@ def cmd_dmarc_sources(args, config) -> int:
     from store.clock import utcnow
 
     now = utcnow()
-    sessions = _sessions(config)
+    sessions = open_store(config)
     with sessions() as session, session.begin():
         update_sources(session, now=now, classifier=classifier_from(config))
     with sessions() as session:
@@ -273,7 +260,7 @@ def _rollups(config, rebuild: bool) -> int:
     from store.clock import utcnow
 
     now = utcnow()
-    sessions = _sessions(config)
+    sessions = open_store(config)
     run = rollups.rebuild if rebuild else rollups.update
     with sessions() as session, session.begin():
         changed = run(session, now=now, providers=rollups.resolver_from(config), classifier=classifier_from(config))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from datetime import date
 from pathlib import Path
+
+from postwatch.commands_common import arg_date, open_store
 
 LOGIN_FILE = "var/demo-login"  # "NAME PASSWORD" of the demo's dashboard user (mode 0600)
 DEMO_USER = "demo"
@@ -24,30 +25,19 @@ def register(sub) -> None:
                     "Writes postwatch.toml with a dashboard login when none exists.")
     p.add_argument("--days", type=int, default=90, help="length of the history in days (default 90)")
     p.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same history")
-    p.add_argument("--end", metavar="YYYY-MM-DD", type=_date, help="the history's last day (default: today)")
+    p.add_argument("--end", metavar="YYYY-MM-DD", type=arg_date, help="the history's last day (default: today)")
     p.add_argument("--if-empty", action="store_true",
                    help="do nothing when the store already holds messages (what `make run` uses)")
     p.set_defaults(func=cmd_demo)
 
 
-def _date(text: str) -> date:
-    import argparse
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
 def cmd_demo(args, config) -> int:
     from analysis.demo.runner import run_demo, store_has_data
-    from store.engine import session_factory, upgrade
 
     if args.days < 2 or args.days > 3660:
         print("postwatch: --days must be between 2 and 3660", file=sys.stderr)
         return 2
-    upgrade(config.database)
-    sessions = session_factory(config.database)
+    sessions = open_store(config)
     if args.if_empty and store_has_data(sessions):
         print(f"The store {config.database.url} already holds messages: the demo is not played again.")
         _print_login(config, args)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from postwatch.commands_common import job_context
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="run every analysis job once, now",
@@ -30,19 +32,10 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_scheduler)
 
 
-def _context(config):
-    from analysis.jobs import JobContext
-    from store.clock import utcnow
-    from store.engine import session_factory, upgrade
-
-    upgrade(config.database)
-    return JobContext(sessions=session_factory(config.database), settings=config, clock=utcnow)
-
-
 def cmd_analyze(args, config) -> int:
     from analysis.scheduler import run_all
 
-    ctx = _context(config)
+    ctx = job_context(config)
 
     def show(r) -> None:
         state = "ok" if r.error is None else f"FAILED: {r.error}"
@@ -69,7 +62,7 @@ def cmd_jobs(args, config) -> int:
     from analysis.scheduler import last_runs, next_runs, schedule_text
     from store.engine import get_engine
 
-    ctx = _context(config)
+    ctx = job_context(config)
     with ctx.sessions() as session:
         last = last_runs(session)
     upcoming = next_runs(get_engine(config.database), config.scheduler)
@@ -113,7 +106,7 @@ def cmd_scheduler(args, config) -> int:
     if logging.getLogger().level > logging.INFO:  # a long-running process: say what it does
         logging.getLogger("analysis").setLevel(logging.INFO)
         logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)  # run_job says it better
-    ctx = _context(config)
+    ctx = job_context(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

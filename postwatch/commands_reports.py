@@ -1,9 +1,9 @@
 """`postwatch report preview` and `postwatch report send`: the e-mail digests, by hand."""
 from __future__ import annotations
 
-import argparse
 import sys
-from datetime import date
+
+from postwatch.commands_common import arg_date, job_context
 
 PERIODS = ("daily", "weekly", "monthly")  # analysis.digest.schedule.PERIODS, kept light here
 
@@ -34,24 +34,8 @@ def _common(p) -> None:
     p.add_argument("--period", required=True, choices=PERIODS, help="daily, weekly or monthly")
     p.add_argument("--scope", action="append", metavar="SCOPE",
                    help="domain:DOMAIN or campaign:NAME (repeatable; default: all mail)")
-    p.add_argument("--end", metavar="YYYY-MM-DD", type=_date,
+    p.add_argument("--end", metavar="YYYY-MM-DD", type=arg_date,
                    help="the last day of the period (default: the day before today)")
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _context(config):
-    from analysis.jobs import JobContext
-    from store.clock import utcnow
-    from store.engine import session_factory, upgrade
-
-    upgrade(config.database)
-    return JobContext(sessions=session_factory(config.database), settings=config, clock=utcnow)
 
 
 def _scope(args):
@@ -73,7 +57,7 @@ def cmd_report_preview(args, config) -> int:
     scope = _scope(args)
     if scope is None:
         return 2
-    ctx = _context(config)
+    ctx = job_context(config)
     rendered = prepare(ctx.sessions, config, args.period, scope, ctx.clock(), end=args.end)
     written = write_preview(rendered, Path(args.out))
     print(subject(rendered.digest))
@@ -108,7 +92,7 @@ def cmd_report_send(args, config) -> int:
             return 2
         if args.scope:
             targets = [Schedule(s.name, s.period, s.cron, s.timezone, s.recipients, scope) for s in targets]
-    ctx = _context(config)
+    ctx = job_context(config)
     status = 0
     for target in targets:
         def run(job_ctx, target=target):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from postwatch.commands_common import fail, open_store
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -43,11 +45,6 @@ def register(sub) -> None:
     k.set_defaults(func=cmd_dkim_keygen)
 
 
-def _fail(message: str) -> int:
-    print(f"postwatch: {message}", file=sys.stderr)
-    return 2
-
-
 def cmd_send(args, config) -> int:
     from analysis.dns import make_resolver
     from analysis.providers import ProviderResolver
@@ -55,7 +52,6 @@ def cmd_send(args, config) -> int:
     from sender.campaign import Settings, parse_utm, send_campaign
     from sender.dkim import DkimError, Signer
     from sender.transport import Transport
-    from store.engine import session_factory, upgrade
 
     try:
         settings = Settings.from_config(config, args.campaign, from_address=args.from_address,
@@ -66,9 +62,8 @@ def cmd_send(args, config) -> int:
             signer = Signer.from_file(config.sender.dkim_key_file, config.sender.dkim_selector,
                                       config.sender.dkim_domain or settings.from_domain)
     except (ValueError, DkimError) as exc:
-        return _fail(str(exc))
-    upgrade(config.database)
-    sessions = session_factory(config.database)
+        return fail(str(exc))
+    sessions = open_store(config)
     resolver = make_resolver(config.dns) if config.sender.smarthost == "mx" else None
     providers_resolver = ProviderResolver(config.providers, config.dns)
 
@@ -87,7 +82,7 @@ def cmd_send(args, config) -> int:
                                pipeline=Pipeline(sessions, config.ingest), signer=signer, providers=providers,
                                progress=bar.update if bar is not None else None)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         if bar is not None:
             bar.close()
@@ -129,12 +124,12 @@ def cmd_dkim_keygen(args, config) -> int:
     domain = (args.domain or config.sender.dkim_domain or config.sender.from_address.rpartition("@")[2]).lower()
     out = Path(args.out or f"var/dkim/{selector}.pem")
     if out.exists():
-        return _fail(f"{out} already exists: choose another --out (a key in use is never replaced)")
+        return fail(f"{out} already exists: choose another --out (a key in use is never replaced)")
     pem, public = keygen(args.bits)
     try:
         write_key(out, pem)
     except OSError as exc:
-        return _fail(f"cannot write {out}: {exc.strerror}")
+        return fail(f"cannot write {out}: {exc.strerror}")
     print(f"; private key written to {out} — set sender.dkim_key_file = \"{out}\", "
           f"sender.dkim_selector = \"{selector}\", sender.dkim_domain = \"{domain}\"", file=sys.stderr)
     print(f"{record_name(selector, domain)}. IN TXT {zone_text(txt_record(public))}")

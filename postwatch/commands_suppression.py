@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from postwatch.commands_common import fail, open_store
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -96,25 +98,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _sessions(config):
-    from store.engine import session_factory, upgrade
-
-    upgrade(config.database)
-    return session_factory(config.database)
-
-
-def _fail(message: str) -> int:
-    print(f"postwatch: {message}", file=sys.stderr)
-    return 2
-
-
 def cmd_list(args, config) -> int:
     from store.clock import utcnow
     from store.suppressions import ScopeError, active_suppressions
     from store.suppression_files import export_row
 
     try:
-        with _sessions(config)() as session:
+        with open_store(config)() as session:
             query = active_suppressions(session, utcnow(), scope=args.scope, reason=args.reason, search=args.search)
             n = 0
             for row in session.scalars(query.execution_options(yield_per=1000)):
@@ -127,7 +117,7 @@ def cmd_list(args, config) -> int:
                                      + (f"  until {item['expires_at']}" if item["expires_at"] else "") + "\n")
                 n += 1
     except ScopeError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not args.json:
         print(f"{n} suppression(s)", file=sys.stderr)
     return 0
@@ -143,12 +133,12 @@ def cmd_add(args, config) -> int:
     now = utcnow()
     expires = now + timedelta(days=args.expires) if args.expires else None
     try:
-        with _sessions(config).begin() as session:
+        with open_store(config).begin() as session:
             row, created = add_suppression(session, args.address, reason=args.reason, source="manual", now=now,
                                            scope=args.scope, expires_at=expires)
             shown, scope = row.shown_address, row.scope
     except (AddressError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"{shown} suppressed in {scope}" if created else f"{shown} was already suppressed in {scope}")
     return 0
 
@@ -159,10 +149,10 @@ def cmd_remove(args, config) -> int:
     from store.suppressions import remove_suppression
 
     try:
-        with _sessions(config).begin() as session:
+        with open_store(config).begin() as session:
             rows = remove_suppression(session, args.address, reason=args.reason, now=utcnow(), scope=args.scope)
     except (AddressError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not rows:
         print(f"{args.address} is not suppressed in {args.scope}", file=sys.stderr)
         return 1
@@ -176,7 +166,7 @@ def cmd_export(args, config) -> int:
 
     out = open(args.file, "w", newline="", encoding="utf-8") if args.file else sys.stdout
     try:
-        with _sessions(config)() as session:
+        with open_store(config)() as session:
             n = export(session, out, args.format, utcnow())
     finally:
         if args.file:
@@ -192,8 +182,8 @@ def cmd_import(args, config) -> int:
     try:
         fh = open(args.file, newline="", encoding="utf-8-sig")
     except OSError as exc:
-        return _fail(f"cannot read {args.file}: {exc.strerror}")
-    with fh, _sessions(config).begin() as session:
+        return fail(f"cannot read {args.file}: {exc.strerror}")
+    with fh, open_store(config).begin() as session:
         result = import_csv(session, fh, utcnow())
     for line, message in result.errors:
         print(f"{args.file}:{line}: {message}", file=sys.stderr)
@@ -205,7 +195,7 @@ def cmd_import(args, config) -> int:
 def cmd_changes(args, config) -> int:
     from store.suppressions import changes_since, feed_document
 
-    with _sessions(config)() as session:
+    with open_store(config)() as session:
         rows, next_cursor = changes_since(session, args.since, args.limit)
     sys.stdout.write(json.dumps(feed_document(rows, next_cursor)) + "\n")
     return 0
@@ -219,23 +209,23 @@ def cmd_forget(args, config) -> int:
     try:
         address = normalise(args.address)
     except AddressError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not config.privacy.salt:
-        return _fail("privacy.salt is not set: set it (POSTWATCH_PRIVACY__SALT) to a long random secret and "
+        return fail("privacy.salt is not set: set it (POSTWATCH_PRIVACY__SALT) to a long random secret and "
                      "keep it; it keys the hash kept of erased addresses")
     if not args.yes:
         if not sys.stdin.isatty():
-            return _fail("forget cannot be undone: add --yes to confirm when not asked at a terminal")
+            return fail("forget cannot be undone: add --yes to confirm when not asked at a terminal")
         answer = input(f"Erase {address} (its events, raw messages naming it, its name in the suppression "
                        "list)? This cannot be undone. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing erased")
             return 1
     try:
-        with _sessions(config).begin() as session:
+        with open_store(config).begin() as session:
             result = forget(session, address, salt=config.privacy.salt, now=utcnow())
     except PrivacyError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     counts = ", ".join(f"{n} {table}" for table, n in result.erased.items() if n)
     print(f"{address} erased ({counts or 'nothing stored about it'}); kept as {result.hash}"
           + (", now suppressed" if result.suppressed else ", still suppressed"))
