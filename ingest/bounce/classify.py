@@ -145,7 +145,7 @@ def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:
     `config` (an IngestConfig) names the operator's rules file; `rules` is a loaded set.
     """
     if rules is None:
-        rules = load_rules(getattr(config, "rules_file", "") if config is not None else "")
+        rules = load_rules(config)  # reads the config's rules_file
     d = decide(event, rules)
     status = event.get("status") or d.status
     out = {"reason": d.reason,
