@@ -163,7 +163,7 @@ class FactWriter:
 
 def _reports(r: ParseResult) -> list[dict[str, Any]]:
     if r.reports:
-        return [x.get("detail", x) if isinstance(x, dict) and "detail" in x else x for x in r.reports]
+        return [x["detail"] if isinstance(x, dict) and "detail" in x else x for x in r.reports]
     return [r.detail] if isinstance(r.detail, dict) else []
 
 

@@ -65,7 +65,7 @@ def _parse(raw: bytes, config: IngestConfig, envelope: dict | None) -> ParseResu
     kind = detect_kind(msg)
     if kind == "bounce":
         result = parse_bounce(msg, config, envelope)
-    elif kind in ("complaint",):
+    elif kind == "complaint":
         result = parse_arf(msg, config)
     elif kind in ("dmarc_aggregate", "dmarc_failure", "smtp_tls"):
         result = parse_report_mail(raw, msg, kind, config)
