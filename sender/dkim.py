@@ -69,16 +69,6 @@ def record_name(selector: str, domain: str) -> str:
     return f"{selector}._domainkey.{domain}"
 
 
-def public_from_private(pem: bytes) -> str:
-    """The p= value of an existing private key."""
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(pem, password=None)
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
-
-
 def write_key(path: str | os.PathLike, pem: bytes) -> None:
     """Write the private key readable by its owner only; refuses to replace an existing file."""
     path = Path(path)
