@@ -83,10 +83,10 @@ class SuppressionIndex:
         with sessions() as session:
             while True:
                 rows = session.execute(
-                    select(C.cursor, C.op, C.address, C.scope, S.expires_at, S.removed_at)
+                    select(C.cursor, C.op, C.address, C.scope, S.expires_at)
                     .outerjoin(S, S.id == C.suppression_id).where(C.cursor > self.cursor)
                     .order_by(C.cursor).limit(CHUNK)).all()
-                for cursor, op, address, scope, expires_at, _removed in rows:
+                for cursor, op, address, scope, expires_at in rows:
                     if op == "add":
                         self._add(address, scope, expires_at)
                     else:
