@@ -131,9 +131,6 @@ class Spool:
             raise SpoolError(f"cannot write to the spool {self.dir}: {exc.strerror or exc}") from exc
         return [final for _tmp, final in pairs]
 
-    def put(self, item: Item) -> Path:
-        return self.put_many([item])[0]
-
     def put_group(self, items: list[Item]) -> Path:
         """Write these messages as one group file: written, fsync'd, renamed, directory fsync'd."""
         now = time.time()

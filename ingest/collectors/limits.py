@@ -68,7 +68,7 @@ class ClientLimits:
     def release(self, index: int) -> None:
         """Forget the open sessions of acceptor `index` (it died; its connections are gone)."""
         self._lock.repair()
-        with self._locked():
+        with self._lock:
             n = self._n
             n[index] = 0
             for s in range(self.slots):
@@ -102,7 +102,7 @@ class ClientLimits:
     def enter(self, ip: str) -> str | None:
         """Register a new session; or the reason it is refused."""
         cfg = self.config
-        with self._locked():
+        with self._lock:
             total = self.total
             if cfg.max_sessions and total >= cfg.max_sessions:
                 return f"too many sessions open ({total}); try again later"
@@ -120,7 +120,7 @@ class ClientLimits:
         return None
 
     def leave(self, ip: str) -> None:
-        with self._locked():
+        with self._lock:
             self._n[self.index] -= 1
             slot = self._slot(ip, create=False)
             if slot is not None:
@@ -132,7 +132,7 @@ class ClientLimits:
         limit = self.config.messages_per_minute
         if not limit:
             return None
-        with self._locked():
+        with self._lock:
             slot = self._slot(ip, create=False)
             count = 0 if slot is None else self._recent(slot, int(self.clock()))
         if count >= limit:
@@ -144,7 +144,7 @@ class ClientLimits:
             return
         now = self.clock()
         second = int(now)
-        with self._locked():
+        with self._lock:
             slot = self._slot(ip, create=True)
             if slot is None:
                 return  # every nearby slot has sessions open: this message goes uncounted
@@ -225,9 +225,6 @@ class ClientLimits:
             self._where.clear()
         self._where[ip] = slot
         return slot
-
-    def _locked(self) -> "_Lock":
-        return self._lock
 
 
 class _Lock:

@@ -14,7 +14,7 @@ import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from aiosmtpd.smtp import (ALLOWED_BEFORE_STARTTLS, BOGUS_LIMIT, MISSING, SMTP, TLSSetupException,
                            login_always_fail, syntax)
@@ -459,6 +459,3 @@ def make_factory(handler: FeedbackHandler, config: SMTPConfig, hostname: str,
         return CollectorSMTP(handler, config=config, hostname=hostname, tls_context=context)
     return factory
 
-
-def describe(config: SMTPConfig) -> dict[str, Any]:
-    return {"listen": config.listen, "accept": list(config.accept), "max_message_bytes": config.max_message_bytes}
