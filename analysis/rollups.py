@@ -363,12 +363,6 @@ def metrics_frame(session: Session, start: date, end: date, dimension: str, key:
     return wide
 
 
-def entity_keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
-    """The keys of `dimension` with any rollup between `start` and `end`."""
-    return list(session.scalars(select(Rollup.key).where(Rollup.dimension == dimension, Rollup.day >= start,
-                                                         Rollup.day <= end).distinct().order_by(Rollup.key)))
-
-
 def resolver_from(settings: Any, clock=None) -> ProviderResolver:
     """The provider resolver the configuration describes ([providers], [dns])."""
     return ProviderResolver(getattr(settings, "providers", None) or ProvidersConfig(),

@@ -9,7 +9,6 @@ JSON). The pipeline reads them like any other input: nothing here knows about th
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -142,31 +141,6 @@ def postfix_dsn(sent: Sent, *, when: datetime, queue_id: str, remote_mta: str, r
         f"{sent.headers()}"
         "\n"
         f"--{boundary}--\n").encode()
-
-
-def yahoo_failure_notice(sent: Sent, *, when: datetime, diagnostic: str) -> bytes:
-    """Yahoo's own non-standard bounce ("Failure Notice"), sent after accepting the message."""
-    host = "sonic305-21.consmr.mail.ne1.yahoo.com"
-    return (
-        "Return-Path: <>\n"
-        f"Received: from {host} ({host} [98.137.64.147])\n"
-        f"\tby mx.{sent.return_path_domain}; {_date(when)}\n"
-        "From: MAILER-DAEMON@yahoo.com\n"
-        f"To: {sent.return_path}\n"
-        f"Date: {_date(when)}\n"
-        "Subject: Failure Notice\n"
-        f"Message-ID: <{int(when.timestamp())}.{hashlib.sha1(sent.message_id.encode()).hexdigest()[:8]}@{host}>\n"
-        "\n"
-        "Sorry, we were unable to deliver your message to the following address.\n"
-        "\n"
-        f"<{sent.recipient}>:\n"
-        f"Remote host said: {diagnostic} [RCPT_TO]\n"
-        "\n"
-        "--- Below this line is a copy of the message.\n"
-        "\n"
-        f"{sent.headers()}"
-        "\n"
-        "Hello, here is this week's news.\n").encode()
 
 
 def yahoo_arf(sent: Sent, *, when: datetime, report_id: str) -> bytes:
