@@ -23,10 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from postwatch.commands_serve import ROLES  # the one list; that module stays light for the command line
+
 log = logging.getLogger("postwatch.serve")
 web_log = logging.getLogger("postwatch.web")
 
-ROLES = ("collector", "scheduler", "web")
 STOP_TIMEOUT = 30.0  # seconds a collector gets to finish after SIGTERM before SIGKILL
 SCHEDULER_STOP_TIMEOUT = 120.0  # seconds to wait for the running job at shutdown
 
