@@ -27,6 +27,7 @@ from analysis.rollups import metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup
+from store.suppressions import utc
 
 THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "tls_failure_rate", "block_spike", "dmarc_new_source")
 ANOMALY_PREFIX = "anomaly."
@@ -243,17 +244,13 @@ def apply(session: Session, findings: list[Finding], now: datetime, cfg: AlertsC
             continue
         # a new-source alert is judged by its absence: the source is no longer new
         clear = ident in judged or alert.rule == "dmarc_new_source"
-        if clear or _aware(alert.last_seen_at) < stale_before:
+        if clear or utc(alert.last_seen_at) < stale_before:
             resolve_alert(session, alert, now)
             counts["resolved"] += 1
         else:
             counts["open"] += 1
     session.flush()
     return counts
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite drops the zone
 
 
 @job("alerts", every=timedelta(minutes=15), order=40)

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import dns.exception
@@ -30,6 +30,7 @@ from analysis.spf import DnsTrouble, addresses, check_spf, txt_records
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.checks import PostureCheck
 from store.models import DmarcAggregateReport, DmarcRecord
+from store.suppressions import utc
 
 log = logging.getLogger(__name__)
 
@@ -310,12 +311,8 @@ def _settle(session: Session, rule: str, dimension: str, r: Result, now: datetim
         return
     alert = session.scalars(select(Alert).where(Alert.status == "open", Alert.rule == rule,
                                                 Alert.dimension == dimension, Alert.key == r.subject)).first()
-    if alert is not None and now - _aware(alert.opened_at) >= timedelta(days=1):
+    if alert is not None and now - utc(alert.opened_at) >= timedelta(days=1):
         resolve_alert(session, alert, now)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def current(session: Session) -> list[PostureCheck]:

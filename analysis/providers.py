@@ -5,10 +5,11 @@ By the domain list first (the big consumer domains), then — for custom domains
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from analysis.config import ProvidersConfig  # noqa: F401  (re-exported)
 from ingest.bounce.providers import suffix_lookup
+from store.suppressions import utc
 
 # provider -> its consumer domains
 DOMAINS: dict[str, tuple[str, ...]] = {
@@ -63,8 +64,6 @@ ORG_WORDS: tuple[tuple[str, str], ...] = (
     ("fastmail", "fastmail"),
 )
 PROVIDERS: tuple[str, ...] = (*DOMAINS, OTHER)
-
-
 
 
 def _pairs(entries: tuple[str, ...], key: str) -> dict[str, str]:
@@ -154,7 +153,7 @@ class ProviderResolver:
                 cached[row.domain] = row
         for raw, domain in names.items():
             row = cached.get(domain)
-            if row is not None and _aware(row.expires_at) > now:
+            if row is not None and utc(row.expires_at) > now:
                 provider = row.provider
             elif self.config.mx_lookups and self.dns_config is not None:
                 provider, hosts, ok = self._lookup_mx(domain)
@@ -198,7 +197,3 @@ class ProviderResolver:
             if found:
                 return found, ",".join(h for _, h in hosts), True
         return OTHER, ",".join(h for _, h in hosts), True
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
