@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -72,10 +73,6 @@ def _worker_main(config: Any, parent: int, listening: int | None, limits: Client
     # Intake comes first: a `250` waits for a client, a stored message waits for nobody.
     # The worker takes what CPU the acceptors leave and catches up when the burst is over.
     os.nice(10)
-    from ingest.pipeline import Pipeline
-    from ingest.spool_worker import SpoolWorker
-    from store.engine import session_factory, upgrade
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -86,11 +83,19 @@ def _worker_main(config: Any, parent: int, listening: int | None, limits: Client
                 stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    upgrade(config.database)
-    spool = Spool(config.spool.dir)
-    worker = SpoolWorker(spool, Pipeline(session_factory(config.database), config.ingest),
-                         batch_size=config.spool.batch_size, workers=1)
+    worker = _spool_worker(config, workers=1)
     worker.run_forever(stop, pause=_IntakeFirst(limits))
+
+
+def _spool_worker(config: Any, workers: int):
+    """The schema brought up to date, and a worker that stores the spool through the pipeline."""
+    from ingest.pipeline import Pipeline
+    from ingest.spool_worker import SpoolWorker
+    from store.engine import session_factory, upgrade
+
+    upgrade(config.database)
+    return SpoolWorker(Spool(config.spool.dir), Pipeline(session_factory(config.database), config.ingest),
+                       batch_size=config.spool.batch_size, workers=workers)
 
 
 def start_worker(config: Any, listening: socket.socket | None = None,
@@ -295,16 +300,9 @@ async def _serve(shared: _Acceptors, handler: FeedbackHandler, worker, index: in
 
 def drain_spool(config: Any) -> tuple[int, int]:
     """Store everything waiting in the spool; (stored, left)."""
-    from ingest.pipeline import Pipeline
-    from ingest.spool_worker import SpoolWorker
-    from store.engine import session_factory, upgrade
-
-    upgrade(config.database)
-    spool = Spool(config.spool.dir)
-    worker = SpoolWorker(spool, Pipeline(session_factory(config.database), config.ingest),
-                         batch_size=config.spool.batch_size, workers=config.ingest.workers)
+    worker = _spool_worker(config, workers=config.ingest.workers)
     n = worker.drain()
-    return n, spool.count_messages()
+    return n, worker.spool.count_messages()
 
 
 # -- IMAP ----------------------------------------------------------------------------------
@@ -312,9 +310,6 @@ def drain_spool(config: Any) -> tuple[int, int]:
 def run_imap(config: Any, once: bool = False) -> int:
     """Collect from every mailbox in imap.mailboxes (a thread each) until SIGTERM/SIGINT."""
     from ingest.collectors.imap import IMAPCollector, IMAPCollectorError, StateFile, parse_mailbox
-    from ingest.pipeline import Pipeline
-    from ingest.spool_worker import SpoolWorker
-    from store.engine import session_factory, upgrade
 
     if not config.imap.mailboxes:
         raise CollectorError("no mailbox to read: set imap.mailboxes, e.g. "
@@ -323,10 +318,8 @@ def run_imap(config: Any, once: bool = False) -> int:
         mailboxes = [parse_mailbox(url, config.imap.password) for url in config.imap.mailboxes]
     except ValueError as exc:
         raise CollectorError(str(exc)) from None
-    upgrade(config.database)
-    spool = Spool(config.spool.dir)
-    worker = SpoolWorker(spool, Pipeline(session_factory(config.database), config.ingest),
-                         batch_size=config.spool.batch_size, workers=1)
+    worker = _spool_worker(config, workers=1)
+    spool = worker.spool
     left = worker.drain()
     if left:
         log.info("spool: %d message(s) left from the last run stored", left)
@@ -362,5 +355,5 @@ def run_imap(config: Any, once: bool = False) -> int:
     fetched = sum(c.fetched for c in collectors)
     log.info("imap: %d message(s) fetched from %d mailbox(es)", fetched, len(collectors))
     for e in errors:
-        print(f"postwatch: {e}", file=__import__("sys").stderr)
+        print(f"postwatch: {e}", file=sys.stderr)
     return 1 if errors else 0
