@@ -22,7 +22,7 @@ from store.checks import JobRun
 from store.clock import Clock, utcnow
 from store.models import (BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcFailureReport, InboundMessage,
                           Quarantine, TlsReport)
-from store.suppressions import Suppression, utc
+from store.suppressions import Suppression, _active, utc
 
 CACHE_SECONDS = 5.0
 EVENT_TABLES = (("bounce", BounceEvent), ("complaint", ComplaintEvent), ("dmarc_aggregate", DmarcAggregateReport),
@@ -107,11 +107,9 @@ class StoreCollector:
 
     def _decisions(self, session: Session) -> Iterator[Metric]:
         now = utc(self.clock())
-        in_force = (Suppression.removed_at.is_(None),
-                    (Suppression.expires_at.is_(None)) | (Suppression.expires_at > now))
         suppressions = GaugeMetricFamily("postwatch_suppressions", "Suppressions in force, by source (bounce, "
                                          "complaint, unsubscribe, manual, import)", labels=["source"])
-        for source, n in session.execute(select(Suppression.source, func.count()).where(*in_force)
+        for source, n in session.execute(select(Suppression.source, func.count()).where(*_active(now))
                                          .group_by(Suppression.source).order_by(Suppression.source)):
             suppressions.add_metric([source], n)
         yield suppressions
