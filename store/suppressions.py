@@ -11,14 +11,16 @@ grows: a consumer that asks for changes after the last cursor it saw misses noth
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Index, String, Text, insert, or_, select, text
+from sqlalchemy import BigInteger, Index, String, insert, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.addresses import HASH_PREFIX, AddressError, is_hashed, normalise
+from store.addresses import HASH_PREFIX, AddressError, address_hash, is_hashed, normalise
+from store.clock import utcnow
 from store.models import Base, BigId
+from store.timeparse import utc
 
 SOURCES = ("bounce", "complaint", "unsubscribe", "manual", "import")
 GLOBAL = "global"
@@ -116,13 +118,6 @@ class SuppressionWatermark(Base):
 
 # -- values -----------------------------------------------------------------------------------
 
-def utc(dt: datetime | None) -> datetime | None:
-    """An aware UTC datetime (SQLite hands back naive ones, which are UTC)."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 def feed_time(dt: datetime) -> str:
     return utc(dt).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -159,6 +154,14 @@ def _who(address: str | None, digest: str | None):
     return Suppression.address == address if address is not None else Suppression.address_hash == digest
 
 
+def _whom(address: str | None, digest: str | None, salt: str):
+    """`_who`, and with `salt` also the hash an erased `address` is kept as."""
+    who = [_who(address, digest)]
+    if address is not None and salt:
+        who.append(Suppression.address_hash == address_hash(address, salt))
+    return or_(*who)
+
+
 def _active(now: datetime):
     return (Suppression.removed_at.is_(None),
             or_(Suppression.expires_at.is_(None), Suppression.expires_at > now))
@@ -171,10 +174,14 @@ def _outlasts(have: datetime | None, want: datetime | None) -> bool:
 
 # -- writes -----------------------------------------------------------------------------------
 
-def _log(session: Session, op: str, row: Suppression, reason: str, now: datetime) -> SuppressionChange:
+def _lock_feed(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # cursors must become visible in order: one writer of the change log at a time
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+
+
+def _log(session: Session, op: str, row: Suppression, reason: str, now: datetime) -> SuppressionChange:
+    _lock_feed(session)
     change = SuppressionChange(op=op, address=row.shown_address, scope=row.scope, reason=reason[:60],
                                at=now, suppression_id=row.id)
     session.add(change)
@@ -255,8 +262,7 @@ def add_suppressions(session: Session, items: list[dict[str, Any]], *, source: s
         return created
     session.flush()
     ids = session.scalars(insert(Suppression).returning(Suppression.id, sort_by_parameter_order=True), fresh).all()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+    _lock_feed(session)
     session.execute(insert(SuppressionChange), [
         {"op": "add", "address": row["address"], "scope": scope, "reason": row["reason"], "at": now,
          "suppression_id": sid} for row, sid in zip(fresh, ids)])
@@ -322,16 +328,11 @@ def is_suppressed(session: Session, address: str, scope_candidates: Iterable[str
     Pass `salt` (the configuration's privacy.salt) so that erased addresses, kept only as
     their hash, still answer. A malformed address is never suppressed (it cannot be mailed).
     """
-    from store.addresses import address_hash
-    from store.clock import utcnow
-
     now = utc(now) if now is not None else utcnow()
     addr, digest = target(address)
     scopes = [normalise_scope(s) for s in scope_candidates] or [GLOBAL]
-    who = [_who(addr, digest)]
-    if addr is not None and salt:
-        who.append(Suppression.address_hash == address_hash(addr, salt))
-    return session.scalars(select(Suppression).where(or_(*who), Suppression.scope.in_(scopes), *_active(now))
+    return session.scalars(select(Suppression).where(_whom(addr, digest, salt), Suppression.scope.in_(scopes),
+                                                     *_active(now))
                            .order_by(Suppression.id).limit(1)).first()
 
 
@@ -341,13 +342,8 @@ def suppressions_of(session: Session, address: str, *, now: datetime, salt: str 
     Like `is_suppressed`, an erased address answers through its salted hash when `salt` is
     given; `address` may also be the `hmac-sha256:` form itself.
     """
-    from store.addresses import address_hash
-
     addr, digest = target(address)
-    who = [_who(addr, digest)]
-    if addr is not None and salt:
-        who.append(Suppression.address_hash == address_hash(addr, salt))
-    return list(session.scalars(select(Suppression).where(or_(*who), *_active(utc(now)))
+    return list(session.scalars(select(Suppression).where(_whom(addr, digest, salt), *_active(utc(now)))
                                 .order_by(Suppression.id)))
 
 

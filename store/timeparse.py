@@ -22,6 +22,11 @@ def parse_when(value: object) -> datetime | None:
                 return None
             if dt is None:
                 return None
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    return utc(dt)
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    """An aware UTC datetime (SQLite hands back naive ones, which are UTC)."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
