@@ -98,15 +98,13 @@ class Spool:
         # time first, so a listing sorted by name is the order of arrival
         return f"{time.time_ns():020d}-{self._prefix}-{next(_counter):08d}.msg"
 
-    def _write_tmp(self, item: Item) -> tuple[Path, Path]:
+    def _write_tmp(self, parts: list[bytes]) -> tuple[Path, Path]:
+        """Write `parts` to a new file in `tmp/` and fsync it; returns (that file, its name in `new/`)."""
         name = self._name()
         tmp = self.tmp / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, item.header())
-            view = memoryview(item.raw)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, parts)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -121,9 +119,9 @@ class Spool:
             return []
         try:
             if len(items) == 1:
-                pairs = [self._write_tmp(items[0])]
+                pairs = [self._write_tmp([items[0].header(), items[0].raw])]
             else:
-                pairs = list(self._pool.map(self._write_tmp, items))
+                pairs = list(self._pool.map(lambda item: self._write_tmp([item.header(), item.raw]), items))
             for tmp, final in pairs:
                 os.rename(tmp, final)
             self._fsync_dir(self.new)
@@ -140,15 +138,8 @@ class Spool:
             meta["size"] = len(item.raw)
             metas.append(meta)
         head = GROUP_MAGIC + json.dumps({"messages": metas}, separators=(",", ":")).encode() + b"\n"
-        name = self._name()
-        tmp, final = self.tmp / name, self.new / name
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                _write_all(fd, [head] + [item.raw for item in items])
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            tmp, final = self._write_tmp([head] + [item.raw for item in items])
             os.rename(tmp, final)
             self._fsync_dir(self.new)
         except OSError as exc:
