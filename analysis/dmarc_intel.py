@@ -114,7 +114,7 @@ def classifier_from(settings: Any) -> Classifier:
 
 def update_sources(session: Session, *, now: datetime, classifier: Classifier | None = None) -> int:
     """Fold the DMARC records above the watermark into `dmarc_sources`; re-classify what changed."""
-    from analysis.rollups import _as_date, _day, _json_list
+    from analysis.rollups import as_date, utc_day, json_list
 
     classifier = classifier or Classifier()
     dialect = session.get_bind().dialect.name
@@ -124,7 +124,7 @@ def update_sources(session: Session, *, now: datetime, classifier: Classifier | 
     if hi is None or hi <= lo:
         return 0
     r, a = DmarcRecord, DmarcAggregateReport
-    day = _day(r.interval_begin, dialect)
+    day = utc_day(r.interval_begin, dialect)
     domain = func.lower(func.coalesce(r.header_from, a.domain))
     overrides = cast(r.policy_override_reasons, Text)
     query = (select(domain, r.source_ip, overrides, func.max(r.source_base_domain), func.max(r.source_reverse_dns),
@@ -139,14 +139,14 @@ def update_sources(session: Session, *, now: datetime, classifier: Classifier | 
         t = totals.setdefault((dom, ip), {"base": None, "rdns": None, "first": None, "last": None, "messages": 0,
                                           "passed": 0, "aligned": 0, "spf": 0, "forwarded": 0})
         t["base"], t["rdns"] = t["base"] or base, t["rdns"] or rdns
-        first, last = _as_date(first), _as_date(last)
+        first, last = as_date(first), as_date(last)
         t["first"] = min(t["first"] or first, first)
         t["last"] = max(t["last"] or last, last)
         t["messages"] += n or 0
         t["passed"] += passed or 0
         t["aligned"] += dkim or 0
         t["spf"] += spf or 0
-        if any(_override_type(x) in FORWARDING_OVERRIDES for x in _json_list(over)):
+        if any(_override_type(x) in FORWARDING_OVERRIDES for x in json_list(over)):
             t["forwarded"] += n or 0
     existing: dict[tuple[str, str], DmarcSource] = {}
     pairs = list(totals)

@@ -42,14 +42,14 @@ ENTITY_DIMENSIONS = tuple(d for d in DIMENSIONS if d != "all")
 Deltas = dict[tuple[date, str, str, str], int]
 
 
-def _day(column, dialect: str):
+def utc_day(column, dialect: str):
     """The UTC calendar day of a timestamp column, in SQL."""
     if dialect == "postgresql":
         return cast(func.timezone("UTC", column), Date)
     return func.date(column)
 
 
-def _as_date(value: Any) -> date:
+def as_date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -68,7 +68,7 @@ class _Batch:
 
     def add(self, day: Any, dimension: str, key: str | None, metric: str, n: int) -> None:
         if n:
-            self.deltas[(_as_date(day), dimension, key or "", metric)] += int(n)
+            self.deltas[(as_date(day), dimension, key or "", metric)] += int(n)
 
     def add_entity(self, day: Any, keys: dict[str, str | None], metric: str, n: int) -> None:
         """Count `n` under `all` and under each dimension's key given in `keys`."""
@@ -103,7 +103,7 @@ def _provider_key(batch: _Batch, day, provider: str | None, domain: str | None, 
 
 def _send_log(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
     s = SendLog
-    day = _day(s.sent_at, dialect).label("day")
+    day = utc_day(s.sent_at, dialect).label("day")
     sent = func.sum(case((s.result.in_(REACHED), 1), else_=0))
     delivered = func.sum(case((s.result == "sent", 1), else_=0))
     where = and_(_range(s.id, lo, hi), s.result.in_(REACHED))
@@ -125,7 +125,7 @@ def _send_log(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -
 
 def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
     b, s = BounceEvent, SendLog
-    day = _day(b.occurred_at, dialect).label("day")
+    day = utc_day(b.occurred_at, dialect).label("day")
     keys = {"sending_domain": func.coalesce(s.sending_domain, b.from_domain),
             "sending_ip": s.sending_ip,
             "campaign": func.coalesce(s.campaign, b.campaign)}
@@ -158,7 +158,7 @@ def _bounce_metrics(category: str, reason: str, hard: bool) -> list[str]:
 
 def _complaints(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
     c, s = ComplaintEvent, SendLog
-    day = _day(c.occurred_at, dialect).label("day")
+    day = utc_day(c.occurred_at, dialect).label("day")
     keys = {"sending_domain": func.coalesce(s.sending_domain, c.from_domain),
             "sending_ip": func.coalesce(s.sending_ip, c.source_ip),
             "campaign": func.coalesce(s.campaign, c.campaign)}
@@ -180,7 +180,7 @@ def _complaints(session: Session, batch: _Batch, lo: int, hi: int, dialect: str)
 
 def _dmarc(session: Session, batch: _Batch, lo: int, hi: int, dialect: str, classify: Classifier) -> None:
     r, a = DmarcRecord, DmarcAggregateReport
-    day = _day(r.interval_begin, dialect).label("day")
+    day = utc_day(r.interval_begin, dialect).label("day")
     domain = func.lower(func.coalesce(r.header_from, a.domain))
     overrides = cast(r.policy_override_reasons, Text)
     columns = (day, domain, r.source_ip, r.source_base_domain, r.source_reverse_dns, r.dkim_aligned,
@@ -188,7 +188,7 @@ def _dmarc(session: Session, batch: _Batch, lo: int, hi: int, dialect: str, clas
     query = (select(*columns, func.sum(r.count)).join(a, a.id == r.report_id)
              .where(_range(r.id, lo, hi)).group_by(*columns))
     for (d, dom, ip, base, rdns, dkim, spf, passed, over, org, org_email, count) in session.execute(query):
-        reasons = _json_list(over)
+        reasons = json_list(over)
         source_class, _rule = classify(ip, base, rdns, bool(spf), bool(dkim), reasons)
         keys = {"sending_domain": dom, "sending_ip": ip,
                 "provider": provider_for_org(org_email or org)}
@@ -203,7 +203,7 @@ def _dmarc(session: Session, batch: _Batch, lo: int, hi: int, dialect: str, clas
             batch.add_entity(d, keys, metric, count)
 
 
-def _json_list(value: Any) -> list[Any]:
+def json_list(value: Any) -> list[Any]:
     if not value:
         return []
     if isinstance(value, list):
@@ -217,7 +217,7 @@ def _json_list(value: Any) -> list[Any]:
 
 def _tls(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
     t, p = TlsReport, TlsPolicy
-    day = _day(t.begin, dialect).label("day")
+    day = utc_day(t.begin, dialect).label("day")
     for d, org, ok, failed in session.execute(
             select(day, t.organization_name, func.sum(t.successful_sessions), func.sum(t.failed_sessions))
             .where(_range(t.id, lo, hi)).group_by(day, t.organization_name)):
@@ -301,7 +301,7 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
     return len(changed)
 
 
-def _insert_for(session: Session):
+def upsert_insert(session: Session):
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -312,7 +312,7 @@ def _insert_for(session: Session):
 def _upsert(session: Session, deltas: Deltas) -> None:
     if not deltas:
         return
-    insert = _insert_for(session)
+    insert = upsert_insert(session)
     table = Rollup.__table__
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(index_elements=["day", "dimension", "key", "metric"],
@@ -356,7 +356,7 @@ def metrics_frame(session: Session, start: date, end: date, dimension: str, key:
     if not rows:
         return pd.DataFrame(index=days, dtype="int64")
     frame = pd.DataFrame(rows, columns=["day", "metric", "value"])
-    frame["day"] = frame["day"].map(_as_date)
+    frame["day"] = frame["day"].map(as_date)
     wide = frame.pivot_table(index="day", columns="metric", values="value", aggfunc="sum", fill_value=0)
     wide = wide.reindex(days, fill_value=0).fillna(0).astype("int64")
     wide.columns.name = None

@@ -152,12 +152,12 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
     pending = session.execute(select(ScorePending.day, ScorePending.dimension, ScorePending.key)).all()
     if not pending:
         return 0
-    from analysis.rollups import _as_date
+    from analysis.rollups import as_date
 
     listings = _blocklist_listings(session)
     by_dimension: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
     for d, dimension, key in pending:
-        by_dimension[dimension][key].add(_as_date(d))
+        by_dimension[dimension][key].add(as_date(d))
     span = max(config.recovery_days - 1, 0)
     written = 0
     for dimension, keyed in by_dimension.items():
@@ -172,11 +172,11 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
             for key, d, metric, value in session.execute(select(Rollup.key, Rollup.day, Rollup.metric, Rollup.value).where(
                     Rollup.dimension == dimension, Rollup.key.in_(chunk), Rollup.day >= first - timedelta(days=span),
                     Rollup.day <= last + timedelta(days=span), Rollup.metric.in_(METRICS))):
-                metrics[key][_as_date(d)][metric] = value
+                metrics[key][as_date(d)][metric] = value
             for row in session.scalars(select(Score).where(
                     Score.dimension == dimension, Score.key.in_(chunk), Score.day >= first,
                     Score.day <= last + timedelta(days=span))):
-                existing[(row.key, _as_date(row.day))] = row
+                existing[(row.key, as_date(row.day))] = row
         for key, days in keyed.items():
             series = metrics.get(key, {})
             targets = set(days)
@@ -207,7 +207,7 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
 
 def mark_listed_today(session: Session, today: date) -> None:
     """Blocklist results are not rollups: mark today's listed entities so their score is redone."""
-    from analysis.rollups import _insert_for
+    from analysis.rollups import upsert_insert
 
     listed = _blocklist_listings(session)(today)
     if not listed:
@@ -217,7 +217,7 @@ def mark_listed_today(session: Session, today: date) -> None:
     rows = [{"day": today, "dimension": dim, "key": key} for dim, key in present
             if (dim, key) in keys or dim == "all"]
     if rows:
-        session.execute(_insert_for(session)(ScorePending.__table__).on_conflict_do_nothing(), rows)
+        session.execute(upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing(), rows)
 
 
 def scores_for(session: Session, day: date, dimension: str | None = None) -> list[Score]:

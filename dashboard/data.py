@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from analysis.rollups import _as_date, _json_list
+from analysis.rollups import as_date, json_list
 from dashboard.filters import Filters
 from store.alerts import Alert
 from store.checks import JobRun, PostureCheck
@@ -60,7 +60,7 @@ def _daily_wide(rows, start: date, end: date) -> pd.DataFrame:
     position = {d: i for i, d in enumerate(days)}
     columns: dict[str, list[int]] = {}
     for d, name, value in rows:
-        i = position.get(d if type(d) is date else _as_date(d))
+        i = position.get(d if type(d) is date else as_date(d))
         if i is None:
             continue
         name = name if name else "(unknown)"
@@ -275,10 +275,10 @@ def raw_message(session: Session, event_id: int) -> dict[str, Any] | None:
 
 def dispositions(session: Session, f: Filters) -> pd.DataFrame:
     """Messages per day and disposition (none / quarantine / reject) from the aggregate records."""
-    from analysis.rollups import _day
+    from analysis.rollups import utc_day
 
     r = DmarcRecord
-    day = _day(r.interval_begin, session.get_bind().dialect.name)
+    day = utc_day(r.interval_begin, session.get_bind().dialect.name)
     query = (select(day, r.disposition, func.sum(r.count))
              .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end))
              .group_by(day, r.disposition))
@@ -329,10 +329,10 @@ def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]
     dkim: Counter = Counter()
     spf: Counter = Counter()
     for count, dkim_results, spf_results in session.execute(query.group_by(dkim_text, spf_text).limit(SELECTOR_SAMPLE)):
-        for item in _json_list(dkim_results):
+        for item in json_list(dkim_results):
             if isinstance(item, dict):
                 dkim[(item.get("domain") or "", item.get("selector") or "", item.get("result") or "")] += count or 0
-        for item in _json_list(spf_results):
+        for item in json_list(spf_results):
             if isinstance(item, dict):
                 spf[(item.get("domain") or "", item.get("scope") or "mfrom", item.get("result") or "")] += count or 0
     return ([{"domain": d, "selector": s, "result": res, "messages": n} for (d, s, res), n in dkim.most_common(30)],
@@ -364,10 +364,10 @@ def tls_failures(session: Session, f: Filters) -> list[dict[str, Any]]:
 
 def suppression_growth(session: Session, f: Filters) -> pd.DataFrame:
     """Suppressions added per day and reason in the range (from the change log)."""
-    from analysis.rollups import _day
+    from analysis.rollups import utc_day
 
     c = SuppressionChange
-    day = _day(c.at, session.get_bind().dialect.name)
+    day = utc_day(c.at, session.get_bind().dialect.name)
     rows = session.execute(select(day, c.reason, func.count()).where(
         c.op == "add", c.at >= day_start(f.start), c.at < day_after(f.end)).group_by(day, c.reason)).all()
     return _daily_wide(rows, f.start, f.end)
@@ -406,9 +406,9 @@ def find_suppressions(session: Session, text: str, now: datetime, salt: str = ""
 
 
 def active_count(session: Session, now: datetime) -> int:
-    from store.suppressions import _active
+    from store.suppressions import in_force
 
-    return session.scalar(select(func.count()).select_from(Suppression).where(*_active(now))) or 0
+    return session.scalar(select(func.count()).select_from(Suppression).where(*in_force(now))) or 0
 
 
 # ---------------------------------------------------------------- domains

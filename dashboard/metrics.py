@@ -22,7 +22,7 @@ from store.checks import JobRun
 from store.clock import Clock, utcnow
 from store.models import (BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcFailureReport, InboundMessage,
                           Quarantine, TlsReport)
-from store.suppressions import Suppression, _active, utc
+from store.suppressions import Suppression, in_force, utc
 
 CACHE_SECONDS = 5.0
 EVENT_TABLES = (("bounce", BounceEvent), ("complaint", ComplaintEvent), ("dmarc_aggregate", DmarcAggregateReport),
@@ -109,7 +109,7 @@ class StoreCollector:
         now = utc(self.clock())
         suppressions = GaugeMetricFamily("postwatch_suppressions", "Suppressions in force, by source (bounce, "
                                          "complaint, unsubscribe, manual, import)", labels=["source"])
-        for source, n in session.execute(select(Suppression.source, func.count()).where(*_active(now))
+        for source, n in session.execute(select(Suppression.source, func.count()).where(*in_force(now))
                                          .group_by(Suppression.source).order_by(Suppression.source)):
             suppressions.add_metric([source], n)
         yield suppressions

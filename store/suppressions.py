@@ -162,7 +162,7 @@ def _whom(address: str | None, digest: str | None, salt: str):
     return or_(*who)
 
 
-def _active(now: datetime):
+def in_force(now: datetime):
     return (Suppression.removed_at.is_(None),
             or_(Suppression.expires_at.is_(None), Suppression.expires_at > now))
 
@@ -332,7 +332,7 @@ def is_suppressed(session: Session, address: str, scope_candidates: Iterable[str
     addr, digest = target(address)
     scopes = [normalise_scope(s) for s in scope_candidates] or [GLOBAL]
     return session.scalars(select(Suppression).where(_whom(addr, digest, salt), Suppression.scope.in_(scopes),
-                                                     *_active(now))
+                                                     *in_force(now))
                            .order_by(Suppression.id).limit(1)).first()
 
 
@@ -343,14 +343,14 @@ def suppressions_of(session: Session, address: str, *, now: datetime, salt: str 
     given; `address` may also be the `hmac-sha256:` form itself.
     """
     addr, digest = target(address)
-    return list(session.scalars(select(Suppression).where(_whom(addr, digest, salt), *_active(utc(now)))
+    return list(session.scalars(select(Suppression).where(_whom(addr, digest, salt), *in_force(utc(now)))
                                 .order_by(Suppression.id)))
 
 
 def active_suppressions(session: Session, now: datetime, *, scope: str | None = None,
                         reason: str | None = None, search: str | None = None):
     """The suppressions in force, oldest first (a query, so big lists stream)."""
-    query = select(Suppression).where(*_active(utc(now)))
+    query = select(Suppression).where(*in_force(utc(now)))
     if scope:
         query = query.where(Suppression.scope == normalise_scope(scope))
     if reason:
