@@ -46,6 +46,13 @@ def get_engine(config: DatabaseConfig) -> Engine:
     return engine
 
 
+def forget_engine(url: str) -> None:
+    """Close and forget this process's engine for `url` (before its database is dropped)."""
+    engine = _engines.pop(f"{os.getpid()}:{url}", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def session_factory(config: DatabaseConfig) -> sessionmaker[Session]:
     return sessionmaker(get_engine(config), expire_on_commit=False)
 
