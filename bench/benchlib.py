@@ -1,0 +1,81 @@
+"""What the benchmarks share: the store they write to, and the one line each prints for `make bench`.
+
+A benchmark that uses the store takes `--backend sqlite|postgresql`. On PostgreSQL it makes a
+database of its own on the server named by BENCH_POSTGRES_URL (a URL to any database on
+that server, e.g. postgresql://postgres@127.0.0.1:54329/postgres) and drops it afterwards;
+`bench/run_all.py` starts a throw-away server with `.ci/pg-cluster` when the variable is unset.
+
+Every benchmark ends by printing one `BENCH {json}` line per figure (see `report`);
+`bench/run_all.py` gathers those lines into its table.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import uuid
+from typing import Iterator
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def add_backend_argument(parser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite",
+                        help="store to write to (postgresql needs BENCH_POSTGRES_URL)")
+
+
+def postgres_server_url() -> str:
+    url = os.environ.get("BENCH_POSTGRES_URL", "")
+    if not url.startswith("postgresql"):
+        sys.exit("BENCH_POSTGRES_URL must name a PostgreSQL server for --backend postgresql "
+                 "(start one with: .ci/pg-cluster start var/bench-pg)")
+    return url
+
+
+@contextlib.contextmanager
+def database_url(backend: str, sqlite_path: str | None = None, keep: bool = False) -> Iterator[str]:
+    """A URL to an empty store on `backend`, removed afterwards unless `keep`.
+
+    SQLite: `sqlite_path` when given, else a file in a temporary folder. PostgreSQL: a new
+    database on BENCH_POSTGRES_URL's server.
+    """
+    if backend == "sqlite":
+        if sqlite_path:
+            yield f"sqlite:///{sqlite_path}"
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_server_url()).set(drivername="postgresql+psycopg")
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        if not keep:
+            from store.engine import forget_engine
+
+            forget_engine(url)
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def report(bench: str, backend: str, metric: str, value: float, unit: str, goal: str,
+           met: bool | None, detail: str = "") -> None:
+    """Print the line `make bench` puts in its table: one figure beside its goal.
+
+    `backend` is "sqlite", "postgresql" or "-" (a figure that touches no store); `met` is
+    None for a figure with no goal (printed for information).
+    """
+    print("BENCH " + json.dumps({"bench": bench, "backend": backend, "metric": metric,
+                                 "value": value, "unit": unit, "goal": goal, "met": met,
+                                 "detail": detail}), flush=True)
