@@ -14,7 +14,7 @@ from typing import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import case, extract, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.alerts import Alert
@@ -32,7 +32,7 @@ EVENT_TABLES = (("bounce", BounceEvent), ("complaint", ComplaintEvent), ("dmarc_
 def _seconds_between(session: Session, start, end):
     """end - start in seconds, in SQL, on SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.extract(literal_column("'epoch'"), end - start)
+        return extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
