@@ -14,13 +14,15 @@ import itertools
 import logging
 import multiprocessing
 import os
+import random
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.config import IngestConfig
@@ -32,6 +34,8 @@ from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN = 64  # fewer inputs than this are parsed in this process
+RETRIES = 5  # tries of a transaction that PostgreSQL ended to break a deadlock
+RETRY_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 
 @dataclass
@@ -180,21 +184,36 @@ class Pipeline:
 
     def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         try:
-            with self.sessions.begin() as session:
-                return self._write(session, batch)
+            return self._transaction(batch)
         except IntegrityError:
             if len(batch) == 1:
-                # another process stored the same bytes (or report) between our check and insert
-                with self.sessions.begin() as session:
-                    return self._write(session, batch)
-            log.info("batch of %d hit a concurrent duplicate; storing one by one", len(batch))
+                # another process stored the same report between our check and insert
+                return self._transaction(batch)
+            log.info("batch of %d hit a concurrent duplicate report; storing one by one", len(batch))
             return [out for p in batch for out in self._commit([p])]
 
-    def _write(self, session: Session, batch: list[_Pending]) -> list[Outcome]:
-        shas = {p.sha256 for p in batch}
-        stored = {row.sha256: row for row in session.execute(
+    def _transaction(self, batch: list[_Pending]) -> list[Outcome]:
+        """`_write` in a transaction of its own; again when PostgreSQL ends it to break a
+        deadlock or a serialization conflict with another writer (nothing of it was stored)."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.sessions.begin() as session:
+                    return self._write(session, batch)
+            except OperationalError as exc:
+                if attempt == RETRIES or getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
+                    raise
+                log.info("batch of %d met a concurrent writer (%s); trying it again", len(batch),
+                         type(exc.orig).__name__)
+                time.sleep(random.uniform(0.01, 0.1) * attempt)
+        raise AssertionError("unreachable")
+
+    def _stored(self, session: Session, shas: Iterable[str]) -> dict[str, Any]:
+        return {row.sha256: row for row in session.execute(
             select(m.InboundMessage.sha256, m.InboundMessage.id, m.InboundMessage.kind,
                    m.InboundMessage.status, m.InboundMessage.error).where(m.InboundMessage.sha256.in_(shas)))}
+
+    def _write(self, session: Session, batch: list[_Pending]) -> list[Outcome]:
+        stored = self._stored(session, {p.sha256 for p in batch})
         outcomes: list[Outcome] = []
         fresh: dict[str, tuple[_Pending, Outcome]] = {}
         for p in batch:
@@ -211,16 +230,27 @@ class Pipeline:
                 fresh[p.sha256] = (p, out)
                 outcomes.append(out)
         if fresh:
-            ids = session.scalars(
-                insert(m.InboundMessage).returning(m.InboundMessage.id, sort_by_parameter_order=True),
-                [self._message_row(p, out.status) for p, out in fresh.values()]).all()
-            for (p, out), message_id in zip(fresh.values(), ids):
-                out.message_id = message_id
-            FactWriter(session).write([(p, out) for p, out in fresh.values()])
-        for out in outcomes:
-            if out.duplicate and out.message_id is None:
-                first = fresh[out.sha256][1]
-                out.message_id, out.kind, out.status, out.error = first.message_id, first.kind, first.status, first.error
+            # Rows in sha256 order: two transactions storing some of the same messages lock
+            # them in one order, so neither waits for the other in a circle (a deadlock).
+            # A message another transaction stored meanwhile is skipped here, not an error;
+            # its facts are that transaction's to write.
+            firsts = {sha: out for sha, (_p, out) in fresh.items()}
+            fresh = dict(sorted(fresh.items()))
+            ids = dict(session.execute(
+                _insert_new(session).returning(m.InboundMessage.sha256, m.InboundMessage.id),
+                [self._message_row(p, out.status) for p, out in fresh.values()]).all())
+            for sha, old in self._stored(session, [sha for sha in fresh if sha not in ids]).items():
+                out = fresh.pop(sha)[1]
+                out.message_id, out.kind, out.status, out.error = old.id, old.kind, old.status, old.error
+                out.duplicate = True
+            for sha, (_p, out) in fresh.items():
+                out.message_id = ids[sha]
+            FactWriter(session).write(list(fresh.values()))
+            for out in outcomes:
+                if out.message_id is None:  # a second copy inside this batch: as the first became
+                    first = firsts[out.sha256]
+                    out.message_id, out.kind, out.status, out.error = (first.message_id, first.kind,
+                                                                       first.status, first.error)
         return outcomes
 
     def _message_row(self, p: _Pending, status: str) -> dict[str, Any]:
@@ -231,6 +261,15 @@ class Pipeline:
                 "envelope_to": list(env.rcpt_tos) if env else None, "size": p.size, "kind": r.kind,
                 "status": status, "error": r.error, "raw_zlib": p.raw_zlib, "raw_path": None,
                 "attribution": dict(r.attribution) or None}
+
+
+def _insert_new(session: Session):
+    """INSERT INTO inbound_messages that skips a message whose sha256 is stored already."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(m.InboundMessage).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 def _status(r: ParseResult) -> str:
