@@ -18,6 +18,23 @@ SAMPLES = ROOT / "sample_reports"
 CORPUS = Path(os.environ.get("POSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 
 
+def query(url: str, sql: str, **params) -> list[tuple]:
+    """Rows of `sql` on the store at `url` (the tests' view of what other processes stored);
+    no rows while the schema is not there yet."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+    except (OperationalError, ProgrammingError):  # no such table (yet)
+        return []
+    finally:
+        engine.dispose()
+
+
 def need(condition: bool, why: str) -> None:
     """Skip on a developer's machine; fail under CI, where a missing part is a missing install step."""
     if condition:

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import smtplib
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import query
 from tests.ingest.collectors.servers import free_port, wait_port
 from tests.ingest.messages import postfix_dsn
 
@@ -24,13 +24,14 @@ from tests.ingest.messages import postfix_dsn
 class Served:
     """A `postwatch serve` subprocess whose stderr is collected as it runs."""
 
-    def __init__(self, tmp_path, *roles: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path, url: str, *roles: str, env: dict[str, str] | None = None) -> None:
         self.web, self.smtp = free_port(), free_port()
-        self.db = tmp_path / "var" / "postwatch.db"
+        self.url = url
         full = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
         full.update({"POSTWATCH_WEB__LISTEN": f"127.0.0.1:{self.web}", "POSTWATCH_SMTP__LISTEN": f"127.0.0.1:{self.smtp}",
                      "POSTWATCH_SMTP__PROCESSES": "1", "POSTWATCH_SMTP__STARTTLS": "false",
-                     "POSTWATCH_SCHEDULER__RUN_AT_START": "true", "POSTWATCH_WEB__SECRET": "k" * 32})
+                     "POSTWATCH_SCHEDULER__RUN_AT_START": "true", "POSTWATCH_WEB__SECRET": "k" * 32,
+                     "POSTWATCH_DATABASE__URL": url})
         full.update(env or {})
         argv = [sys.executable, "-m", "postwatch.cli", "serve"] + [a for r in roles for a in ("--role", r)]
         self.proc = subprocess.Popen(argv, cwd=tmp_path, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -78,11 +79,11 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, database):
     started: list[Served] = []
 
     def start(*roles: str, env: dict[str, str] | None = None) -> Served:
-        s = Served(tmp_path, *roles, env=env)
+        s = Served(tmp_path, database.url, *roles, env=env)
         started.append(s)
         return s
 
@@ -107,13 +108,7 @@ def _smtp_pid(s: Served) -> int | None:
 
 
 def _stored(s: Served) -> list[tuple]:
-    if not s.db.exists():
-        return []
-    with sqlite3.connect(s.db) as db:
-        try:
-            return db.execute("select source, kind, status from inbound_messages").fetchall()
-        except sqlite3.OperationalError:
-            return []
+    return query(s.url, "select source, kind, status from inbound_messages")
 
 
 def test_serve_runs_every_role_takes_mail_restarts_a_collector_and_stops_on_sigterm(served):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from ingest.config import IMAPConfig
 from ingest.spool import Spool
 from ingest.spool_worker import SpoolWorker
 from postwatch.config import load
-from tests.conftest import need
+from tests.conftest import need, query
 from tests.ingest.collectors.servers import DOVECOT, start_dovecot
 from tests.ingest.messages import dmarc_xml, postfix_dsn, vacation_reply
 
@@ -164,14 +163,14 @@ def test_run_imap_without_mailboxes_says_what_to_set():
         run_imap(load(environ={}))
 
 
-def test_postwatch_collect_imap_once(tmp_path, dovecot):
+def test_postwatch_collect_imap_once(tmp_path, dovecot, database):
     dovecot.deliver(bounce(3))
     dovecot.deliver(JUNK)
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
-    env.update(POSTWATCH_IMAP__MAILBOXES=dovecot.url(), POSTWATCH_IMAP__CA_FILE=str(dovecot.cert))
+    env.update(POSTWATCH_IMAP__MAILBOXES=dovecot.url(), POSTWATCH_IMAP__CA_FILE=str(dovecot.cert),
+               POSTWATCH_DATABASE__URL=database.url)
     proc = subprocess.run([sys.executable, "-m", "postwatch.cli", "collect", "imap", "--once"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "connected (TLS)" in proc.stderr and "2 message(s) stored" in proc.stderr
-    with sqlite3.connect(tmp_path / "var" / "postwatch.db") as con:
-        assert con.execute("select count(*) from inbound_messages where source = 'imap'").fetchone()[0] == 2
+    assert query(database.url, "select count(*) from inbound_messages where source = 'imap'") == [(2,)]

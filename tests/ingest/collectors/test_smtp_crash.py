@@ -8,7 +8,6 @@ import os
 import signal
 import smtplib
 import socket
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -16,14 +15,16 @@ import threading
 import time
 from pathlib import Path
 
+from tests.conftest import query
 from tests.ingest.collectors.servers import free_port, wait_port
 from tests.ingest.messages import postfix_dsn
 
 EXE = [sys.executable, "-m", "postwatch.cli"]
 
 
-def start(cwd: Path, port: int, **settings: str) -> subprocess.Popen:
+def start(cwd: Path, port: int, url: str, **settings: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
+    env["POSTWATCH_DATABASE__URL"] = url
     # two acceptor processes whatever the machine, so that the tests see them share the work
     env.update(POSTWATCH_SMTP__MESSAGES_PER_MINUTE="0", POSTWATCH_SMTP__COMMAND_TIMEOUT="5",
                POSTWATCH_SMTP__PROCESSES="2")
@@ -34,25 +35,18 @@ def start(cwd: Path, port: int, **settings: str) -> subprocess.Popen:
     return proc
 
 
-def stored(cwd: Path) -> list[str]:
-    db = cwd / "var" / "postwatch.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as con:
-        try:
-            return [r[0] for r in con.execute("select sha256 from inbound_messages")]
-        except sqlite3.OperationalError:  # the schema is not there yet
-            return []
+def stored(url: str) -> list[str]:
+    return [r[0] for r in query(url, "select sha256 from inbound_messages")]
 
 
-def wait_drained(cwd: Path, expect: int, timeout: float = 60) -> None:
+def wait_drained(cwd: Path, url: str, expect: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     new = cwd / "var" / "spool" / "new"
     while time.monotonic() < deadline:
-        if len(stored(cwd)) >= expect and not any(new.iterdir()):
+        if len(stored(url)) >= expect and not any(new.iterdir()):
             return
         time.sleep(0.2)
-    raise AssertionError(f"{len(stored(cwd))} of {expect} stored; spool holds {len(list(new.iterdir()))}")
+    raise AssertionError(f"{len(stored(url))} of {expect} stored; spool holds {len(list(new.iterdir()))}")
 
 
 def message(i: int) -> bytes:
@@ -61,17 +55,17 @@ def message(i: int) -> bytes:
             f"The mail to u{i}@example.net could not be delivered: 550 5.1.1 user unknown\r\n").encode()
 
 
-def test_accepted_messages_are_stored_and_a_repeat_is_stored_once(tmp_path):
+def test_accepted_messages_are_stored_and_a_repeat_is_stored_once(tmp_path, database):
     port = free_port()
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, database.url)
     try:
         raw = postfix_dsn().replace(b"\n", b"\r\n")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
             c.sendmail("", ["bounces+gone=example.net@send.example.com"], raw)
             c.sendmail("", ["bounces+gone=example.net@send.example.com"], raw)
-        wait_drained(tmp_path, 1)
+        wait_drained(tmp_path, database.url, 1)
         time.sleep(0.5)
-        assert stored(tmp_path) == [hashlib.sha256(raw).hexdigest()]
+        assert stored(database.url) == [hashlib.sha256(raw).hexdigest()]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -79,9 +73,9 @@ def test_accepted_messages_are_stored_and_a_repeat_is_stored_once(tmp_path):
     assert "listening on 127.0.0.1" in log and "accepted" in log and "stopped after" in log
 
 
-def test_sigkill_in_the_middle_loses_nothing_that_got_250(tmp_path):
+def test_sigkill_in_the_middle_loses_nothing_that_got_250(tmp_path, database):
     port = free_port()
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, database.url)
     acked: list[str] = []
     lock = threading.Lock()
     total, senders = 2000, 4
@@ -110,10 +104,10 @@ def test_sigkill_in_the_middle_loses_nothing_that_got_250(tmp_path):
         t.join(30)
     assert total // 2 <= len(acked) < total
 
-    proc = start(tmp_path, port)  # the restart replays the spool
+    proc = start(tmp_path, port, database.url)  # the restart replays the spool
     try:
-        wait_drained(tmp_path, len(acked))
-        rows = stored(tmp_path)
+        wait_drained(tmp_path, database.url, len(acked))
+        rows = stored(database.url)
         assert len(rows) == len(set(rows))  # each once
         assert set(acked) <= set(rows)  # every acknowledged message is there
     finally:
@@ -121,9 +115,9 @@ def test_sigkill_in_the_middle_loses_nothing_that_got_250(tmp_path):
         proc.wait(20)
 
 
-def test_limits_hold_across_acceptor_processes(tmp_path):
+def test_limits_hold_across_acceptor_processes(tmp_path, database):
     port = free_port()
-    proc = start(tmp_path, port, sessions_per_ip="3", messages_per_minute="4")
+    proc = start(tmp_path, port, database.url, sessions_per_ip="3", messages_per_minute="4")
     time.sleep(0.5)  # the probe that saw the port open is a session until its close is seen
     try:
         held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(6)]
@@ -147,9 +141,9 @@ def test_limits_hold_across_acceptor_processes(tmp_path):
     assert "stopped after" in log and "4 message(s) accepted" in log and "3 session(s) refused" in log
 
 
-def test_starttls_on_the_service_event_loop(tmp_path):
+def test_starttls_on_the_service_event_loop(tmp_path, database):
     port = free_port()
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, database.url)
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
             ctx = ssl.create_default_context()
@@ -157,8 +151,8 @@ def test_starttls_on_the_service_event_loop(tmp_path):
             ctx.verify_mode = ssl.CERT_NONE
             c.starttls(context=ctx)
             c.sendmail("", ["bounces+gone=example.net@send.example.com"], message(7))
-        wait_drained(tmp_path, 1)
-        assert stored(tmp_path) == [hashlib.sha256(message(7)).hexdigest()]
+        wait_drained(tmp_path, database.url, 1)
+        assert stored(database.url) == [hashlib.sha256(message(7)).hexdigest()]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -174,9 +168,9 @@ def niceness(pid: int) -> int:
         return int(f.read().rpartition(")")[2].split()[16])
 
 
-def test_a_killed_acceptor_is_restarted_and_its_sessions_forgotten(tmp_path):
+def test_a_killed_acceptor_is_restarted_and_its_sessions_forgotten(tmp_path, database):
     port = free_port()
-    proc = start(tmp_path, port, sessions_per_ip="2")
+    proc = start(tmp_path, port, database.url, sessions_per_ip="2")
     time.sleep(0.5)
     try:
         held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
