@@ -142,6 +142,8 @@ class SchedulerConfig:
     jobstore_table: str = "apscheduler_jobs"  # APScheduler's own table, in the same database
     timezone: str = "UTC"  # of the crontab lines
     run_at_start: bool = True  # run every job once when the scheduler starts
+    # seconds between a standby scheduler's tries for the lock, and the leader's checks that it holds it
+    lock_poll_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 
 Every run is recorded in `job_runs` — start, end, rows written, error. A job that fails has
 its error recorded and logged; the others still run.
+
+Several processes may share a store, so two locks of the store (store.locks) keep order: a
+scheduler runs jobs only while it holds the "scheduler" lock — any number may run, one leads
+and the others stand by until it dies — and every run of a job, scheduled or not, holds the
+"jobs" lock, so one job at a time runs on a store.
 """
 from __future__ import annotations
 
@@ -13,12 +18,20 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime
 
+from contextlib import contextmanager
+
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from analysis.jobs import Job, JobContext, all_jobs
 from store.checks import JobRun
+from store.locks import LocalLock, store_lock, whoami
 
 log = logging.getLogger(__name__)
+
+SCHEDULER_LOCK = "scheduler"  # held by the leading scheduler for as long as it leads
+JOBS_LOCK = "jobs"  # held for each run of a job: one job at a time per store
+JOB_LOCK_POLL = 0.5  # seconds between tries while another process runs a job
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,39 @@ class RunResult:
 
 
 def run_job(job: Job, ctx: JobContext, trigger: str) -> RunResult:
-    """Run one job and record it; never raises for the job's own failure."""
+    """Run one job and record it; never raises for the job's own failure. Waits while another
+    process (a scheduler, another `postwatch analyze`) runs a job on the same store."""
+    with _one_job_at_a_time(ctx, job.name):
+        return _run_job(job, ctx, trigger)
+
+
+@contextmanager
+def _one_job_at_a_time(ctx: JobContext, name: str):
+    engine = ctx.sessions.kw.get("bind")
+    lock = LocalLock() if engine is None else store_lock(engine, JOBS_LOCK)
+    told = False
+    while not lock.try_acquire():
+        if not told:
+            log.warning("job %s waits: %s is running a job on this store", name,
+                        _holder(lock, "another postwatch process"))
+            told = True
+        time.sleep(JOB_LOCK_POLL)
+    if told:
+        log.warning("job %s: the other job has finished; running", name)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(lock, unknown: str = "unknown") -> str:
+    try:
+        return lock.holder() or unknown
+    except (SQLAlchemyError, OSError):
+        return unknown
+
+
+def _run_job(job: Job, ctx: JobContext, trigger: str) -> RunResult:
     with ctx.sessions.begin() as session:
         record = JobRun(job=job.name, trigger=trigger, started_at=ctx.clock())
         session.add(record)
@@ -98,14 +143,15 @@ _context: JobContext | None = None  # set while a scheduler runs in this process
 
 def run_scheduled(name: str) -> None:
     """What APScheduler calls (stored in its job store by reference, with the job's name only)."""
-    if _context is None:
-        log.error("job %s fired with no scheduler context; skipped", name)
+    ctx = _context
+    if ctx is None:
+        log.error("job %s fired with no scheduler context (or after the lock was lost); skipped", name)
         return
-    jobs = {j.name: j for j in all_jobs(_context.settings)}
+    jobs = {j.name: j for j in all_jobs(ctx.settings)}
     if name not in jobs:
         log.warning("job %s is in the job store but no longer registered; skipped", name)
         return
-    run_job(jobs[name], _context, "scheduler")
+    run_job(jobs[name], ctx, "scheduler")
 
 
 def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None = None):
@@ -139,19 +185,62 @@ def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None
 
 
 def run_forever(ctx: JobContext, engine, scheduler_cfg, stop: threading.Event) -> None:
-    """Start the scheduler, wait until `stop` is set, then shut down after the running job."""
+    """Lead or stand by until `stop` is set, then shut down after the running job.
+
+    Only the holder of the store's scheduler lock runs jobs; without it, try again every
+    `lock_poll_seconds`. The leader checks as often that it still holds the lock, and when it
+    does not (its connection closed: a database restart), stops running jobs and stands by."""
+    lock = store_lock(engine, SCHEDULER_LOCK, dedicated=True)
+    poll = scheduler_cfg.lock_poll_seconds
+    standing_by = False
+    try:
+        while not stop.is_set():
+            try:
+                leading = lock.try_acquire()
+            except SQLAlchemyError as exc:
+                log.warning("scheduler: cannot take the lock (%s); trying again in %g s",
+                            str(exc).splitlines()[0], poll)
+                leading = False
+            if not leading:
+                if not standing_by:
+                    log.info("scheduler: standby, waiting for the lock (%s, held by %s)", lock.describe(),
+                             _holder(lock))
+                    standing_by = True
+                stop.wait(poll)
+                continue
+            standing_by = False
+            log.info("scheduler: leader (%s holds the %s)", whoami(), lock.describe())
+            _lead(ctx, engine, scheduler_cfg, stop, lock)
+            if not stop.is_set():
+                log.error("scheduler: lost the %s (its connection closed, or its file was removed); "
+                          "no more jobs here: back to standby", lock.describe())
+    finally:
+        lock.release()
+
+
+def _lead(ctx: JobContext, engine, scheduler_cfg, stop: threading.Event, lock) -> None:
+    """Run the jobs on their schedules until `stop` is set or the lock is lost."""
+    global _context
     scheduler, names = build_scheduler(ctx, engine, scheduler_cfg)
     scheduler.start()
-    for stored in scheduler.get_jobs():  # jobs of an older version of postwatch
-        if stored.id not in names:
-            scheduler.remove_job(stored.id)
-    log.info("scheduler started with %d job(s)", len(names))
     try:
-        while not stop.wait(1.0):
-            pass
+        for stored in scheduler.get_jobs():  # jobs of an older version of postwatch
+            if stored.id not in names:
+                scheduler.remove_job(stored.id)
+        log.info("scheduler started with %d job(s)", len(names))
+        while not stop.wait(scheduler_cfg.lock_poll_seconds):
+            if not lock.check():
+                _context = None  # what is due from now on is skipped, not run unguarded
+                return
     finally:
         scheduler.shutdown(wait=True)
         log.info("scheduler stopped")
+
+
+def leader(engine) -> tuple[str | None, str]:
+    """Who holds the scheduler lock of the store behind `engine` (host:pid, or None), and the lock."""
+    lock = store_lock(engine, SCHEDULER_LOCK)
+    return lock.holder(), lock.describe()
 
 
 def next_runs(engine, scheduler_cfg) -> dict[str, datetime]:

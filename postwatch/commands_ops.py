@@ -20,14 +20,17 @@ def register(sub) -> None:
     p = sub.add_parser("jobs", help="list the analysis jobs with their schedule and last run",
                        description="Print each analysis job: its schedule, the start, duration, rows "
                                    "and error of its last run, and its next run when a scheduler has "
-                                   "stored one.")
+                                   "stored one; then which scheduler (host:pid) holds the lock and so "
+                                   "runs the jobs.")
     p.add_argument("--json", action="store_true", help="one JSON object per job per line")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("scheduler", help="run the analysis jobs on their schedules, in the foreground",
                        description="Run the APScheduler scheduler in the foreground: every job on its "
                                    "interval or crontab line, one at a time, missed runs coalesced. "
-                                   "Its job store is a table in the same database. Stops after the "
+                                   "Its job store is a table in the same database. Only the scheduler "
+                                   "holding the store's scheduler lock runs jobs; another one waits as a "
+                                   "standby and takes over when the leader dies. Stops after the "
                                    "running job on Ctrl-C or SIGTERM.")
     p.set_defaults(func=cmd_scheduler)
 
@@ -59,7 +62,7 @@ def cmd_jobs(args, config) -> int:
     from datetime import timezone
 
     from analysis.jobs import all_jobs
-    from analysis.scheduler import last_runs, next_runs, schedule_text
+    from analysis.scheduler import last_runs, leader, next_runs, schedule_text
     from store.engine import get_engine
 
     ctx = job_context(config)
@@ -92,6 +95,8 @@ def cmd_jobs(args, config) -> int:
         state = r["state"] + (f": {r['error']}" if r["error"] else "")
         print(f"{r['job']:<14} {r['schedule']:<12} {r['last_start'] or '-':<20} {secs:>8} {nrows:>8}  "
               f"{r['next_run'] or '-':<20} {state}")
+    holder, lock = leader(get_engine(config.database))
+    print(f"scheduler: {'leader ' + holder if holder else 'none running'} ({lock})")
     return 0
 
 

@@ -3,7 +3,8 @@
 - collector: the SMTP collector and, when imap.mailboxes names any, the IMAP collectors —
   each a child process running `postwatch collect smtp|imap` (they are processes already:
   the SMTP collector forks its acceptors and spool worker, and owns its signals);
-- scheduler: the analysis jobs on their schedules, in a thread of this process;
+- scheduler: the analysis jobs on their schedules, in a thread of this process — while it
+  holds the store's scheduler lock; otherwise it stands by (analysis.scheduler.run_forever);
 - web: the dashboard, the API and the unsubscribe links (dashboard.server) on waitress, in
   this process's main thread.
 
