@@ -5,7 +5,9 @@
 #   2. a private Postfix accepting into its queue (hold) on another loopback port: the durable
 #      peer (cleanup fsyncs each queue file before smtpd answers 250, its default)
 #   3. Postfix's smtp-sink, which keeps nothing: the ceiling
-# Prints the three rates and the ratios. Goal: collector >= 2x Postfix.
+# Prints the three rates and the ratios, then the BENCH lines of `make bench` (a server that
+# could not be measured is named with the reason). Goal: collector >= 2x Postfix. Fails only
+# when the collector itself could not be measured.
 # Runs as root (the Postfix peer needs it: its daemons drop to mail_owner).
 # Environment: MSGS, SESS, LEN (the load); PW (the postwatch command); ONLY="1 2 3" (which to run).
 set -uo pipefail
@@ -155,4 +157,17 @@ print(f"  postfix / smtp-sink   = {p/s:.2f}" if p and s else "", end="\n" if p a
 PY
 [ -n "${DRAIN}" ] && echo "  collector: $DRAIN; $STORED message(s) in its store, $LEFT spool file(s) left"
 [ -n "${HELD:-}" ] && echo "  postfix: $HELD message(s) in its hold queue"
-[ -n "$R1" ] && [ -n "$R2" ] && [ -n "$R3" ]
+# the lines make bench gathers (a figure that could not be measured says why)
+python3 - "$ROOT" "${R1:-0}" "${R2:-0}" "${R3:-0}" "$WHY1" "$WHY2" "$WHY3" "$MSGS" "$SESS" "$LEN" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from bench.benchlib import report
+c, p, s = map(float, sys.argv[2:5])
+why_c, why_p, why_s = sys.argv[5:8]
+load = f"{int(sys.argv[8]):,} messages of {sys.argv[10]} bytes, {sys.argv[9]} sessions"
+report("smtp_intake", "-", "collector ÷ Postfix", round(c / p, 2) if c and p else None, "×", "≥ 2×",
+       c / p >= 2 if c and p else None, load if c and p else f"not measured: {why_p if not p else why_c}")
+for name, rate, why in (("collector rate", c, why_c), ("Postfix rate", p, why_p), ("smtp-sink rate", s, why_s)):
+    report("smtp_intake", "-", name, round(rate) if rate else None, "msg/s", "", None, "" if rate else why)
+PY
+[ -n "$R1" ]
