@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from analysis.rollups import as_date, json_list
@@ -350,12 +350,14 @@ def dmarc_domains(session: Session, f: Filters) -> list[str]:
 def tls_failures(session: Session, f: Filters) -> list[dict[str, Any]]:
     """Failed sessions per failure type and receiving MX, from the TLS reports of the range."""
     d, p, t = TlsFailureDetail, TlsPolicy, TlsReport
-    query = (select(d.result_type, func.coalesce(d.receiving_mx_hostname, d.receiving_ip, ""), func.sum(d.failed_sessions))
+    # one literal (not a bound parameter) so that PostgreSQL sees the GROUP BY expression as the selected one
+    mx = func.coalesce(d.receiving_mx_hostname, d.receiving_ip, literal_column("''"))
+    query = (select(d.result_type, mx, func.sum(d.failed_sessions))
              .join(p, p.id == d.policy_id).join(t, t.id == p.report_id)
              .where(t.begin >= day_start(f.start), t.begin < day_after(f.end)))
     if f.domain:
         query = query.where(func.lower(p.policy_domain) == f.domain)
-    query = query.group_by(d.result_type, func.coalesce(d.receiving_mx_hostname, d.receiving_ip, ""))
+    query = query.group_by(d.result_type, mx)
     return [{"result_type": rt, "receiving_mx": mx or "(not given)", "failed_sessions": int(n or 0)}
             for rt, mx, n in session.execute(query.order_by(func.sum(d.failed_sessions).desc()).limit(100))]
 

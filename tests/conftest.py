@@ -112,6 +112,28 @@ def postgres_server():
     server.close()
 
 
+@pytest.fixture(scope="session")
+def database_factory(postgres_server):
+    """For fixtures that share one store across a module: `make(folder)` returns an empty
+    store's DatabaseConfig (a SQLite file in `folder`, or a new PostgreSQL database, dropped
+    at the end of the session)."""
+    from store.config import DatabaseConfig
+
+    made: list[str] = []
+
+    def make(folder: Path) -> DatabaseConfig:
+        if postgres_server is None:
+            return DatabaseConfig(url=f"sqlite:///{folder}/postwatch.db")
+        name = f"pw_shared_{os.getpid()}_{next(_names)}"
+        postgres_server.create(name)
+        made.append(name)
+        return DatabaseConfig(url=postgres_server.url_of(name))
+
+    yield make
+    for name in made:
+        postgres_server.drop(name)
+
+
 @pytest.fixture
 def database(tmp_path, postgres_server):
     """An empty store: a SQLite file, or a fresh PostgreSQL database."""

@@ -17,14 +17,14 @@ DAYS = 14
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, database_factory):
     """One 14-day demo into a fresh store, shared by the tests of this module (it takes seconds)."""
     from analysis.demo.runner import run_demo
     from postwatch.config import load
     from store.engine import session_factory, upgrade
 
     folder = tmp_path_factory.mktemp("demo")
-    config = load(environ={"POSTWATCH_DATABASE__URL": f"sqlite:///{folder}/postwatch.db",
+    config = load(environ={"POSTWATCH_DATABASE__URL": database_factory(folder).url,
                            "POSTWATCH_PROVIDERS__MX_LOOKUPS": "false"})
     upgrade(config.database)
     sessions = session_factory(config.database)

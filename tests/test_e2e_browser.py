@@ -40,15 +40,14 @@ return Array.from(g.data[0].y).map(Number).reduce((a, b) => a + (b || 0), 0);"""
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, database_factory):
     """`postwatch serve --role web` on a known store; yields (base URL, the server's log lines)."""
     from dashboard.auth import hash_password
-    from store.config import DatabaseConfig
     from store.engine import session_factory, upgrade
     from tests.dashboard.known_store import fill
 
     root = tmp_path_factory.mktemp("e2e")
-    database = DatabaseConfig(url=f"sqlite:///{root}/var/postwatch.db")
+    database = database_factory(root)
     upgrade(database)
     fill(session_factory(database))
     port = free_port()
@@ -159,7 +158,8 @@ def test_every_page_draws_its_charts(served, browser, screenshots):
     shots = [screenshots / f"{p.NAME}.png" for p in PAGES]
     assert all(shot.stat().st_size > 10_000 for shot in shots)
     errors = [line for line in log if '" 500 ' in line or "Traceback" in line]
-    assert errors == []
+    first = next((i for i, line in enumerate(log) if line in errors), 0)
+    assert errors == [], "".join(log[first:first + 40])
 
 
 def test_changing_the_dates_changes_the_chart_and_the_url(served, browser, screenshots):

@@ -153,12 +153,10 @@ def expected(sessions, period: Period, domain: str | None = None) -> dict[str, i
                 "blocked": count(BounceEvent, BounceEvent.occurred_at, BounceEvent.category == "reputation")}
 
 
-def fortnight_store(folder):
-    """A migrated SQLite store in `folder` holding the fortnight (build it once per module)."""
-    from store.config import DatabaseConfig
+def fortnight_store(database):
+    """The store `database` (empty) migrated and holding the fortnight (build it once per module)."""
     from store.engine import session_factory, upgrade
 
-    database = DatabaseConfig(url=f"sqlite:///{folder}/postwatch.db")
     upgrade(database)
     sessions = session_factory(database)
     build(sessions)

@@ -19,9 +19,9 @@ from tests.analysis.digest_history import BEFORE, DOMAINS, NOW, WEEK, expected, 
 
 
 @pytest.fixture(scope="module")
-def fortnight(tmp_path_factory):
+def fortnight(tmp_path_factory, database_factory):
     """Read only by these tests: built once."""
-    return fortnight_store(tmp_path_factory.mktemp("digest"))
+    return fortnight_store(database_factory(tmp_path_factory.mktemp("digest")))
 
 
 def _digest(sessions, period=WEEK, scope=Scope(), settings=None):

@@ -40,8 +40,8 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fortnight(tmp_path_factory):
-    return fortnight_store(tmp_path_factory.mktemp("digest-browser"))
+def fortnight(tmp_path_factory, database_factory):
+    return fortnight_store(database_factory(tmp_path_factory.mktemp("digest-browser")))
 
 
 def _open(browser, sessions, period: Period, folder: Path):

@@ -31,8 +31,8 @@ SCHEDULE = "weekly|0 8 * * MON|Europe/Paris|ops@example.com boss@example.com|"
 
 
 @pytest.fixture(scope="module")
-def fortnight(tmp_path_factory):
-    return fortnight_store(tmp_path_factory.mktemp("digest-mail"))
+def fortnight(tmp_path_factory, database_factory):
+    return fortnight_store(database_factory(tmp_path_factory.mktemp("digest-mail")))
 
 
 @pytest.fixture

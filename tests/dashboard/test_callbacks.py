@@ -15,14 +15,13 @@ DAYS = (END - START).days + 1
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, database_factory):
     from dashboard.app import create_dash
     from postwatch.config import Config
-    from store.config import DatabaseConfig
     from store.engine import session_factory, upgrade
 
     folder = tmp_path_factory.mktemp("dash")
-    settings = Config(database=DatabaseConfig(url=f"sqlite:///{folder}/postwatch.db"))
+    settings = Config(database=database_factory(folder))
     upgrade(settings.database)
     sessions = session_factory(settings.database)
     fill(sessions)
