@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 PW     := $(VENV)/bin/postwatch
 CORPUS ?= ../shared/corpus
 
-.PHONY: run test venv bench score clean help
+.PHONY: run test test-pg venv bench score clean help
 
 help:
 	@echo "make run    - install into $(VENV), fill an empty ./var/postwatch.db with the demo, then postwatch serve"
-	@echo "make test   - install into $(VENV) and run the test suite"
+	@echo "make test   - install into $(VENV) and run the test suite (on PostgreSQL when POSTWATCH_DATABASE__URL names one)"
+	@echo "make test-pg - the test suite on a throw-away PostgreSQL cluster (needs Debian's postgresql)"
 	@echo "make bench  - run every benchmark under bench/ and print the figures"
 	@echo "make score  - score the parser on $(CORPUS)"
 	@echo "make clean  - remove $(VENV) and ./var"
@@ -30,6 +31,15 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# A throw-away cluster in a temporary folder on a free loopback port, removed afterwards.
+test-pg: venv
+	@dir=$$(mktemp -d /tmp/postwatch-pg.XXXXXX); \
+	port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	url=$$(.ci/pg-cluster start $$dir $$port) || exit 1; \
+	echo "PostgreSQL pass on $$url"; \
+	POSTWATCH_DATABASE__URL=$$url $(PY) -m pytest -q; rc=$$?; \
+	.ci/pg-cluster stop $$dir; rm -rf $$dir; exit $$rc
 
 bench: venv
 	$(PY) bench/run_all.py
