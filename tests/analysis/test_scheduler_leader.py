@@ -143,30 +143,44 @@ def test_a_leader_that_loses_its_lock_runs_no_more_jobs_and_stands_by(database, 
     thread = threading.Thread(target=run_forever,
                               args=(ctx, engine, SchedulerConfig(lock_poll_seconds=0.2), stop))
     thread.start()
-    rival = store_lock(engine, SCHEDULER_LOCK, dedicated=True)
+    # the rival queues for the lock first, so it gets the lock the moment the leader loses it
+    rival = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    rival_holds = threading.Event()
+    key = lock_key("postwatch scheduler")
+
+    def queue():
+        rival.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        rival_holds.set()
+
+    queued = threading.Thread(target=queue)
     try:
         wait_for(lambda: len(ticking) >= 2, "the leader to run the job twice")
 
         def records(fragment):
             return [r for r in caplog.records if fragment in r.getMessage()]
 
+        queued.start()
         with engine.connect() as conn:
+            wait_for(lambda: conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                              "AND NOT granted")), "the rival to queue for the lock")
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE application_name LIKE 'postwatch scheduler %'"))
-        wait_for(rival.try_acquire, "the rival to take the freed lock")
+        wait_for(rival_holds.is_set, "the rival to get the freed lock")
         [lost] = wait_for(lambda: records("scheduler: lost the"), "the leader to notice")
         wait_for(lambda: records("scheduler: standby"), "the old leader to stand by")
         # the job is due every second: while the rival holds the lock, it would have run
         while time.time() < lost.created + 3:
             time.sleep(0.1)
         assert [t for t in ticking if t > lost.created] == []
-        rival.release()
+        rival.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         wait_for(lambda: len(records("scheduler: leader")) == 2, "the scheduler to lead again")
         wait_for(lambda: [t for t in ticking if t > lost.created], "the job to run again")
     finally:
-        rival.release()
         stop.set()
-        thread.join(WAIT)
+        thread.join(WAIT)  # the scheduler lets its lock go: a rival still queued gets it and returns
+        if queued.ident is not None:
+            queued.join(WAIT)
+        rival.close()
     assert not thread.is_alive()
 
 
