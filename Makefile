@@ -11,7 +11,8 @@ help:
 	@echo "make run    - install into $(VENV), fill an empty ./var/postwatch.db with the demo, then postwatch serve"
 	@echo "make test   - install into $(VENV) and run the test suite (on PostgreSQL when POSTWATCH_DATABASE__URL names one)"
 	@echo "make test-pg - the test suite on a throw-away PostgreSQL cluster (needs Debian's postgresql)"
-	@echo "make bench  - run every benchmark under bench/ and print the figures"
+	@echo "make bench  - run every benchmark under bench/ on SQLite and PostgreSQL; one table of figures and goals"
+	@echo "              (BENCH_ARGS='--quick suppression' passes options; BENCH_POSTGRES_URL names a server)"
 	@echo "make score  - score the parser on $(CORPUS)"
 	@echo "make clean  - remove $(VENV) and ./var"
 
@@ -41,8 +42,9 @@ test-pg: venv
 	POSTWATCH_DATABASE__URL=$$url $(PY) -m pytest -q; rc=$$?; \
 	.ci/pg-cluster stop $$dir; rm -rf $$dir; exit $$rc
 
+# One benchmark at a time; PostgreSQL is BENCH_POSTGRES_URL's server, or a throw-away one.
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 score: venv
 	$(PY) $(CORPUS)/../tools/score_corpus.py $(CORPUS) --cmd "$(PW) parse --json" --show 20
