@@ -64,7 +64,7 @@ BENCHES = [
         ["--events", "20000", "--runs", "3", "--db", "var/bench-dashboard-quick.db",
          "--pg-database", "bench_dashboard_quick"] if q else [])), True),
     Bench("imap_large", lambda q: _py("imap_large.py", "300" if q else os.environ.get("IMAP_N", "20000")), True),
-    Bench("collectors", lambda q: _py("collectors.py"), True),
+    Bench("collectors", lambda q: _py("collectors.py", *(["--count", "400"] if q else [])), True),
 ]
 
 
