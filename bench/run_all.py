@@ -13,7 +13,8 @@ under PostgreSQL). A benchmark that fails shows FAILED, and this exits non-zero;
 is not met is a "no" in the table, not a failure.
 
 PostgreSQL: the server BENCH_POSTGRES_URL names (any database on it); when unset, a throw-away
-server is started with `.ci/pg-cluster start var/bench-pg 54330` and stopped at the end.
+server is started with `.ci/pg-cluster start var/bench-pg 54330` and stopped at the end (its
+data stays in var/bench-pg, where the dashboard benchmark's kept database is reused next time).
 
     python bench/run_all.py [--quick] [--backend sqlite|postgresql] [NAME ...]
 
