@@ -6,9 +6,9 @@ database itself (INSERT ... SELECT over a recursive CTE on SQLite, generate_seri
 PostgreSQL; not the parser: 10 million DSNs would take hours) over 90 days — bounce events
 (95 %) and complaint events (5 %), daily imported volume, DMARC aggregate records, TLS reports,
 suppressions, alerts — builds the rollups, the DMARC sources and the scores with the
-analysis' own functions, then calls every callback function
-of every page --runs times (default 20) with filters that change from run to run, and prints
-p50 and p95 per callback and per page. Goal: p95 <= 300 ms for every callback.
+analysis' own functions, then calls every callback function of every page --runs times
+(default 20) with filters that change from run to run, and prints p50 and p95 per callback and
+per page. Goal: p95 <= 300 ms for every callback.
 
 The store is kept and reused when it already holds the same number of events, so a second run
 times the callbacks only: on SQLite the file --db (default var/bench-dashboard.db), on
