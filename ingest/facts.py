@@ -1,4 +1,4 @@
-"""Turning parsed results into rows: events in bulk, reports one by one (they are few)."""
+"""Turning parsed results into rows: events and DMARC records in bulk, other reports one by one."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ingest.types import ParseResult
 from store import models as m
+from store.bulk import insert_rows
 from store.timeparse import parse_when
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ class FactWriter:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        # DMARC aggregate reports to write in bulk at the end of `write`: (report row, records),
+        # and the keys they take, so a second copy in the same batch is seen
+        self._dmarc: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        self._dmarc_keys: dict[tuple, int] = {}
 
     def write(self, items: list[tuple[_Pending, Outcome]]) -> None:
         quarantine: list[dict[str, Any]] = []
@@ -47,6 +52,7 @@ class FactWriter:
         for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
             if rows:
                 self.session.execute(insert(model), rows)
+        self._write_aggregates()
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
         a = r.attribution or {}
@@ -91,29 +97,45 @@ class FactWriter:
                              .values(status=out.status, error=out.error))
 
     def _aggregates(self, p: _Pending, out: Outcome) -> int:
+        """Checks each report against the store and the batch; `_write_aggregates` writes them."""
         stored = 0
         reports = _reports(p.result)
+        report = m.DmarcAggregateReport
         for rep in reports:
             meta, pol = rep["report_metadata"], rep["policy_published"]
             key = (meta["org_name"], meta["report_id"], pol["domain"],
                    parse_when(meta["begin_date"]), parse_when(meta["end_date"]))
-            self.session.flush()  # a copy earlier in this batch must be seen
-            other = self.session.execute(select(m.DmarcAggregateReport.message_id).where(
-                tuple_(m.DmarcAggregateReport.org_name, m.DmarcAggregateReport.report_id,
-                       m.DmarcAggregateReport.domain, m.DmarcAggregateReport.begin,
-                       m.DmarcAggregateReport.end) == tuple_(*key))).scalar()
+            other = self._dmarc_keys.get(key)
+            if other is None:
+                other = self.session.execute(select(report.message_id).where(
+                    tuple_(report.org_name, report.report_id, report.domain, report.begin, report.end)
+                    == tuple_(*key))).scalar()
             if other is not None:
                 continue
-            report = m.DmarcAggregateReport(
-                message_id=out.message_id, org_name=key[0], org_email=meta.get("org_email"), report_id=key[1],
-                domain=key[2], begin=key[3], end=key[4], policy=dict(pol), errors=meta.get("errors") or None,
-                record_count=len(rep["records"]), message_count=sum(r["count"] for r in rep["records"]))
-            report.records = [_dmarc_record(r, key[3], key[4]) for r in rep["records"]]
-            self.session.add(report)
+            self._dmarc_keys[key] = out.message_id
+            self._dmarc.append(({
+                "message_id": out.message_id, "org_name": key[0], "org_email": meta.get("org_email"),
+                "report_id": key[1], "domain": key[2], "begin": key[3], "end": key[4], "policy": dict(pol),
+                "errors": meta.get("errors") or None, "record_count": len(rep["records"]),
+                "message_count": sum(r["count"] for r in rep["records"])}, rep["records"]))
             stored += 1
         if reports and not stored:
             self._duplicate(out, "DMARC aggregate report", other)
         return stored
+
+    def _write_aggregates(self) -> None:
+        """The batch's aggregate reports, then all their records in one COPY (or executemany)."""
+        if not self._dmarc:
+            return
+        report = m.DmarcAggregateReport
+        ids = self.session.scalars(insert(report).returning(report.id, sort_by_parameter_order=True),
+                                   [row for row, _records in self._dmarc]).all()
+        rows = []
+        for report_id, (row, records) in zip(ids, self._dmarc):
+            begin, end = row["begin"], row["end"]
+            rows.extend(_dmarc_record(report_id, r, begin, end) for r in records)
+        insert_rows(self.session, m.DmarcRecord.__table__, DMARC_RECORD_COLUMNS, rows)
+        self._dmarc.clear()
 
     def _tls(self, p: _Pending, out: Outcome) -> int:
         stored = 0
@@ -167,21 +189,25 @@ def _reports(r: ParseResult) -> list[dict[str, Any]]:
     return [r.detail] if isinstance(r.detail, dict) else []
 
 
-def _dmarc_record(r: dict[str, Any], begin: datetime | None, end: datetime | None) -> m.DmarcRecord:
+DMARC_RECORD_COLUMNS = (
+    "report_id", "interval_begin", "interval_end", "source_ip", "source_country", "source_reverse_dns",
+    "source_base_domain", "count", "disposition", "dkim_aligned", "spf_aligned", "dmarc_pass", "header_from",
+    "envelope_from", "envelope_to", "dkim_results", "spf_results", "policy_override_reasons")
+
+
+def _dmarc_record(report_id: int, r: dict[str, Any], begin: datetime | None, end: datetime | None) -> tuple:
+    """One row of dmarc_records, in DMARC_RECORD_COLUMNS order, from parsedmarc's record."""
     src, ident = r.get("source") or {}, r.get("identifiers") or {}
     align, pe = r.get("alignment") or {}, r.get("policy_evaluated") or {}
     auth = r.get("auth_results") or {}
-    return m.DmarcRecord(
-        interval_begin=parse_when(r.get("interval_begin")) or begin,
-        interval_end=parse_when(r.get("interval_end")) or end,
-        source_ip=src.get("ip_address") or "", source_country=_cut(src.get("country"), 2),
-        source_reverse_dns=_cut(src.get("reverse_dns"), 255), source_base_domain=_cut(src.get("base_domain"), 255),
-        count=int(r.get("count") or 0), disposition=pe.get("disposition") or r.get("disposition"),
-        dkim_aligned=bool(align.get("dkim")), spf_aligned=bool(align.get("spf")),
-        dmarc_pass=bool(align.get("dmarc")), header_from=_cut(ident.get("header_from"), 255),
-        envelope_from=_cut(ident.get("envelope_from"), 255), envelope_to=_cut(ident.get("envelope_to"), 255),
-        dkim_results=auth.get("dkim") or None, spf_results=auth.get("spf") or None,
-        policy_override_reasons=pe.get("policy_override_reasons") or None)
+    return (
+        report_id, parse_when(r.get("interval_begin")) or begin, parse_when(r.get("interval_end")) or end,
+        src.get("ip_address") or "", _cut(src.get("country"), 2), _cut(src.get("reverse_dns"), 255),
+        _cut(src.get("base_domain"), 255), int(r.get("count") or 0), pe.get("disposition") or r.get("disposition"),
+        bool(align.get("dkim")), bool(align.get("spf")), bool(align.get("dmarc")),
+        _cut(ident.get("header_from"), 255), _cut(ident.get("envelope_from"), 255),
+        _cut(ident.get("envelope_to"), 255), auth.get("dkim") or None, auth.get("spf") or None,
+        pe.get("policy_override_reasons") or None)
 
 
 def _tls_policy(x: dict[str, Any]) -> m.TlsPolicy:

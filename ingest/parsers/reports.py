@@ -2,8 +2,10 @@
 
 Report attachments are found and unpacked here (bounded, see `safety`), then each one is
 handed to parsedmarc's own XML / JSON readers, so a message with several reports yields all
-of them. parsedmarc is imported only when a report is met (it costs ~0.45 s), and always
-with `offline` from the configuration: no DNS or downloads at parse time.
+of them; an aggregate report of the common plain shape is read by `aggregate`, which gives
+the same result several times faster. parsedmarc is imported only when a report is met (it
+costs ~0.45 s), and always with `offline` from the configuration: no DNS or downloads at
+parse time.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from ingest.config import IngestConfig
 from ingest.message import normalise_newlines, part_text
+from ingest.parsers.aggregate import NotPlain, mirrors, read_aggregate
 from ingest.parsers.safety import UnsafeReport, check_xml, is_compressed, unpack
 from ingest.types import ParseResult
 
@@ -31,10 +34,12 @@ _BODY_HEAD = 600
 
 
 class _Parsedmarc:
-    """parsedmarc and one ParserConfig, made on first use."""
+    """parsedmarc and one ParserConfig, made on first use; and whether `aggregate` reads like it."""
 
     module: Any = None
     configs: dict[bool, Any] = {}
+    fast = False
+    sources: dict[str, Any] = {}  # offline IP address enrichment, for `read_aggregate`
 
     @classmethod
     def get(cls, offline: bool) -> tuple[Any, Any]:
@@ -45,6 +50,7 @@ class _Parsedmarc:
 
             logging.getLogger("parsedmarc").setLevel(logging.CRITICAL)
             cls.module = parsedmarc
+            cls.fast = mirrors(parsedmarc)
         if offline not in cls.configs:
             from parsedmarc.config import ParserConfig
 
@@ -197,6 +203,11 @@ def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]
     if text.startswith("<"):
         check_xml(text)
         pm, cfg = _Parsedmarc.get(config.offline)
+        if _Parsedmarc.fast:
+            try:
+                return "dmarc_aggregate", read_aggregate(text, pm, cfg, _Parsedmarc.sources)
+            except NotPlain:
+                pass  # parsedmarc reads it, or says why it cannot
         try:
             return "dmarc_aggregate", pm.parse_aggregate_report_xml(text, config=cfg)
         except pm.ParserError as exc:
