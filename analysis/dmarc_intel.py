@@ -115,12 +115,13 @@ def classifier_from(settings: Any) -> Classifier:
 def update_sources(session: Session, *, now: datetime, classifier: Classifier | None = None) -> int:
     """Fold the DMARC records above the watermark into `dmarc_sources`; re-classify what changed."""
     from analysis.rollups import as_date, utc_day, json_list
+    from store.watermark import committed_max_id
 
     classifier = classifier or Classifier()
     dialect = session.get_bind().dialect.name
     mark = session.get(RollupWatermark, WATERMARK)
     lo = mark.last_id if mark else 0
-    hi = session.scalar(select(func.max(DmarcRecord.id)))
+    hi = committed_max_id(session, DmarcRecord.id)
     if hi is None or hi <= lo:
         return 0
     r, a = DmarcRecord, DmarcAggregateReport

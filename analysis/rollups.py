@@ -1,7 +1,8 @@
 """Daily rollups per entity, updated incrementally from the events above a watermark.
 
 For each source table the job reads only the rows with an id above the stored watermark (and
-at most the highest id when it started), aggregates them in SQL with GROUP BY, and adds the
+at most the highest id when it started, below which every id is committed: see
+`committed_max_id`), aggregates them in SQL with GROUP BY, and adds the
 counts to `rollups` with one portable upsert (`value = value + excluded.value`). Rollups,
 watermarks and the list of entity-days whose score must be recomputed change in one
 transaction, so a crash never counts a row twice or loses one.
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_org
+from store.watermark import committed_max_id
 from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
 from store.rollups import DIMENSIONS, Rollup, RollupWatermark, ScorePending
 from store.volume import SendLog, VolumeImport
@@ -271,7 +273,7 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
     batch = _Batch(providers, session)
     marks = {m.source: m for m in session.scalars(select(RollupWatermark))}
     for source, (id_column, reader) in SOURCES.items():
-        hi = session.scalar(select(func.max(id_column)))
+        hi = committed_max_id(session, id_column)
         if source == "send_log":
             # a send still `queued` has no result yet: stop below it, count it when it has one
             # (a send queued for over a day was left by a crash; it must not stop the count)

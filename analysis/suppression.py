@@ -29,6 +29,7 @@ from ingest.bounce.rules import CATEGORY
 from store.addresses import try_normalise
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.models import BounceEvent, ComplaintEvent
+from store.watermark import committed_max_id
 from store.suppressions import (GLOBAL, SuppressionEvidence, SuppressionHold,
                                 SuppressionWatermark, add_suppression, add_suppressions, expire_due, utc)
 
@@ -83,13 +84,17 @@ def run(sessions: sessionmaker[Session], rules: Rules, now: datetime) -> Outcome
     with sessions.begin() as session:
         out.expired = expire_due(session, now)
         out.guarded = mass_events(session, rules, now)
+    # read up to the highest id below which every event is committed (see committed_max_id)
+    with sessions() as session:
+        bounces_hi = committed_max_id(session, BounceEvent.id) or 0
+        complaints_hi = committed_max_id(session, ComplaintEvent.id) or 0
     while True:
         with sessions.begin() as session, session.no_autoflush:
-            if not _bounces(session, rules, now, out):
+            if not _bounces(session, rules, now, out, bounces_hi):
                 break
     while True:
         with sessions.begin() as session:
-            if not _complaints(session, rules, now, out):
+            if not _complaints(session, rules, now, out, complaints_hi):
                 break
     with sessions.begin() as session:
         _release(session, rules, now, out)
@@ -104,15 +109,15 @@ def _watermark(session: Session, name: str) -> SuppressionWatermark:
     return mark
 
 
-def _bounces(session: Session, rules: Rules, now: datetime, out: Outcome) -> int:
-    """One batch of new bounce events; returns how many were read."""
+def _bounces(session: Session, rules: Rules, now: datetime, out: Outcome, hi: int) -> int:
+    """One batch of new bounce events (ids up to `hi`); returns how many were read."""
     mark = _watermark(session, "bounce_events")
     events = session.execute(select(
         BounceEvent.id, BounceEvent.message_id, BounceEvent.occurred_at, BounceEvent.recipient,
         BounceEvent.recipient_domain, BounceEvent.provider, BounceEvent.action, BounceEvent.status,
         BounceEvent.reply_code, BounceEvent.reason, BounceEvent.hard, BounceEvent.category,
         BounceEvent.orig_message_id, BounceEvent.send_id,
-    ).where(BounceEvent.id > mark.last_id).order_by(BounceEvent.id).limit(BATCH)).all()
+    ).where(BounceEvent.id > mark.last_id, BounceEvent.id <= hi).order_by(BounceEvent.id).limit(BATCH)).all()
     if not events:
         return 0
     evidence: list[dict] = []
@@ -181,12 +186,13 @@ def suppress(session: Session, rules: Rules, found: Escalation, now: datetime) -
     return created
 
 
-def _complaints(session: Session, rules: Rules, now: datetime, out: Outcome) -> int:
+def _complaints(session: Session, rules: Rules, now: datetime, out: Outcome, hi: int) -> int:
     mark = _watermark(session, "complaint_events")
     events = session.execute(select(
         ComplaintEvent.id, ComplaintEvent.feedback_type, ComplaintEvent.recipient, ComplaintEvent.from_domain,
         ComplaintEvent.reported_domain, ComplaintEvent.send_id,
-    ).where(ComplaintEvent.id > mark.last_id).order_by(ComplaintEvent.id).limit(BATCH)).all()
+    ).where(ComplaintEvent.id > mark.last_id, ComplaintEvent.id <= hi).order_by(ComplaintEvent.id)
+      .limit(BATCH)).all()
     for ev in events:
         kind = (ev.feedback_type or "").strip().lower()
         if kind not in rules.complaint_types:
