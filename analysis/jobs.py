@@ -16,7 +16,7 @@ from store.clock import Clock
 
 # Modules that define jobs with @job; importing them fills the registry.
 JOB_MODULES: tuple[str, ...] = ("analysis.rollups", "analysis.dmarc_intel", "analysis.scores", "analysis.suppression",
-                                "analysis.privacy",
+                                "analysis.privacy", "analysis.maintenance",
                                 "analysis.blocklists", "analysis.alerts", "analysis.notify", "analysis.posture")
 # Modules whose `scheduled_jobs(settings)` makes jobs from the configuration (a digest per schedule).
 JOB_PROVIDERS: tuple[str, ...] = ("analysis.digest.delivery",)

@@ -72,6 +72,11 @@ def upgrade(config: DatabaseConfig, revision: str = "heads") -> str | None:
 
     engine = get_engine(config)
     command.upgrade(_alembic_config(engine), revision)
+    if engine.dialect.name == "postgresql":
+        from store.partitions import ensure_partitions
+
+        with engine.begin() as conn:
+            ensure_partitions(conn)
     return current_version(config)
 
 
