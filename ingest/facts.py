@@ -131,9 +131,10 @@ class FactWriter:
         ids = self.session.scalars(insert(report).returning(report.id, sort_by_parameter_order=True),
                                    [row for row, _records in self._dmarc]).all()
         rows = []
+        when: dict[Any, datetime | None] = {}  # a report's records share their interval
         for report_id, (row, records) in zip(ids, self._dmarc):
             begin, end = row["begin"], row["end"]
-            rows.extend(_dmarc_record(report_id, r, begin, end) for r in records)
+            rows.extend(_dmarc_record(report_id, r, begin, end, when) for r in records)
         insert_rows(self.session, m.DmarcRecord.__table__, DMARC_RECORD_COLUMNS, rows)
         self._dmarc.clear()
 
@@ -195,13 +196,20 @@ DMARC_RECORD_COLUMNS = (
     "envelope_from", "envelope_to", "dkim_results", "spf_results", "policy_override_reasons")
 
 
-def _dmarc_record(report_id: int, r: dict[str, Any], begin: datetime | None, end: datetime | None) -> tuple:
-    """One row of dmarc_records, in DMARC_RECORD_COLUMNS order, from parsedmarc's record."""
+def _dmarc_record(report_id: int, r: dict[str, Any], begin: datetime | None, end: datetime | None,
+                  when: dict[Any, datetime | None]) -> tuple:
+    """One row of dmarc_records, in DMARC_RECORD_COLUMNS order, from parsedmarc's record;
+    `when` keeps the dates already read."""
     src, ident = r.get("source") or {}, r.get("identifiers") or {}
     align, pe = r.get("alignment") or {}, r.get("policy_evaluated") or {}
     auth = r.get("auth_results") or {}
+    first, last = r.get("interval_begin"), r.get("interval_end")
+    if first not in when:
+        when[first] = parse_when(first)
+    if last not in when:
+        when[last] = parse_when(last)
     return (
-        report_id, parse_when(r.get("interval_begin")) or begin, parse_when(r.get("interval_end")) or end,
+        report_id, when[first] or begin, when[last] or end,
         src.get("ip_address") or "", _cut(src.get("country"), 2), _cut(src.get("reverse_dns"), 255),
         _cut(src.get("base_domain"), 255), int(r.get("count") or 0), pe.get("disposition") or r.get("disposition"),
         bool(align.get("dkim")), bool(align.get("spf")), bool(align.get("dmarc")),

@@ -33,7 +33,9 @@ from store import models as m
 from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
-PARALLEL_MIN = 64  # fewer inputs than this are parsed in this process
+PARALLEL_MIN = 64  # fewer inputs than this (and fewer bytes than the next) are parsed in this process
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024  # a worker's task: at most this many bytes of input (or one input)
 RETRIES = 5  # tries of a transaction that PostgreSQL ended to break a deadlock
 RETRY_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 
@@ -87,6 +89,21 @@ def _prepare_many(args: tuple[list, IngestConfig]) -> list[_Pending]:
     return [_prepare(item, config) for item in items]
 
 
+def _chunks(items: Iterator[tuple], most: int) -> Iterator[list[tuple]]:
+    """`items` in lists of at most `most` inputs and CHUNK_BYTES bytes, so that large inputs
+    (DMARC reports) are shared between the workers as evenly as small ones."""
+    chunk: list[tuple] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item[0])
+        if len(chunk) >= most or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 class Pipeline:
     """Ingests raw messages into one store."""
 
@@ -104,10 +121,12 @@ class Pipeline:
 
     def ingest_many(self, items: Iterable[tuple[bytes, str, Envelope | None, str | None]],
                     batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
-        """Ingest (raw, source, envelope, origin) tuples, `batch_size` per transaction.
+        """Ingest (raw, source, envelope, origin) tuples, at most `batch_size` per transaction.
 
-        With more than one worker, messages are parsed in worker processes while this one
-        writes the previous batch: parsing is the costly part and it uses every core.
+        With more than one worker, messages are parsed in worker processes, a chunk at a time,
+        while this one writes what they have parsed: parsing is the costly part and it uses
+        every core. A batch is written as soon as the next chunk is not parsed yet, so writing
+        never waits for a whole batch of large inputs (DMARC reports) to be parsed.
         """
         size = batch_size or self.config.batch_size
         workers = self.config.workers if workers is None else workers
@@ -115,27 +134,35 @@ class Pipeline:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         it = iter(items)
         first = list(itertools.islice(it, size))
-        if workers < 2 or len(first) < PARALLEL_MIN:
+        if workers < 2 or (len(first) < PARALLEL_MIN and sum(len(item[0]) for item in first) < PARALLEL_MIN_BYTES):
             batch = first
             while batch:
                 yield from self._commit(self._stamp([_prepare(item, self.config) for item in batch]))
                 batch = list(itertools.islice(it, size))
             return
-        chunk = max(8, min(64, size // (workers * 2)))
+        chunks = _chunks(itertools.chain(first, it), max(1, min(64, size // (workers * 2))))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             in_flight: collections.deque = collections.deque()
+            queued = 0  # inputs parsed or being parsed and not yet written: two batches at most
 
-            def submit(batch: list) -> None:
-                if batch:
-                    parts = [(batch[i:i + chunk], self.config) for i in range(0, len(batch), chunk)]
-                    in_flight.append(pool.map_async(_prepare_many, parts))
+            def submit() -> None:
+                nonlocal queued
+                while queued < 2 * size:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        return
+                    in_flight.append(pool.apply_async(_prepare_many, ((chunk, self.config),)))
+                    queued += len(chunk)
 
-            submit(first)
-            submit(list(itertools.islice(it, size)))  # parse the next batch while this one is written
+            submit()
+            batch: list[_Pending] = []
             while in_flight:
-                parsed = [p for part in in_flight.popleft().get() for p in part]
-                submit(list(itertools.islice(it, size)))
-                yield from self._commit(self._stamp(parsed))
+                batch.extend(in_flight.popleft().get())
+                if len(batch) >= size or not in_flight or not in_flight[0].ready():
+                    queued -= len(batch)
+                    submit()  # the workers parse on while this batch is written
+                    yield from self._commit(self._stamp(batch))
+                    batch = []
 
     def reprocess_quarantined(self, kind: str | None = None) -> Iterator[Outcome]:
         """Parse the quarantined messages again, after a rules change or an upgrade.

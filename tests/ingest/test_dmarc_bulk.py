@@ -3,10 +3,11 @@ the ORM objects they replaced held, column by column, as the database keeps them
 from __future__ import annotations
 
 import gzip
+import os
 import logging
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from ingest.parse import parse_bytes
 from store import models as m
@@ -139,3 +140,33 @@ def test_a_batch_with_copies_and_a_broken_report(store, pipeline):
         reason = session.scalar(select(m.Quarantine.reason).where(m.Quarantine.message_id == outs["c"].message_id))
     assert sorted(stored) == [("good-1", first.message_id, 2), ("good-2", outs["d"].message_id, 2)]
     assert len(records) == 4 and reason == outs["c"].error
+
+
+def test_large_report_files_are_parsed_by_the_workers_a_few_at_a_time(tmp_path, store, monkeypatch):
+    """Fewer than PARALLEL_MIN inputs still go to the worker processes when they are large, in
+    chunks of about CHUNK_BYTES, and come back in input order, each stored once."""
+    from bench.dmarc import generate
+    from ingest import pipeline as pipeline_module
+
+    assert [len(c) for c in pipeline_module._chunks(iter([(b"x" * 400_000,)] * 5), 64)] == [3, 2]
+    assert [len(c) for c in pipeline_module._chunks(iter([(b"x",)] * 130), 64)] == [64, 64, 2]
+    paths = generate(tmp_path / "gen", reports=8, records=800, seed=7)
+    pids = tmp_path / "pids"
+    real = pipeline_module.parse_bytes
+
+    def parse_and_tell(raw, *args):
+        with pids.open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return real(raw, *args)
+
+    monkeypatch.setattr(pipeline_module, "parse_bytes", parse_and_tell)
+    monkeypatch.setattr(pipeline_module, "PARALLEL_MIN_BYTES", sum(p.stat().st_size for p in paths) - 1)
+    monkeypatch.setattr(pipeline_module, "CHUNK_BYTES", 1)
+    items = [(p.read_bytes(), "file", None, p.name) for p in paths]
+    outs = list(pipeline_module.Pipeline(store).ingest_many(items, workers=2))
+    assert [o.origin for o in outs] == [p.name for p in paths]
+    assert all(o.status == "parsed" and o.events == 1 for o in outs)
+    seen = pids.read_text().split()
+    assert len(seen) == 8 and str(os.getpid()) not in seen
+    with store() as session:
+        assert session.scalar(select(func.count()).select_from(m.DmarcRecord)) == 800
