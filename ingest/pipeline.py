@@ -156,13 +156,19 @@ class Pipeline:
 
             submit()
             batch: list[_Pending] = []
+            weight = 0  # bytes in the batch
             while in_flight:
-                batch.extend(in_flight.popleft().get())
-                if len(batch) >= size or not in_flight or not in_flight[0].ready():
+                parsed = in_flight.popleft().get()
+                batch.extend(parsed)
+                weight += sum(p.size for p in parsed)
+                # a full batch is written; so is a smaller one of large inputs while the
+                # workers are still parsing the next chunk (small ones wait: a transaction has a cost)
+                if len(batch) >= size or not in_flight or (
+                        not in_flight[0].ready() and (weight >= CHUNK_BYTES or len(batch) >= size // 4)):
                     queued -= len(batch)
                     submit()  # the workers parse on while this batch is written
                     yield from self._commit(self._stamp(batch))
-                    batch = []
+                    batch, weight = [], 0
 
     def reprocess_quarantined(self, kind: str | None = None) -> Iterator[Outcome]:
         """Parse the quarantined messages again, after a rules change or an upgrade.
