@@ -197,7 +197,7 @@ def _ip_lookup(cfg: Any, sources: dict | None):
         if sources is not None:
             info = sources.get(ip)
             if info is None:
-                if len(sources) >= 200_000:
+                if len(sources) >= 50_000:  # about 40 MB
                     sources.clear()
                 info = sources[ip] = enrich(ip)
             return info
