@@ -1,10 +1,10 @@
-"""Many rows into one table in one go: COPY on PostgreSQL, one executemany elsewhere.
+"""Many rows into one table in one go: COPY on PostgreSQL, one executemany on SQLite.
 
 For facts that come by the thousand (the records of DMARC aggregate reports), where the
-ORM's bookkeeping per object costs more than the database's work. Rows are written inside
-the session's transaction and hold what an ORM object would: a JSON column gets its value
-as SQLAlchemy would bind it (json.dumps, so None is JSON null), every other column its
-Python value.
+ORM's and SQLAlchemy's bookkeeping per row costs more than the database's work. Rows are
+written inside the session's transaction and hold what an ORM object would: each value goes
+through its column type's own bind processor (on SQLite), or is sent as that processor
+would send it (on PostgreSQL: a JSON column as json.dumps text, so None is JSON null).
 """
 from __future__ import annotations
 
@@ -20,22 +20,36 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
     if not rows:
         return
     conn = session.connection()
-    if conn.dialect.name != "postgresql":
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    if dialect.name == "postgresql":
+        _copy(conn, table, names, [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)],
+              rows)
+    elif dialect.name == "sqlite":
+        procs = [(i, p) for i, name in enumerate(columns)
+                 if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+        if procs:
+            rows = [list(row) for row in rows]
+            for row in rows:
+                for i, process in procs:
+                    row[i] = process(row[i])
+        marks = ", ".join("?" * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
+                             f"VALUES ({marks})", [tuple(row) for row in rows])
+    else:
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
-        return
-    as_json = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
-    names = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in columns)
+
+
+def _copy(conn, table: Table, names: str, as_json: list[int], rows: list[Sequence[Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(f"COPY {conn.dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as copy:
-            if not as_json:
-                for row in rows:
-                    copy.write_row(row)
-                return
             for row in rows:
-                row = list(row)
-                for i in as_json:
-                    row[i] = json.dumps(row[i])
+                if as_json:
+                    row = list(row)
+                    for i in as_json:
+                        row[i] = json.dumps(row[i])
                 copy.write_row(row)
     finally:
         cursor.close()
