@@ -50,8 +50,9 @@ class FactWriter:
             elif r.kind == "dmarc_failure":
                 out.events = self._failure(p, out.message_id)
         for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
-            if rows:
-                self.session.execute(insert(model), rows)
+            if rows:  # every row of one kind has the same keys
+                columns = list(rows[0])
+                insert_rows(self.session, model.__table__, columns, [tuple(r[c] for c in columns) for r in rows])
         self._write_aggregates()
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:

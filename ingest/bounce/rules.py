@@ -229,7 +229,7 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
             for k, v in _table(data, table, source).items():
                 into.setdefault(k, v)
         for name, spec in (data.get("providers") or {}).items():
-            if name in providers:
+            if name.lower() in providers:  # names are case-blind: an earlier file's entry wins
                 continue
             providers[name.lower()] = {
                 "domains": tuple(d.lower() for d in _strings(spec.get("domains"), source, "domains")),
