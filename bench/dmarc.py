@@ -360,7 +360,7 @@ def main() -> None:
     print(f"ratio               {ratio:8.2f}x  (goal: at least 1.0x)")
     print("records equal: yes" if equal else
           f"records equal: no, {differing} of {compared} differ; e.g. {example}")
-    report("dmarc", a.backend, "DMARC report ingest vs parsedmarc --offline", round(ratio, 2), "x", "≥ 1.0×",
+    report("dmarc", a.backend, "DMARC report ingest vs parsedmarc --offline", round(ratio, 2), "×", "≥ 1.0×",
            ratio >= 1.0, f"postwatch {ours_rate:.0f} records/s, parsedmarc {theirs_rate:.0f} records/s")
     report("dmarc", a.backend, "stored DMARC records differing from parsedmarc", differing, "records", "0",
            equal, f"{compared} records compared")
