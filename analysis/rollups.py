@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_org
+from store.bulk import upsert_insert
 from store.watermark import committed_max_id
 from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
 from store.rollups import DIMENSIONS, Rollup, RollupWatermark, ScorePending
@@ -301,14 +302,6 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
     _upsert(session, changed)
     session.flush()
     return len(changed)
-
-
-def upsert_insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 def _upsert(session: Session, deltas: Deltas) -> None:

@@ -207,7 +207,7 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
 
 def mark_listed_today(session: Session, today: date) -> None:
     """Blocklist results are not rollups: mark today's listed entities so their score is redone."""
-    from analysis.rollups import upsert_insert
+    from store.bulk import upsert_insert
 
     listed = _blocklist_listings(session)(today)
     if not listed:

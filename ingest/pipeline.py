@@ -30,6 +30,7 @@ from ingest.facts import FactWriter
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
 from store import models as m
+from store.bulk import upsert_insert
 from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -298,11 +299,7 @@ class Pipeline:
 
 def _insert_new(session: Session):
     """INSERT INTO inbound_messages that skips a message whose sha256 is stored already."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(m.InboundMessage).on_conflict_do_nothing(index_elements=["sha256"])
+    return upsert_insert(session)(m.InboundMessage).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 def _status(r: ParseResult) -> str:

@@ -15,6 +15,16 @@ from sqlalchemy import JSON, Table, insert
 from sqlalchemy.orm import Session
 
 
+def upsert_insert(session: Session):
+    """The dialect's `insert` (SQLite's or PostgreSQL's), which has `on_conflict_do_nothing`
+    and `on_conflict_do_update`."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
 def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
     """Insert `rows` (tuples of values in `columns` order) into `table`."""
     if not rows:
