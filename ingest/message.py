@@ -23,15 +23,20 @@ class IndexedMessage(email.message.Message):
 
     The email package scans the whole header list on every look-up, and reading a bounce
     asks each part dozens of questions (content type, parameters, From, Subject...). The
-    index and the cached content type are dropped whenever a header changes.
+    index and what is cached from it (values, content type, parameters) are dropped whenever
+    a header changes.
     """
 
     _index: dict[str, tuple[str, str]] | None = None
     _ctype: str | None = None
+    _values: dict | None = None  # lower-case name -> what `get` returns (strings only)
+    _params: dict | None = None  # lower-case header name -> its parsed parameters
 
     def _changed(self) -> None:
         self._index = None
         self._ctype = None
+        self._values = None
+        self._params = None
 
     def set_raw(self, name, value):
         super().set_raw(name, value)
@@ -71,10 +76,37 @@ class IndexedMessage(email.message.Message):
         return index
 
     def get(self, name, failobj=None):
-        hit = self._header_index().get(name.lower())
+        key = name.lower()
+        values = self._values
+        if values is None:
+            values = self._values = {}
+        elif key in values:
+            return values[key]
+        hit = self._header_index().get(key)
         if hit is None:
             return failobj
-        return self.policy.header_fetch_parse(*hit)
+        value = self.policy.header_fetch_parse(*hit)
+        if type(value) is str:  # a Header object (undecodable bytes) is mutable: made anew each time
+            values[key] = value
+        return value
+
+    def get_all(self, name, failobj=None):
+        if name.lower() not in self._header_index():
+            return failobj
+        return super().get_all(name, failobj)
+
+    def _get_params_preserve(self, failobj, header):
+        key = header.lower()
+        cache = self._params
+        if cache is None:
+            cache = self._params = {}
+        elif key in cache:
+            return list(cache[key])
+        params = super()._get_params_preserve(None, header)
+        if params is None:
+            return failobj
+        cache[key] = params
+        return list(params)
 
     def __contains__(self, name):
         return name.lower() in self._header_index()
