@@ -178,13 +178,18 @@ def cmd_parse(args, config) -> int:
 
 
 PARSE_BATCH = 512  # inputs handed to the worker processes at a time (bounds memory)
+PARSE_CHUNK = 32  # inputs per message to a worker
+
+# What every input of one `parse` run is parsed with; set before the workers are forked, so
+# each job sends only its input.
+_RUN: tuple = (None, False)
 
 
-def _parse_one(job) -> dict | str:
+def _parse_one(item) -> dict | str:
     """One input's contract object; as a JSON line when `as_json` (made in the worker)."""
     from ingest.parse import parse_bytes
 
-    item, ingest_config, as_json = job
+    ingest_config, as_json = _RUN
     item.load()
     if item.error is not None:
         result = {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
@@ -199,19 +204,25 @@ def _parse_all(inputs, ingest_config, as_json: bool):
     import multiprocessing
     import os
 
+    global _RUN
+    _RUN = (ingest_config, as_json)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     inputs = iter(inputs)
     first = list(itertools.islice(inputs, 64))
     if workers < 2 or len(first) < 64:
         for item in first:
-            yield _parse_one((item, ingest_config, as_json))
+            yield _parse_one(item)
         return
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
-        batch = first
-        while batch:
-            yield from pool.imap(_parse_one, [(item, ingest_config, as_json) for item in batch], chunksize=16)
+        # The next batch is handed out before this one's results are read, so the workers
+        # never wait for the slowest chunk of a batch (two batches at most are held).
+        pending = pool.imap(_parse_one, first, chunksize=PARSE_CHUNK)
+        while pending is not None:
             batch = list(itertools.islice(inputs, PARSE_BATCH))
+            following = pool.imap(_parse_one, batch, chunksize=PARSE_CHUNK) if batch else None
+            yield from pending
+            pending = following
 
 
 def _print_human(r: dict, out) -> None:
