@@ -188,6 +188,7 @@ class CollectorSMTP(SMTP):
         self._call_limit_default = CALL_LIMITS["*"]
         self._limits: ClientLimits = handler.limits
         self._ip: str | None = None
+        self._quit = False
 
     # -- the session -------------------------------------------------------------------------
 
@@ -209,7 +210,7 @@ class CollectorSMTP(SMTP):
         budget = dict(CALL_LIMITS)
         default_budget = CALL_LIMITS["*"]
         bogus = BOGUS_LIMIT
-        while self.transport is not None:
+        while self.transport is not None and not self._quit:
             try:
                 try:
                     line: bytes = await reader.readuntil()
@@ -313,6 +314,74 @@ class CollectorSMTP(SMTP):
         if self.local_part_limit and address.rindex("@") > self.local_part_limit:
             return None, None
         return address, arg[m.end():]
+
+    def _simple_path(self, arg: str | None, keyword: str) -> str | None:
+        """The address of `KEYWORD<local@domain>` (or `<>`) with no parameters after it, the
+        form nearly every client sends; None for anything else (aiosmtpd's parser reads it)."""
+        n = len(keyword)
+        if not arg or arg[:n].upper() != keyword:
+            return None
+        rest = arg[n:].strip()
+        if rest == "<>":
+            return rest
+        m = _SIMPLE_PATH.fullmatch(rest)
+        if m is None:
+            return None
+        address = m.group(1)
+        if self.local_part_limit and address.rindex("@") > self.local_part_limit:
+            return None
+        return address
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # after HELO/EHLO, no MAIL yet, no parameters: nothing of aiosmtpd's parameter
+        # checks applies (BODY, SMTPUTF8, SIZE absent); anything else goes through them
+        address = None
+        if self.session.host_name and not self.envelope.mail_from and not self._auth_required:
+            address = self._simple_path(arg, "FROM:")
+        if address is None:
+            return await super().smtp_MAIL(arg)
+        status = await self._call_handler_hook("MAIL", address, [])
+        if status is MISSING:
+            self.envelope.mail_from = address
+            status = "250 OK"
+        await self.push(status)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        address = None
+        if self.session.host_name and self.envelope.mail_from and not self._auth_required:
+            address = self._simple_path(arg, "TO:")
+        if address is None:
+            return await super().smtp_RCPT(arg)
+        status = await self._call_handler_hook("RCPT", address, [])
+        if status is MISSING:
+            self.envelope.rcpt_tos.append(address)
+            status = "250 OK"
+        await self.push(status)
+
+    @syntax("QUIT")
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        # aiosmtpd's, ending the session loop rather than cancelling its task
+        if arg:
+            await self.push("501 Syntax: QUIT")
+            return
+        status = await self._call_handler_hook("QUIT")
+        await self.push("221 Bye" if status is MISSING else status)
+        self._quit = True
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is not None:  # the TLS transport after STARTTLS
+            return super().connection_made(transport)
+        # aiosmtpd's for a new connection, without its log call and second envelope
+        self.envelope = self._create_envelope()
+        self.session = self._create_session()
+        self.session.peer = transport.get_extra_info("peername")
+        self._reset_timeout()
+        asyncio.StreamReaderProtocol.connection_made(self, transport)
+        self.transport = transport
+        self._handler_coroutine = self.loop.create_task(self._handle_client())
 
     # -- timeouts: one timer per session, moved forward lazily --------------------------------
 
