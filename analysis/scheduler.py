@@ -15,10 +15,9 @@ import logging
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-
-from contextlib import contextmanager
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError

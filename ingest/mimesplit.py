@@ -15,10 +15,8 @@ a line it has already handed out (an empty string at the end of a part after a b
 from __future__ import annotations
 
 import re
-
 from email import errors
 from email._policybase import compat32
-
 
 
 class _Decline(Exception):
