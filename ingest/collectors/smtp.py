@@ -12,6 +12,7 @@ import fnmatch
 import logging
 import re
 import ssl
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -83,11 +84,21 @@ class FeedbackHandler:
         self.hooks = {name: getattr(self, "handle_" + name) for name in ("EHLO", "MAIL", "RCPT", "DATA")}
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        return self.ehlo(server, session, envelope, hostname, responses)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return self.mail(server, session, envelope, address, mail_options)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return self.rcpt(server, session, envelope, address, rcpt_options)
+
+    # the hooks' work, callable without a coroutine (CollectorSMTP's fast path)
+    def ehlo(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         # postwatch takes no AUTH: a report address needs none, and offering it invites guessing
         return [r for r in responses if not r[4:].upper().startswith("AUTH")]
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+    def mail(self, server, session, envelope, address, mail_options):
         ip = _peer_ip(session)
         why = self.limits.message_refusal(ip)
         if why:
@@ -99,7 +110,7 @@ class FeedbackHandler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    def rcpt(self, server, session, envelope, address, rcpt_options):
         ip = _peer_ip(session)
         if len(envelope.rcpt_tos) >= self.config.max_recipients:
             self.stats.by_reply["452"] += 1
@@ -138,13 +149,19 @@ _SMTP_COMMANDS = tuple(name[5:] for name in dir(SMTP) if name.startswith("smtp_"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 _MAIL_LIMIT = SMTP.command_size_limit + 26 + 10  # SIZE= and SMTPUTF8, as aiosmtpd counts them
+# the fast path's commands, and its states: reading commands, reading DATA, committing it
+_FAST_COMMANDS = {name.encode(): name for name in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")}
+_DEFAULT_BUDGET = CALL_LIMITS["*"]
+_COMMAND, _DATA, _WAIT = 0, 1, 2
 
 
 class CollectorSMTP(SMTP):
     """aiosmtpd's SMTP with per-client limits, separate command and data timeouts, a DATA
-    reader that works on blocks instead of lines, and less work per command: one loop
-    without per-line logging, a timer per session instead of one per command, replies
-    written without waiting when nothing is queued, and simple addresses read directly."""
+    reader that works on blocks instead of lines, and less work per command: the common
+    commands answered as they arrive, without a coroutine (the fast path, below), the rest
+    in one loop without per-line logging, a timer per session instead of one per command,
+    replies written without waiting when nothing is queued, and simple addresses read
+    directly."""
 
     def __init__(self, handler: FeedbackHandler, *, config: SMTPConfig, hostname: str,
                  tls_context: ssl.SSLContext | None = None, loop: asyncio.AbstractEventLoop | None = None):
@@ -152,9 +169,10 @@ class CollectorSMTP(SMTP):
         # which costs more than receiving a small message; the same attributes are set here.
         self.__ident__ = "postwatch"
         self.loop = loop or asyncio.get_event_loop()
-        asyncio.StreamReaderProtocol.__init__(
-            self, asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected, loop=self.loop)
+        # no StreamReader yet: the fast path reads without one (_streams makes it when needed)
+        asyncio.StreamReaderProtocol.__init__(self, None, loop=self.loop)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self.event_handler = handler
         self.data_size_limit = config.max_message_bytes or None
         self.enable_SMTPUTF8 = True
@@ -189,27 +207,49 @@ class CollectorSMTP(SMTP):
         self._limits: ClientLimits = handler.limits
         self._ip: str | None = None
         self._quit = False
+        self._greeting = f"220 {hostname} {self.__ident__}\r\n".encode()
+        self._budget = dict(CALL_LIMITS)  # what is left of each command's CALL_LIMITS
+        self._bogus = BOGUS_LIMIT
+        # the fast path (see data_received)
+        self._fast = False
+        self._state = _COMMAND
+        self._buf = b""  # received, not yet read
+        self._data = bytearray()  # DATA so far, after CRLF (the DATA line's to begin with)
+        self._scanned = 0  # where to look for the end of the data next
+        self._too_big = False
+        self._eof = False
 
     # -- the session -------------------------------------------------------------------------
 
     async def _handle_client(self) -> None:
+        """The whole session in aiosmtpd's way: used when STARTTLS is required."""
+        if not self._greet():
+            return
+        await self._serve()
+
+    def _greet(self) -> bool:
+        """The per-client session limit, then the greeting; False if the session is refused."""
         ip = self._ip = _peer_ip(self.session)
         why = self._limits.enter(ip)
         if why:
             self._ip = None
             self.event_handler.stats.refused_sessions += 1
             log.warning("smtp %s: connection refused: %s", ip, why)
-            await self.push(f"421 4.7.0 {self.hostname} {why}")
+            self.transport.write(f"421 4.7.0 {self.hostname} {why}\r\n".encode())
             self.transport.close()
-            return
+            return False
         self.event_handler.stats.sessions += 1
         log.debug("smtp %s: connected", ip)
-        await self.push(f"220 {self.hostname} {self.__ident__}")
+        self.transport.write(self._greeting)
+        return True
+
+    async def _serve(self) -> None:
+        """Commands read through the StreamReader, each run as aiosmtpd's `smtp_*` coroutine."""
+        ip = self._ip
         reader = self._reader
         methods = self._smtp_methods
-        budget = dict(CALL_LIMITS)
+        budget = self._budget
         default_budget = CALL_LIMITS["*"]
-        bogus = BOGUS_LIMIT
         while self.transport is not None and not self._quit:
             try:
                 try:
@@ -256,8 +296,8 @@ class CollectorSMTP(SMTP):
                 budget[command] = left - 1
                 method = methods.get(command)
                 if method is None:
-                    bogus -= 1
-                    if bogus < 1:
+                    self._bogus -= 1
+                    if self._bogus < 1:
                         log.warning("smtp %s: too many unknown commands; connection closed", ip)
                         await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
                         self.transport.close()
@@ -294,6 +334,10 @@ class CollectorSMTP(SMTP):
             return
         self._set_rset_state()
         self.session.extended_smtp = True
+        lines = await self._call_handler_hook("EHLO", hostname, self._ehlo_lines())
+        await self.push("\r\n".join(lines))
+
+    def _ehlo_lines(self) -> list[str]:
         lines = [f"250-{self.hostname}"]
         if self.data_size_limit:
             lines.append(f"250-SIZE {self.data_size_limit}")
@@ -301,8 +345,7 @@ class CollectorSMTP(SMTP):
         if self.tls_context and not self._tls_protocol:
             lines.append("250-STARTTLS")
         lines.append("250 HELP")
-        lines = await self._call_handler_hook("EHLO", hostname, lines)
-        await self.push("\r\n".join(lines))
+        return lines
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if arg.startswith("<>"):  # the null reverse path, as the header parser reads it
@@ -379,9 +422,218 @@ class CollectorSMTP(SMTP):
         self.session = self._create_session()
         self.session.peer = transport.get_extra_info("peername")
         self._reset_timeout()
-        asyncio.StreamReaderProtocol.connection_made(self, transport)
-        self.transport = transport
-        self._handler_coroutine = self.loop.create_task(self._handle_client())
+        self._transport = self.transport = transport  # the rest of StreamReaderProtocol's: _streams
+        if self.require_starttls:  # every command is checked for TLS: aiosmtpd's way throughout
+            self._streams()
+            self._handler_coroutine = self.loop.create_task(self._handle_client())
+        elif self._greet():
+            self._fast = True
+
+    # -- the fast path ----------------------------------------------------------------------
+    # Without required TLS, a session starts here: data_received reads the commands and
+    # answers the common ones in their plain form (HELO, EHLO, MAIL FROM:<a>, RCPT TO:<a>,
+    # DATA, RSET, NOOP, QUIT) directly, with the same checks and replies as the `smtp_*`
+    # methods, and reads DATA in blocks; only the message's commit runs as a task. Anything
+    # else (STARTTLS, AUTH, parameters, a syntax error, a command over its limit or its
+    # CALL_LIMITS, a bare LF, a client not reading its replies) hands the session, from
+    # that command on, to _serve, which reads the rest through the StreamReader.
+
+    def data_received(self, data: bytes) -> None:
+        if not self._fast:
+            return asyncio.StreamReaderProtocol.data_received(self, data)
+        self._buf = self._buf + data if self._buf else data
+        if self._state == _WAIT:
+            if len(self._buf) > 1 << 16:  # pipelined far ahead of the commit: wait
+                self.transport.pause_reading()
+            return
+        try:
+            self._run()
+        except Exception:
+            log.exception("smtp %s: error in the session; connection closed", self._ip)
+            self.transport.close()
+
+    def _slow(self) -> None:
+        """From here on the session is aiosmtpd's loop, reading what is not read yet."""
+        self._fast = False
+        self._streams()
+        if self._buf:
+            self._reader.feed_data(self._buf)
+            self._buf = b""
+        if self._eof:
+            self._reader.feed_eof()
+        self._handler_coroutine = self.loop.create_task(self._serve())
+
+    def _streams(self) -> None:
+        """The StreamReader and StreamWriter aiosmtpd's code reads and writes through, as
+        StreamReaderProtocol.connection_made makes them."""
+        reader = asyncio.StreamReader(limit=self.line_length_limit, loop=self.loop)
+        reader.set_transport(self.transport)
+        self._stream_reader_wr = weakref.ref(reader)
+        self._reader = reader
+        self._writer = self._stream_writer = asyncio.StreamWriter(self.transport, self, reader, self.loop)
+
+    def _run(self) -> None:
+        buf = self._buf
+        while self.transport is not None and not self._quit:
+            if self._state == _DATA:
+                self._buf = buf
+                if not self._read_block():
+                    return
+                buf = self._buf
+                continue
+            if self._state == _WAIT:
+                break
+            end = buf.find(b"\n")
+            if end < 0:
+                self._buf = buf
+                if len(buf) > SMTP.command_size_limit:
+                    self._slow()
+                return
+            if end > SMTP.command_size_limit or buf[end - 1:end] != b"\r" or self._paused:
+                self._buf = buf
+                self._slow()
+                return
+            if not self._command(buf[:end - 1]):
+                self._buf = buf
+                self._slow()
+                return
+            buf = buf[end + 1:]
+        self._buf = buf
+
+    def _reply(self, status: str) -> None:
+        self.transport.write(status.encode("utf-8") + b"\r\n")
+
+    def _command(self, line: bytes) -> bool:
+        """Answer one command line (without its CRLF); False to leave it to _serve."""
+        command_bytes, _, arg_bytes = line.partition(b" ")
+        command = _FAST_COMMANDS.get(command_bytes.upper())
+        if command is None:
+            return False
+        left = self._budget.get(command, _DEFAULT_BUDGET)
+        if left < 1:
+            return False
+        arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
+        session, envelope, hooks = self.session, self.envelope, self._handle_hooks
+        if command == "MAIL":
+            if not session.host_name or envelope.mail_from or self._auth_required:
+                return False
+            address = self._simple_path(arg, "FROM:")
+            if address is None or "MAIL" not in hooks:
+                return False
+            self._reset_timeout()
+            status = self.event_handler.mail(self, session, envelope, address, [])
+        elif command == "RCPT":
+            if not session.host_name or not envelope.mail_from or self._auth_required:
+                return False
+            address = self._simple_path(arg, "TO:")
+            if address is None or "RCPT" not in hooks:
+                return False
+            self._reset_timeout()
+            status = self.event_handler.rcpt(self, session, envelope, address, [])
+        elif command == "DATA":
+            if arg or not session.host_name or not envelope.rcpt_tos or self._auth_required:
+                return False
+            self._reset_timeout(self._data_timeout)  # the whole message must arrive within this
+            self._state = _DATA
+            self._data = bytearray(b"\r\n")
+            self._scanned = 0
+            self._too_big = False
+            status = "354 End data with <CR><LF>.<CR><LF>"
+        elif command == "EHLO":
+            if not arg or "EHLO" not in hooks:
+                return False
+            self._reset_timeout()
+            self._set_rset_state()
+            session.extended_smtp = True
+            status = "\r\n".join(self.event_handler.ehlo(self, session, self.envelope, arg, self._ehlo_lines()))
+        elif command == "HELO":
+            if not arg or "HELO" in hooks:
+                return False
+            self._reset_timeout()
+            self._set_rset_state()
+            session.extended_smtp = False
+            session.host_name = arg
+            status = f"250 {self.hostname}"
+        elif command == "QUIT":
+            if arg or "QUIT" in hooks:
+                return False
+            self._budget[command] = left - 1
+            self._reply("221 Bye")
+            self._quit = True
+            self.transport.close()
+            return True
+        else:  # RSET, NOOP
+            if (arg and command == "RSET") or command in hooks or hasattr(self, "rset_hook"):
+                return False
+            self._reset_timeout()
+            if command == "RSET":
+                self._set_rset_state()
+            status = "250 OK"
+        self._budget[command] = left - 1
+        self._reply(status)
+        return True
+
+    def _read_block(self) -> bool:
+        """Take what arrived into the message; True once it is complete (then in _WAIT, or
+        back in _COMMAND after a 552). `.` ends the data only after CRLF (no smuggling)."""
+        data = self._data
+        data += self._buf
+        self._buf = b""
+        end = data.find(b"\r\n.\r\n", self._scanned)
+        limit = self.data_size_limit
+        if end < 0:
+            if limit and len(data) - 5 > limit:  # over the limit already: keep only a tail
+                self._too_big = True
+                del data[:-4]
+            self._scanned = max(0, len(data) - 4)
+            return False
+        self._buf = bytes(data[end + 5:])
+        if self._too_big or (limit and end > limit):
+            self._data = bytearray()
+            self._set_post_data_state()
+            self._reset_timeout()
+            self._state = _COMMAND
+            log.info("smtp %s: refused a message over %d bytes from <%s>", self._ip,
+                     self.data_size_limit, self.envelope.mail_from)
+            self._reply(f"552 5.3.4 Message too big (the limit is {self.data_size_limit} bytes)")
+            return True
+        content = bytes(data[2:end + 2])
+        self._data = bytearray()
+        if b"\r\n." in content:
+            content = content.replace(b"\r\n.", b"\r\n")
+        if content.startswith(b"."):
+            content = content[1:]
+        self._state = _WAIT
+        self._reset_timeout()
+        self.loop.create_task(self._commit(content))
+        return True
+
+    async def _commit(self, content: bytes) -> None:
+        """The DATA hook (the spool's fsync), then 250 and on to the next command."""
+        envelope = self.envelope
+        envelope.content = envelope.original_content = content
+        try:
+            status = await self._call_handler_hook("DATA")
+        except Exception as error:
+            try:
+                status = await self.handle_exception(error)
+            except Exception as inner:
+                status = f"500 Error: ({inner.__class__.__name__}) {inner}"
+        self._set_post_data_state()
+        if self.transport is None:
+            return
+        self._reset_timeout()
+        self._reply("250 OK" if status is MISSING else status)
+        self._state = _COMMAND
+        if self._eof:
+            self.transport.close()
+            return
+        self.transport.resume_reading()
+        try:
+            self._run()
+        except Exception:
+            log.exception("smtp %s: error in the session; connection closed", self._ip)
+            self.transport.close()
 
     # -- timeouts: one timer per session, moved forward lazily --------------------------------
 
@@ -406,9 +658,22 @@ class CollectorSMTP(SMTP):
             self._limits.leave(self._ip)
             log.debug("smtp %s: disconnected", self._ip)
             self._ip = None
-        super().connection_lost(error)
+        # aiosmtpd's, without its log call, and with no session task on the fast path
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        if self._original_transport is not None:
+            self._original_transport.close()
+        asyncio.StreamReaderProtocol.connection_lost(self, error)
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        self.transport = None
 
     def eof_received(self) -> bool | None:
+        if self._fast:
+            if self._state == _WAIT:  # the message is being written: answer, then close
+                self._eof = True
+                return True
+            return False  # closes the transport
         self._handler_coroutine.cancel()
         if self.session.ssl is not None:
             return False
