@@ -71,29 +71,25 @@ class PostgresServer:
         with self.admin.connect() as conn:
             conn.execute(text(sql))
 
-    def create(self, name: str, template: str = "template0") -> None:
+    def create(self, name: str, migrated: bool = False) -> None:
+        """An empty database, or (`migrated`) a copy of a template migrated once per session:
+        copying is much faster than migrating each."""
+        from store.config import DatabaseConfig
+        from store.engine import forget_engine, upgrade
+
+        if migrated and not self.migrated:
+            self.create(self.TEMPLATE)
+            upgrade(DatabaseConfig(url=self.url_of(self.TEMPLATE)))
+            forget_engine(self.url_of(self.TEMPLATE))  # a template takes no connections
+            self.migrated = True
         self.drop(name)
-        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.TEMPLATE if migrated else "template0"}"')
 
     def drop(self, name: str) -> None:
         from store.engine import forget_engine
 
         forget_engine(self.url_of(name))
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def create_migrated(self, name: str) -> None:
-        """A copy of a template migrated once per session: much faster than migrating each."""
-        if not self.migrated:
-            from store.config import DatabaseConfig
-            from store.engine import upgrade
-
-            self.create(self.TEMPLATE)
-            upgrade(DatabaseConfig(url=self.url_of(self.TEMPLATE)))
-            from store.engine import forget_engine
-
-            forget_engine(self.url_of(self.TEMPLATE))
-            self.migrated = True
-        self.create(name, template=self.TEMPLATE)
 
     def close(self) -> None:
         if self.migrated:
@@ -135,15 +131,16 @@ def database_factory(postgres_server):
 
 
 @pytest.fixture
-def database(tmp_path, postgres_server):
-    """An empty store: a SQLite file, or a fresh PostgreSQL database."""
+def database(request, tmp_path, postgres_server):
+    """The test's store: a SQLite file, or a fresh PostgreSQL database — empty, or already
+    migrated when the test also asks for `store` (a copy of the session's migrated template)."""
     from store.config import DatabaseConfig
 
     if postgres_server is None:
         yield DatabaseConfig(url=f"sqlite:///{tmp_path}/var/postwatch.db")
         return
     name = f"pw_test_{os.getpid()}_{next(_names)}"
-    postgres_server.create(name)
+    postgres_server.create(name, migrated="store" in request.fixturenames)
     yield DatabaseConfig(url=postgres_server.url_of(name))
     postgres_server.drop(name)
 
@@ -153,12 +150,8 @@ def store(database, postgres_server):
     """A migrated store; yields its session factory."""
     from store.engine import session_factory, upgrade
 
-    if postgres_server is None:
+    if postgres_server is None:  # on PostgreSQL `database` is a migrated copy already
         upgrade(database)
-    else:
-        from sqlalchemy.engine import make_url
-
-        postgres_server.create_migrated(make_url(database.url).database)
     return session_factory(database)
 
 

@@ -187,7 +187,7 @@ def test_four_collectors_store_each_message_once(tmp_path, store, database, post
 
     # what one process ingesting each distinct message once stores, in a database of its own
     ref = f"{database.url.rsplit('/', 1)[1]}_ref"
-    postgres_server.create_migrated(ref)
+    postgres_server.create(ref, migrated=True)
     ref_url = postgres_server.url_of(ref)
     try:
         pipeline = Pipeline(session_factory(DatabaseConfig(url=ref_url)))
