@@ -86,10 +86,12 @@ def ensure_partitions(conn: Connection, today: date | None = None, months_ahead:
     for table in tables:
         if not is_partitioned(conn, table):
             continue
+        existing = _existing(conn, table)  # one look at the catalogue per table, not per month
         month = first
         while month <= last:
-            if add_month(conn, table, month):
-                made.append(f"{table}_p{month:%Y%m}")
+            name = f"{table}_p{month:%Y%m}"
+            if name not in existing and add_month(conn, table, month):
+                made.append(name)
             month = _month(month, 1)
     return made
 
