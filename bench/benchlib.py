@@ -35,8 +35,8 @@ def postgres_server_url() -> str:
 
 
 @contextlib.contextmanager
-def database_url(backend: str, sqlite_path: str | None = None, keep: bool = False) -> Iterator[str]:
-    """A URL to an empty store on `backend`, removed afterwards unless `keep`.
+def database_url(backend: str, sqlite_path: str | None = None) -> Iterator[str]:
+    """A URL to an empty store on `backend`, removed afterwards.
 
     SQLite: `sqlite_path` when given, else a file in a temporary folder. PostgreSQL: a new
     database on BENCH_POSTGRES_URL's server.
@@ -48,25 +48,42 @@ def database_url(backend: str, sqlite_path: str | None = None, keep: bool = Fals
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(postgres_server_url()).set(drivername="postgresql+psycopg")
+    server, admin = postgres_admin()
     name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    create_database(admin, name)
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
-        if not keep:
-            from store.engine import forget_engine
-
-            forget_engine(url)
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, url, name)
         admin.dispose()
+
+
+def postgres_admin():
+    """(BENCH_POSTGRES_URL's server as a psycopg URL, an AUTOCOMMIT engine on it for CREATE/DROP DATABASE)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_server_url()).set(drivername="postgresql+psycopg")
+    return server, create_engine(server, isolation_level="AUTOCOMMIT")
+
+
+def create_database(admin, name: str) -> None:
+    from sqlalchemy import text
+
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+
+
+def drop_database(admin, url: str, name: str) -> None:
+    """Drop database `name` (at `url`), closing the store's own pooled connections to it first."""
+    from sqlalchemy import text
+
+    from store.engine import forget_engine
+
+    forget_engine(url)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def report(bench: str, backend: str, metric: str, value: float, unit: str, goal: str,

@@ -288,12 +288,10 @@ class KeptStore:
             self.url, self.where = f"sqlite:///{sqlite_path}", str(sqlite_path)
             self.filled = self.path.exists() and self.marker.exists() and self.marker.read_text().strip() == str(events)
             return
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
+        from sqlalchemy import text
 
-        server = make_url(benchlib.postgres_server_url()).set(drivername="postgresql+psycopg")
+        server, self.admin = benchlib.postgres_admin()
         self.name = pg_database
-        self.admin = create_engine(server, isolation_level="AUTOCOMMIT")
         self.url = server.set(database=pg_database).render_as_string(hide_password=False)
         self.where = f"database {pg_database} on {server.host}:{server.port}"
         with self.admin.connect() as conn:
@@ -308,14 +306,8 @@ class KeptStore:
                 path.unlink(missing_ok=True)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return
-        from sqlalchemy import text
-
-        from store.engine import forget_engine
-
-        forget_engine(self.url)
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{self.name}" TEMPLATE template0'))
+        benchlib.drop_database(self.admin, self.url, self.name)
+        benchlib.create_database(self.admin, self.name)
 
     def mark_filled(self) -> None:
         if self.backend == "sqlite":
