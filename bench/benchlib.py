@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 BACKENDS = ("sqlite", "postgresql")
@@ -84,6 +85,20 @@ def drop_database(admin, url: str, name: str) -> None:
     forget_engine(url)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def corpus_mail(corpus: Path, kinds: tuple[str, ...] | None = None) -> list[tuple[str, bytes]]:
+    """(kind, bytes) of the shared corpus's cases that are mail messages, in the manifest's order
+    (its bare xml/json/zip report files are not: they have no header to vary); only `kinds` when given."""
+    from ingest.message import looks_like_message
+
+    out = []
+    for case in json.loads((corpus / "manifest.json").read_text()):
+        if kinds is None or case["kind"] in kinds:
+            raw = (corpus / case["file"]).read_bytes()
+            if looks_like_message(raw):
+                out.append((case["kind"], raw))
+    return out
 
 
 def report(bench: str, backend: str, metric: str, value: float, unit: str, goal: str,

@@ -18,7 +18,6 @@ issue asks for the rate).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import signal
@@ -41,20 +40,12 @@ PER_SESSION = 100  # messages per SMTP session; a client opens the next one when
 
 def corpus_messages(corpus: Path, count: int) -> list[tuple[bytes, str]]:
     """(message with CRLF line ends, envelope recipient), `count` of them, all different."""
-    from ingest.message import looks_like_message
-
-    manifest = json.loads((corpus / "manifest.json").read_text())
     base = []
-    for case in manifest:
-        if case["kind"] not in KINDS:
-            continue
-        raw = (corpus / case["file"]).read_bytes()
-        if not looks_like_message(raw):
-            continue
+    for kind, raw in benchlib.corpus_mail(corpus, KINDS):
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if not raw.endswith(b"\r\n"):
             raw += b"\r\n"
-        base.append((raw, "fbl@example.com" if case["kind"] == "complaint" else "bounces@example.com"))
+        base.append((raw, "fbl@example.com" if kind == "complaint" else "bounces@example.com"))
     return [(b"X-Bench-Copy: %d\r\n" % i + base[i % len(base)][0], base[i % len(base)][1]) for i in range(count)]
 
 

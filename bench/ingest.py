@@ -23,15 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # this folder holds ingest.py, which must not shadow the package
 
 from bench import benchlib  # noqa: E402
-from ingest.message import looks_like_message  # noqa: E402
 
 GOAL_RATIO = 3.0
 
 
 def corpus_messages(corpus: Path, count: int) -> list[bytes]:
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    base = [(corpus / c["file"]).read_bytes() for c in manifest]
-    base = [raw for raw in base if looks_like_message(raw)]  # bare xml/json/zip files have no header to vary
+    base = [raw for _, raw in benchlib.corpus_mail(corpus)]
     out = []
     i = 0
     while len(out) < count:
