@@ -244,23 +244,8 @@ def _record(record: dict[str, Any], lookup) -> dict[str, Any]:
         raw_dkim = [raw_dkim]
     if type(raw_spf) is not list:
         raw_spf = [raw_spf]
-    dkim_results, spf_results = [], []
-    for result in raw_dkim:
-        if type(result) is not dict:
-            raise NotPlain("dkim result")
-        if result.get("domain") is not None:
-            selector, value = result.get("selector"), result.get("result")
-            dkim_results.append({"domain": result["domain"], "selector": "none" if selector is None else selector,
-                                 "result": "none" if value is None else _word(value),
-                                 "human_result": _str(result.get("human_result"))})
-    for result in raw_spf:
-        if type(result) is not dict:
-            raise NotPlain("spf result")
-        if result.get("domain") is not None:
-            scope, value = result.get("scope"), result.get("result")
-            spf_results.append({"domain": result["domain"], "scope": "mfrom" if scope is None else scope,
-                                "result": "none" if value is None else _word(value),
-                                "human_result": _str(result.get("human_result"))})
+    dkim_results = _auth_results(raw_dkim, "dkim", "selector", "none")
+    spf_results = _auth_results(raw_spf, "spf", "scope", "mfrom")
     if ident.get("envelope_from") is None:
         envelope_from = raw_spf[-1].get("domain") if raw_spf else None
         ident["envelope_from"] = None if envelope_from is None else str(envelope_from).lower()
@@ -271,3 +256,17 @@ def _record(record: dict[str, Any], lookup) -> dict[str, Any]:
                                  "dkim": _word(pe["dkim"]), "spf": _word(pe["spf"]),
                                  "policy_override_reasons": reasons},
             "identifiers": ident, "auth_results": {"dkim": dkim_results, "spf": spf_results}}
+
+
+def _auth_results(raw: list[Any], kind: str, key: str, default: str) -> list[dict[str, Any]]:
+    """The dkim or spf auth results with a domain; `key` is the selector or scope, `default` its value if absent."""
+    out = []
+    for result in raw:
+        if type(result) is not dict:
+            raise NotPlain(f"{kind} result")
+        if result.get("domain") is not None:
+            extra, value = result.get(key), result.get("result")
+            out.append({"domain": result["domain"], key: default if extra is None else extra,
+                        "result": "none" if value is None else _word(value),
+                        "human_result": _str(result.get("human_result"))})
+    return out
