@@ -358,9 +358,15 @@ class CollectorSMTP(SMTP):
             return None, None
         return address, arg[m.end():]
 
-    def _simple_path(self, arg: str | None, keyword: str) -> str | None:
-        """The address of `KEYWORD<local@domain>` (or `<>`) with no parameters after it, the
-        form nearly every client sends; None for anything else (aiosmtpd's parser reads it)."""
+    def _simple_path(self, command: str, arg: str | None) -> str | None:
+        """The address of `MAIL FROM:<local@domain>` or `RCPT TO:<...>` (or `<>`) with no
+        parameters after it, the form nearly every client sends, in a session where that
+        command is accepted (after HELO/EHLO, MAIL before RCPT, no AUTH required): nothing of
+        aiosmtpd's checks applies then. None for anything else (aiosmtpd's parser reads it)."""
+        session, envelope = self.session, self.envelope
+        if not session.host_name or self._auth_required or bool(envelope.mail_from) != (command == "RCPT"):
+            return None
+        keyword = "FROM:" if command == "MAIL" else "TO:"
         n = len(keyword)
         if not arg or arg[:n].upper() != keyword:
             return None
@@ -377,11 +383,8 @@ class CollectorSMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        # after HELO/EHLO, no MAIL yet, no parameters: nothing of aiosmtpd's parameter
-        # checks applies (BODY, SMTPUTF8, SIZE absent); anything else goes through them
-        address = None
-        if self.session.host_name and not self.envelope.mail_from and not self._auth_required:
-            address = self._simple_path(arg, "FROM:")
+        # the plain form without aiosmtpd's parameter checks (BODY, SMTPUTF8, SIZE absent)
+        address = self._simple_path("MAIL", arg)
         if address is None:
             return await super().smtp_MAIL(arg)
         status = await self._call_handler_hook("MAIL", address, [])
@@ -392,9 +395,7 @@ class CollectorSMTP(SMTP):
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        address = None
-        if self.session.host_name and self.envelope.mail_from and not self._auth_required:
-            address = self._simple_path(arg, "TO:")
+        address = self._simple_path("RCPT", arg)
         if address is None:
             return await super().smtp_RCPT(arg)
         status = await self._call_handler_hook("RCPT", address, [])
@@ -514,22 +515,13 @@ class CollectorSMTP(SMTP):
             return False
         arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
         session, envelope, hooks = self.session, self.envelope, self._handle_hooks
-        if command == "MAIL":
-            if not session.host_name or envelope.mail_from or self._auth_required:
-                return False
-            address = self._simple_path(arg, "FROM:")
-            if address is None or "MAIL" not in hooks:
+        if command == "MAIL" or command == "RCPT":
+            address = self._simple_path(command, arg)
+            if address is None or command not in hooks:
                 return False
             self._reset_timeout()
-            status = self.event_handler.mail(self, session, envelope, address, [])
-        elif command == "RCPT":
-            if not session.host_name or not envelope.mail_from or self._auth_required:
-                return False
-            address = self._simple_path(arg, "TO:")
-            if address is None or "RCPT" not in hooks:
-                return False
-            self._reset_timeout()
-            status = self.event_handler.rcpt(self, session, envelope, address, [])
+            hook = self.event_handler.mail if command == "MAIL" else self.event_handler.rcpt
+            status = hook(self, session, envelope, address, [])
         elif command == "DATA":
             if arg or not session.host_name or not envelope.rcpt_tos or self._auth_required:
                 return False
