@@ -166,7 +166,9 @@ class CollectorSMTP(SMTP):
     def __init__(self, handler: FeedbackHandler, *, config: SMTPConfig, hostname: str,
                  tls_context: ssl.SSLContext | None = None, loop: asyncio.AbstractEventLoop | None = None):
         # aiosmtpd's own __init__ inspects the handler and itself on every connection,
-        # which costs more than receiving a small message; the same attributes are set here.
+        # which costs more than receiving a small message; the attributes the rest of its code
+        # reads are set here instead (not those read only by its _handle_client and smtp_EHLO,
+        # which this class replaces).
         self.__ident__ = "postwatch"
         self.loop = loop or asyncio.get_event_loop()
         # no StreamReader yet: the fast path reads without one (_streams makes it when needed)
@@ -199,11 +201,7 @@ class CollectorSMTP(SMTP):
         self._auth_required = False
         self._auth_methods = {}
         self._handle_hooks = handler.hooks
-        self._ehlo_hook_ver = "new"
         self._smtp_methods = self._COMMANDS  # plain functions, made once (HELP reads them too)
-        self._enforce_call_limit = True
-        self._call_limit_base = CALL_LIMITS
-        self._call_limit_default = CALL_LIMITS["*"]
         self._limits: ClientLimits = handler.limits
         self._ip: str | None = None
         self._quit = False
@@ -249,7 +247,6 @@ class CollectorSMTP(SMTP):
         reader = self._reader
         methods = self._smtp_methods
         budget = self._budget
-        default_budget = CALL_LIMITS["*"]
         while self.transport is not None and not self._quit:
             try:
                 try:
@@ -287,7 +284,7 @@ class CollectorSMTP(SMTP):
                 if self.require_starttls and not self._tls_protocol and command not in ALLOWED_BEFORE_STARTTLS:
                     await self.push("530 Must issue a STARTTLS command first")
                     continue
-                left = budget.get(command, default_budget)
+                left = budget.get(command, _DEFAULT_BUDGET)
                 if left < 1:
                     log.warning("smtp %s: %s sent too many times; connection closed", ip, command)
                     await self.push(f"421 4.7.0 {command} sent too many times")
