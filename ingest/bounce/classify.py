@@ -10,7 +10,7 @@ weaker witness than the sentence next to it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ingest.bounce.providers import detect_provider
 from ingest.bounce.rules import CATEGORY, Rule, RuleSet, code_matches, load_rules
@@ -18,6 +18,8 @@ from ingest.bounce.rules import CATEGORY, Rule, RuleSet, code_matches, load_rule
 __all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules", "pseudo_status"]
 
 HARD = frozenset({"userunknown", "hostunknown", "hasmoved"})
+# Reasons that may make a hard verdict: the address itself is bad (notaccept only when permanent).
+ADDRESS_REASONS = HARD | {"notaccept"}
 _SPACE = re.compile(r"\s+")
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
@@ -29,6 +31,7 @@ class Decision:
     provider: str | None = None
     matched: str | None = None  # the part of the diagnostic the pattern matched
     status: str | None = None  # derived when the event had none
+    conflict: str | None = None  # the words and the codes disagreed; how it was settled
 
 
 def _temporary(status: str, code: str, action: str, text: str) -> bool:
@@ -42,14 +45,19 @@ def _temporary(status: str, code: str, action: str, text: str) -> bool:
     return ("temporar" in lowered or "persistent" in lowered) and "permanent" not in lowered
 
 
+def temporary(status: str | None, reply_code: str | None, action: str | None) -> bool:
+    """Any witness of a temporary failure: a 4.x.x status, a 4xx reply or a delayed action."""
+    return (status or "")[:1] == "4" or (reply_code or "")[:1] == "4" or (action or "") == "delayed"
+
+
 def is_hard(reason: str, status: str | None = None, reply_code: str | None = None,
             action: str | None = None) -> bool:
-    """Hard bounces: the address itself is bad. notaccept only when permanent (5xx)."""
-    if reason in HARD:
-        return True
-    if reason == "notaccept":
-        return not _temporary(status or "", reply_code or "", action or "", "")
-    return False
+    """Hard bounces: the address itself is bad, and no code calls the failure temporary.
+
+    A 4xx reply or 4.x.x status is never hard, whatever the words say: a receiver that means
+    "this address does not exist" for good says so with a 5xx (RFC 5321 4.2.1, RFC 3463 2).
+    """
+    return reason in ADDRESS_REASONS and not temporary(status, reply_code, action)
 
 
 def _applies(rule: Rule, provider: str | None, command: str, status: str, code: str,
@@ -102,6 +110,9 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
     if action == "delivered" or status.startswith("2."):
         d = Decision("delivered", f"action {action}" if action == "delivered" else f"status {status}",
                      provider)
+    elif rs.mta_category.get(event.get("mta_category") or ""):
+        category = event["mta_category"]
+        d = Decision(rs.mta_category[category], f"mta_category {category}", provider)
     else:
         d = None
         candidates = rs.matcher.candidates(text)
@@ -121,10 +132,33 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
             found = _by_codes(rs, status, code, action, text)
             d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",
                                                                   provider)
+    if d.reason in ADDRESS_REASONS:
+        d = _settle(d, status, code, action, rs)
     if not status and d.reason != "delivered":
         made = pseudo_status(d.reason, _temporary("", code, action, text), rs)
         if made:
             d = Decision(d.reason, d.rule, d.provider, d.matched, made)
+    return d
+
+
+def _settle(d: Decision, status: str, code: str, action: str, rs: RuleSet) -> Decision:
+    """A verdict that the address is bad stands only when the codes agree with it.
+
+    A status whose detail names a cause of its own (X.2.2 mailbox full, X.1.6 moved; the
+    `[precise_status]` table) outranks the words; a temporary status, reply code or action
+    keeps the reason but makes the bounce soft. Either way the disagreement is recorded.
+    """
+    precise = rs.precise_status.get(status.split(".", 1)[1]) if status else None
+    if precise and precise != d.reason:
+        if precise in ADDRESS_REASONS:  # both say the address is bad; the code says how
+            return replace(d, reason=precise, rule=f"status {status} (over {d.rule})")
+        return replace(d, reason=precise, rule=f"status {status} (over {d.rule})",
+                       conflict=f"the words say {d.reason}, status {status} says {precise}")
+    for name, value in (("status", status), ("reply code", code)):
+        if value[:1] == "4":
+            return replace(d, conflict=f"the words say {d.reason}, but {name} {value} is temporary")
+    if action == "delayed":
+        return replace(d, conflict=f"the words say {d.reason}, but the action is delayed")
     return d
 
 
@@ -140,7 +174,7 @@ def pseudo_status(reason: str, temporary: bool, rules: RuleSet | None = None) ->
 
 def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:
     """What a bounce event gets from the classifier: reason, hard_bounce, category, rule,
-    provider, and `status` when the event had none (Sisimai's internal X.0.9xx codes).
+    provider, conflict (None when the words and the codes agree), and `status` when the event had none (Sisimai's internal X.0.9xx codes).
 
     `config` (an IngestConfig) names the operator's rules file; `rules` is a loaded set.
     """
@@ -150,7 +184,8 @@ def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:
     status = event.get("status") or d.status
     out = {"reason": d.reason,
            "hard_bounce": is_hard(d.reason, status, event.get("reply_code"), event.get("action")),
-           "category": CATEGORY[d.reason], "rule": d.rule, "provider": d.provider}
+           "category": CATEGORY[d.reason], "rule": d.rule, "provider": d.provider,
+           "conflict": d.conflict}
     if not event.get("status") and d.status:
         out["status"] = d.status
     return out

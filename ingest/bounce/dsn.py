@@ -93,4 +93,6 @@ def _recipient(rec: dict[str, str], per_message: dict[str, str]) -> dict[str, st
         "reporting_mta": _mta(per_message.get("reporting-mta")),
         "arrival_date": rec.get("arrival-date") or per_message.get("arrival-date") or None,
         "last_attempt_date": rec.get("last-attempt-date") or None,
+        # PowerMTA's own verdict on the reply (its bounce-category classification)
+        "mta_category": (rec.get("x-powermta-bouncecategory") or "").strip().lower() or None,
     }

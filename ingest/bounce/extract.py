@@ -402,15 +402,18 @@ def _add_preamble(events: list[BounceEvent], preamble: list[str]) -> None:
 
 
 def _dedupe(events: list[BounceEvent]) -> list[BounceEvent]:
-    seen: dict[str, BounceEvent] = {}
+    # One address the sender used may reach several mailboxes (an alias, a list): each
+    # final recipient is a delivery of its own, with its own outcome.
+    seen: dict[tuple, BounceEvent] = {}
     out = []
     for ev in events:
         rcpt = ev.get("recipient")
         if not rcpt:
             continue
-        prior = seen.get(rcpt)
+        key = (rcpt, ev.get("final_recipient"))
+        prior = seen.get(key)
         if prior is None:
-            seen[rcpt] = ev
+            seen[key] = ev
             out.append(ev)
         else:  # the same recipient twice: keep the fuller account
             for key, value in ev.items():
@@ -424,12 +427,9 @@ def _finish(ev: BounceEvent) -> None:
     if len(diag) > MAX_DIAGNOSTIC:
         diag = ev["diagnostic"] = diag[:MAX_DIAGNOSTIC]
     said_status = find_status(diag)
-    status = ev.get("status")
-    if said_status and (not status or said_status[0] == status[0] and (
-            _specific(said_status) or status.endswith(".0.0") and not said_status.endswith(".0.0"))):
-        status = said_status  # the receiver's own words are more precise than a relay's summary
-    ev["status"] = status
     code = ev.get("reply_code") or find_reply_code(diag)
+    status = prefer_status(ev.get("status"), said_status, code)
+    ev["status"] = status
     if code and status and code[0] != status[0]:
         m = re.search(r"\b(" + status[0] + r"\d\d)[ -]['\"]?#?" + re.escape(status) + r"\b", diag)
         code = m.group(1) if m else None
@@ -452,10 +452,33 @@ def _finish(ev: BounceEvent) -> None:
         ev.setdefault(key, None)  # type: ignore[misc]
 
 
-def _specific(status: str) -> bool:
-    """5.7.1 says more than 5.0.0 or 5.1.0 (Sisimai's rule for trusting a quoted status)."""
-    _, subject, detail = status.split(".")
-    return subject != "0" and detail != "0"
+def prefer_status(field: str | None, said: str | None, code: str | None) -> str | None:
+    """The status to keep when the DSN's `Status:` field and the receiver's text differ.
+
+    Sisimai's rule (smtp/status Prefer): the one whose class the reply code shares; then the
+    text over a field of the X.0.0 or X.Y.0 kind, over the codes relays use for any failure
+    (4.4.7 expired, 4.7.0, 5.3.x, X.5.1/2/4/5 command errors) and over a 5.1.1 the text
+    makes more precise; otherwise the field.
+    """
+    if not field or not said:
+        return field or said
+    if field == said:
+        return field
+    if code and field[0] != said[0] and code[0] in (field[0], said[0]):
+        return field if code[0] == field[0] else said
+    if field.endswith(".0.0"):
+        return field if said.endswith(".0.0") else said
+    if ".0" in field and ".0" not in said:
+        return said
+    if said.endswith(".0.0"):
+        return field
+    if field in ("4.4.7", "4.7.0") or field.startswith("5.3.") or field[1:4] in (".5.1", ".5.2", ".5.4", ".5.5"):
+        return said
+    if field == "5.1.1":
+        return field if ".0" in said or said.startswith("5.5.") else said
+    if field == "5.1.3" and said.startswith("5.7."):
+        return said
+    return field
 
 
 _ISO = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")

@@ -98,10 +98,29 @@ _NOTES_MARK = re.compile(r"^-+ *Failure Reasons *-+[ \t]*$", re.M)
 _BARE_ADDRESS = re.compile(r"^\s*<?([^\s@<>]+@[^\s<>]+?)>?\s*$")
 
 
+# Apache James's bounce mailet (also behind Verizon's vtext.com): the receiver's reply under
+# "Error message below:", then the returned message summarised under "Message details:",
+# where "RCPT TO:" names the recipient -- a summary line, not the SMTP command that failed.
+_JAMES_ERROR = re.compile(r"^Error message below:[ \t]*$", re.M)
+_JAMES_DETAILS = re.compile(r"^Message details:[ \t]*$", re.M)
+_JAMES_RCPT = re.compile(r"^[ \t]+RCPT TO:[ \t]*<?([^\s<>]+@[^\s<>]+?)>?[ \t]*$", re.M)
+
+
+def _james(human: str, senders: frozenset, msg: email.message.Message) -> Reading:
+    error, details = _JAMES_ERROR.search(human), _JAMES_DETAILS.search(human)
+    if error is None or details is None or details.start() < error.end():
+        return read_blocks(human, senders)
+    said = [ln for ln in human[error.end():details.start()].split("\n") if ln.strip()]
+    listed = dict.fromkeys(a.lower() for a in _JAMES_RCPT.findall(human[details.end():]))
+    return Reading([Block(a, list(said)) for a in listed]) if listed else read_blocks(human, senders)
+
+
 def format_of(msg: email.message.Message, human: str) -> str | None:
     """The MTA whose layout (and whose way of stating a status) a bounce follows, when it matters."""
     if is_fml(msg):
         return "fml"
+    if "Message details:" in human and "Error message below:" in human:
+        return "james"
     if "Failure Reasons" in human and _NOTES_MARK.search(human):
         return "notes"
     if _OPENSMTPD_MARK in human:
@@ -135,7 +154,7 @@ def _notes(human: str, senders: frozenset, msg: email.message.Message) -> Readin
 
 
 def reader_for(fmt: str | None) -> Reader | None:
-    return {"fml": _fml, "opensmtpd": _opensmtpd, "notes": _notes}.get(fmt or "")
+    return {"fml": _fml, "opensmtpd": _opensmtpd, "notes": _notes, "james": _james}.get(fmt or "")
 
 
 # OpenSMTPD's own delivery-status part states what it made up (x.0.0, 4.4.7 when the

@@ -89,6 +89,8 @@ class RuleSet:
     status: dict[str, str]  # "5.1.1" or class.subject "5.7" -> reason
     reply: dict[str, str]  # "550" -> reason
     internal_status: dict[str, str]  # reason -> "911" (Sisimai's X.0.9xx codes)
+    precise_status: dict[str, str]  # "2.2" (subject.detail) -> reason that outranks the words
+    mta_category: dict[str, str]  # an MTA's own bounce category ("bad-mailbox") -> reason
     providers: dict[str, dict[str, tuple[str, ...]]]  # name -> {"domains": .., "hosts": ..}
     sources: tuple[str, ...]
 
@@ -132,7 +134,7 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
         raise RulesError(f"{where}: reason {reason!r} is not one of DESIGN.md's reasons "
                          f"({', '.join(sorted(REASONS))})")
     unknown = set(raw) - {"reason", "match", "provider", "command", "not_command", "status",
-                          "code", "action", "name", "comment", "not_status", "like"}
+                          "code", "action", "name", "comment", "not_status", "like", "source"}
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     patterns = _strings(raw.get("match"), where, "match")
@@ -210,6 +212,8 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
     status: dict[str, str] = {}
     reply: dict[str, str] = {}
     internal: dict[str, str] = {}
+    precise: dict[str, str] = {}
+    categories: dict[str, str] = {}
     providers: dict[str, dict[str, tuple[str, ...]]] = {}
     sources = []
     # Operator files first: their rules are tried first, their table entries win.
@@ -225,7 +229,8 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
             rule = _compile_rule(raw, source, n, seen, earlier)
             earlier.setdefault(rule.name, rule)
             rules.append(rule)
-        for table, into in (("status", status), ("reply", reply), ("internal_status", internal)):
+        for table, into in (("status", status), ("reply", reply), ("internal_status", internal),
+                            ("precise_status", precise), ("mta_category", categories)):
             for k, v in _table(data, table, source).items():
                 into.setdefault(k, v)
         for name, spec in (data.get("providers") or {}).items():
@@ -236,7 +241,8 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
                 "hosts": tuple(h.lower() for h in _strings(spec.get("hosts"), source, "hosts")),
             }
     rs = RuleSet(rules=rules, status=status, reply=reply, internal_status=internal,
-                 providers=providers, sources=tuple(sources))
+                 precise_status=precise, mta_category=categories, providers=providers,
+                 sources=tuple(sources))
     rs.matcher  # built now, once: worker processes forked after loading share it
     return rs
 
