@@ -281,11 +281,37 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     if names:
         said = unfold(block_text(human.split("\n")))
         return [{"recipient": f"{n}@{domain}", "diagnostic": said or None} for n in dict.fromkeys(names)]
-    address = _returned_recipient(parts, rest, senders)
-    if address:
+    addresses = _named_elsewhere(human, senders)
+    if not addresses:
+        found = _returned_recipient(parts, rest, senders)
+        addresses = [found] if found else _named_in_subject(msg, senders)
+    if addresses:
         said = unfold(block_text(human.split("\n")))
-        return [{"recipient": address, "diagnostic": said or None}]
+        return [{"recipient": a, "diagnostic": said or None} for a in addresses]
     return []
+
+
+_DIALOGUE_RCPT = re.compile(r"^[ \t>]*(?:>>>[ \t]*)?RCPT TO:[ \t]*<([^\s<>]+@[^\s<>]+)>", re.M | re.I)
+_LABELLED_TO = re.compile(r"^[ \t]*(?:To|Recipient|Recipients|Original recipient):[ \t]*<?([^\s<>,;]+@[^\s<>,;]+?)>?[ \t]*$",
+                          re.M | re.I)
+
+
+def _named_elsewhere(human: str, senders: frozenset[str]) -> list[str]:
+    """Who bounced, when no recipient block names them: the RCPT TO of a quoted SMTP
+    dialogue, else a summary's one "To:" line (MMS gateways)."""
+    for pattern in (_DIALOGUE_RCPT, _LABELLED_TO):
+        found = [a for a in dict.fromkeys(clean_address(x) for x in pattern.findall(human))
+                 if is_address(a) and a not in senders]
+        if found and (pattern is _DIALOGUE_RCPT or len(found) == 1):
+            return found  # type: ignore[return-value]
+    return []
+
+
+def _named_in_subject(msg: email.message.Message, senders: frozenset[str]) -> list[str]:
+    """The last resort: the one address a bounce's Subject names ("Undeliverable: a@b")."""
+    named = [a for a in dict.fromkeys(find_addresses(header_text(msg, "Subject") or ""))
+             if is_address(a) and a not in senders]
+    return named if len(named) == 1 else []
 
 
 def _sender_domain(msg: email.message.Message) -> str | None:
@@ -394,6 +420,12 @@ def _add_preamble(events: list[BounceEvent], preamble: list[str]) -> None:
     if not bare or not preamble:
         return
     said = [ln.strip() for ln in preamble if _CODE_LINE.search(ln)]
+    if not said and not any(ev.get("diagnostic") or ev.get("status") for ev in events):
+        # Nothing is said below any address (EZweb, some gateways state the error once
+        # above the list): the preamble's own lines are the only account there is, but for
+        # the opening lines of the format and the heading that introduces the list.
+        said = [ln for ln in block_text(preamble).split("\n")
+                if ln and not ln.endswith(":") and not formats.STARTS.match(ln)]
     if not said:
         return
     text = unfold("\n".join(said))
