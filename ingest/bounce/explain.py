@@ -2,7 +2,8 @@
 
 For every bounce event of a message it shows what the receiver said (status, reply code,
 diagnostic, remote MTA, the SMTP command) and what the classifier made of it: provider,
-reason, hard or soft, category, the rule that decided and the text that rule matched.
+reason, hard or soft, category, the rule that decided, the text that rule matched, and where
+that rule's text comes from (its `source`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,21 @@ from ingest.config import IngestConfig
 
 FIELDS = ("recipient", "action", "status", "reply_code", "smtp_command", "remote_mta", "diagnostic")
 
+# Decisions taken by the code tables of rules.toml name no rule; say which table spoke.
+TABLE_SOURCES = (("status ", "RFC 3463 enhanced status code table"),
+                 ("reply ", "SMTP reply code table"))
+
+
+def rule_source(label: str | None, rules: RuleSet) -> str | None:
+    """Where the text of the rule that decided comes from, or which code table decided."""
+    rule = rules.rule_for(label)
+    if rule is not None:
+        return rule.source
+    for prefix, table in TABLE_SOURCES:
+        if (label or "").startswith(prefix):
+            return table
+    return None
+
 
 def explain_event(event: dict, rules: RuleSet) -> dict[str, Any]:
     """One event's facts and the decision taken on them."""
@@ -23,7 +39,8 @@ def explain_event(event: dict, rules: RuleSet) -> dict[str, Any]:
     out["status"] = status
     out.update(provider=d.provider, reason=d.reason,
                hard_bounce=is_hard(d.reason, status, event.get("reply_code"), event.get("action")),
-               category=CATEGORY[d.reason], rule=d.rule, matched=d.matched)
+               category=CATEGORY[d.reason], rule=d.rule, matched=d.matched,
+               source=rule_source(d.rule, rules))
     return out
 
 
@@ -62,3 +79,5 @@ def print_explanation(name: str, explained: dict[str, Any], out: TextIO) -> None
         out.write(f"    {'rule:':12} {ev['rule']}\n")
         if ev.get("matched"):
             out.write(f"    {'matched:':12} {ev['matched']!r}\n")
+        if ev.get("source"):
+            out.write(f"    {'source:':12} {ev['source']}\n")

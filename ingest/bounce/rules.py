@@ -48,9 +48,10 @@ class Rule:
     """One `[[rule]]` block: a reason, its conditions, and its patterns (any one matches)."""
 
     name: str  # "userunknown", "blocked@microsoft", or the block's own `name`
-    source: str  # "rules.toml" or the operator file's name
+    file: str  # "rules.toml" or the operator file's name
     reason: str
     patterns: list[str]
+    source: str = ""  # which MTA or provider emits the text, and where that is documented
     provider: frozenset[str] | None = None
     command: frozenset[str] | None = None
     not_command: frozenset[str] | None = None
@@ -62,8 +63,8 @@ class Rule:
 
     def label(self, index: int | None) -> str:
         if index is None:
-            return f"{self.source}:{self.name}"
-        return f"{self.source}:{self.name}#{index + 1} /{self.patterns[index]}/"
+            return f"{self.file}:{self.name}"
+        return f"{self.file}:{self.name}#{index + 1} /{self.patterns[index]}/"
 
     def search(self, index: int, text: str) -> re.Match | None:
         """Pattern `index` against `text`; each pattern is compiled the first time it is needed."""
@@ -98,6 +99,19 @@ class RuleSet:
     def matcher(self) -> Matcher:
         return Matcher(self.rules)
 
+    @functools.cached_property
+    def _by_label(self) -> dict[str, Rule]:
+        return {rule.label(None): rule for rule in self.rules}
+
+    def rule_for(self, label: str | None) -> Rule | None:
+        """The rule a decision's label ("<file>:<name>#<n> /<pattern>/") names, if any.
+
+        Code-table decisions ("status 5.1.1", "reply 550") name no rule.
+        """
+        if not label:
+            return None
+        return self._by_label.get(label.split("#", 1)[0].strip())
+
 
 def _strings(value, where: str, key: str) -> list[str]:
     if value is None:
@@ -126,6 +140,20 @@ def code_matches(value: str | None, wanted: tuple[str, ...]) -> bool:
     return False
 
 
+def check_sources(data: dict, file: str = SHIPPED) -> None:
+    """Every `[[rule]]` block of the shipped file says where its text comes from.
+
+    Operator files may leave `source` out; the shipped rules are what the project vouches for.
+    """
+    for n, raw in enumerate(data.get("rule", []), 1):
+        raw = raw if isinstance(raw, dict) else {}
+        src = raw.get("source")
+        if not isinstance(src, str) or not src.strip():
+            raise RulesError(f"{file}: rule {n} ({raw.get('name') or raw.get('reason')}) has no "
+                             "`source`: say which MTA or provider emits its text, and where that "
+                             "is documented")
+
+
 def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
                   earlier: dict[str, Rule]) -> Rule:
     where = f"{source}: rule {n}"
@@ -137,6 +165,9 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
                           "code", "action", "name", "comment", "not_status", "like", "source"}
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    text_source = raw.get("source")
+    if text_source is not None and not isinstance(text_source, str):
+        raise RulesError(f"{where}: `source` must be a string")
     patterns = _strings(raw.get("match"), where, "match")
     if raw.get("like"):
         # `like = "NAME"`: the patterns of an earlier block of the same file, tried again here
@@ -168,7 +199,8 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
         vals = _strings(raw.get(key), where, key)
         return frozenset(v.lower() for v in vals) or None
 
-    return Rule(name=name, source=source, reason=reason, patterns=patterns,
+    return Rule(name=name, file=source, reason=reason, patterns=patterns,
+                source=(text_source or "").strip() or f"operator rules file {source}",
                 provider=lower("provider"), command=upper("command"),
                 not_command=upper("not_command"),
                 status=_prefixes(_strings(raw.get("status"), where, "status")),
@@ -225,6 +257,8 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list):
             raise RulesError(f"{source}: rules are written as [[rule]] blocks")
+        if path is None:
+            check_sources(data, source)
         for n, raw in enumerate(raw_rules, 1):
             rule = _compile_rule(raw, source, n, seen, earlier)
             earlier.setdefault(rule.name, rule)

@@ -315,7 +315,7 @@ def test_every_shipped_pattern_compiles():
 
     bad = []
     for rule in load_rules().rules:
-        if rule.source != "rules.toml":
+        if rule.file != "rules.toml":
             continue
         for pattern in rule.patterns:
             try:
