@@ -25,6 +25,7 @@ from analysis.jobs import JobContext, job
 from analysis.providers import OTHER, provider_for_domain
 from analysis.suppression_rules import (NEVER, Escalation, Rules, SuppressionRulesError, escalation,
                                         load_facts, send_log_model)
+from ingest.bounce.classify import ADDRESS_REASONS
 from ingest.bounce.rules import CATEGORY
 from store.addresses import try_normalise
 from store.alerts import Alert, raise_alert, resolve_alert
@@ -58,6 +59,14 @@ class Outcome:
 
 def provider_of(provider: str | None, domain: str | None) -> str:
     return provider or provider_for_domain(domain) or OTHER
+
+
+def _at_once(ev, rules: Rules) -> bool:
+    """A bad-address reason suppresses at once only when the classifier called it hard: its
+    words and codes agreed and nothing said the failure was temporary."""
+    if ev.reason in ADDRESS_REASONS and not ev.hard:
+        return False
+    return ev.reason not in rules.permanent_only or _permanent(ev)
 
 
 def _permanent(ev) -> bool:
@@ -136,7 +145,7 @@ def _bounces(session: Session, rules: Rules, now: datetime, out: Outcome, hi: in
                 evidence.append(dict(row, kind="delivered"))
         elif category in NEVER:
             continue  # the receiver refuses the sender or the message, not the address
-        elif ev.reason in rules.immediate and (ev.reason not in rules.permanent_only or _permanent(ev)):
+        elif ev.reason in rules.immediate and _at_once(ev, rules):
             immediate.setdefault(address, ev)
         elif rules.counts(ev.reason) and (ev.action or "").lower() not in NOT_FAILED:
             evidence.append(dict(row, kind="soft"))

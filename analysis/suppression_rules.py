@@ -101,8 +101,9 @@ class Rules:
         return self.thresholds.get(reason, self.soft_threshold)
 
     def counts(self, reason: str) -> bool:
-        """A soft bounce of this reason counts toward a threshold."""
-        return reason in self.thresholds or reason in self.permanent_only
+        """A soft bounce of this reason counts toward a threshold (a bad-address reason
+        that came back soft counts like one: see suppression._at_once)."""
+        return reason in self.thresholds or reason in self.permanent_only or reason in self.immediate
 
 
 class Soft(NamedTuple):

@@ -75,7 +75,8 @@ class FactWriter:
                 diagnostic=ev.get("diagnostic"), remote_mta=_cut(ev.get("remote_mta"), 255),
                 reporting_mta=_cut(ev.get("reporting_mta"), 255), smtp_command=_cut(ev.get("smtp_command"), 16),
                 reason=ev.get("reason") or "undefined", hard=bool(ev.get("hard_bounce")),
-                category=ev.get("category") or "unknown", rule=ev.get("rule"), **attributed))
+                category=ev.get("category") or "unknown", rule=ev.get("rule"), conflict=ev.get("conflict"),
+                **attributed))
         return rows
 
     def _complaints(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:

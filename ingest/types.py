@@ -52,6 +52,8 @@ class BounceEvent(TypedDict, total=False):
     category: str
     rule: str | None  # which classification rule decided (see `postwatch explain`)
     provider: str | None  # the mailbox provider the rule was scoped to, if any
+    conflict: str | None  # the words and the codes disagreed, and how that was settled (soft)
+    mta_category: str | None  # the sending MTA's own classification (X-PowerMTA-BounceCategory)
 
 
 class ComplaintEvent(TypedDict, total=False):

@@ -105,6 +105,7 @@ class BounceEvent(_Attributed, Base):
     hard: Mapped[bool] = mapped_column(Boolean)
     category: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(Text)
+    conflict: Mapped[str | None] = mapped_column(Text)  # words and codes disagreed; how it was settled
 
     __table_args__ = (
         Index(None, "occurred_at"),

@@ -80,6 +80,11 @@ def _applies(rule: Rule, provider: str | None, command: str, status: str, code: 
 
 
 def _by_codes(rs: RuleSet, status: str, code: str, action: str, text: str) -> tuple[str, str] | None:
+    if not text and status[:1] == "4" and action == "failed" and rs.status.get(
+            status, rs.status.get(status[:3])) in (None, "blocked", "securityerror"):
+        # The receiver only ever refused for now (4.7.x "try again later", greylisting) and
+        # the sending MTA gave up retrying: the message expired in its queue.
+        return "expired", f"status {status} given up on"
     if status:
         if status in rs.status:
             return rs.status[status], f"status {status}"
@@ -132,7 +137,7 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
             found = _by_codes(rs, status, code, action, text)
             d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",
                                                                   provider)
-    if d.reason in ADDRESS_REASONS:
+    if d.reason in ADDRESS_REASONS or d.reason == "filtered":
         d = _settle(d, status, code, action, rs)
     if not status and d.reason != "delivered":
         made = pseudo_status(d.reason, _temporary("", code, action, text), rs)
@@ -150,10 +155,12 @@ def _settle(d: Decision, status: str, code: str, action: str, rs: RuleSet) -> De
     """
     precise = rs.precise_status.get(status.split(".", 1)[1]) if status else None
     if precise and precise != d.reason:
-        if precise in ADDRESS_REASONS:  # both say the address is bad; the code says how
+        if precise in ADDRESS_REASONS or d.reason == "filtered":  # the code says how, more precisely
             return replace(d, reason=precise, rule=f"status {status} (over {d.rule})")
         return replace(d, reason=precise, rule=f"status {status} (over {d.rule})",
                        conflict=f"the words say {d.reason}, status {status} says {precise}")
+    if d.reason not in ADDRESS_REASONS:
+        return d
     for name, value in (("status", status), ("reply code", code)):
         if value[:1] == "4":
             return replace(d, conflict=f"the words say {d.reason}, but {name} {value} is temporary")

@@ -13,11 +13,14 @@ from ingest.bounce.classify import decide, is_hard
 from ingest.bounce.rules import CATEGORY, RuleSet, load_rules
 from ingest.config import IngestConfig
 
-FIELDS = ("recipient", "action", "status", "reply_code", "smtp_command", "remote_mta", "diagnostic")
+FIELDS = ("recipient", "action", "status", "reply_code", "smtp_command", "remote_mta", "diagnostic",
+          "mta_category")
 
 # Decisions taken by the code tables of rules.toml name no rule; say which table spoke.
 TABLE_SOURCES = (("status ", "RFC 3463 enhanced status code table"),
-                 ("reply ", "SMTP reply code table"))
+                 ("reply ", "SMTP reply code table"),
+                 ("mta_category ", "the sending MTA's own bounce category (PowerMTA's X-PowerMTA-BounceCategory; "
+                                   "rules.toml [mta_category])"))
 
 
 def rule_source(label: str | None, rules: RuleSet) -> str | None:
@@ -40,7 +43,7 @@ def explain_event(event: dict, rules: RuleSet) -> dict[str, Any]:
     out.update(provider=d.provider, reason=d.reason,
                hard_bounce=is_hard(d.reason, status, event.get("reply_code"), event.get("action")),
                category=CATEGORY[d.reason], rule=d.rule, matched=d.matched,
-               source=rule_source(d.rule, rules))
+               source=rule_source(d.rule, rules), conflict=d.conflict)
     return out
 
 
@@ -81,3 +84,5 @@ def print_explanation(name: str, explained: dict[str, Any], out: TextIO) -> None
             out.write(f"    {'matched:':12} {ev['matched']!r}\n")
         if ev.get("source"):
             out.write(f"    {'source:':12} {ev['source']}\n")
+        if ev.get("conflict"):
+            out.write(f"    {'conflict:':12} {ev['conflict']} (settled soft)\n")

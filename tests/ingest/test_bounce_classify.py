@@ -132,8 +132,8 @@ def test_receiver_wordings(diag, status, code, extra, reason):
     out = classify(_event(diag, status, code, extra))
     assert out["reason"] == reason, out["rule"]
     assert out["category"] == CATEGORY[reason]
-    hard = reason in ("userunknown", "hostunknown", "hasmoved") or (
-        reason == "notaccept" and not (status or code or "5").startswith("4"))
+    temporary = (status or "").startswith("4") or (code or "").startswith("4")
+    hard = reason in ("userunknown", "hostunknown", "hasmoved", "notaccept") and not temporary
     assert out["hard_bounce"] is hard
 
 
@@ -169,11 +169,13 @@ def test_rate_limit_behind_5_1_1_is_not_userunknown():
     assert out["hard_bounce"] is False
 
 
-def test_mailbox_not_found_behind_4xx_is_userunknown():
+def test_mailbox_not_found_behind_4xx_is_userunknown_but_soft():
+    # The words name the cause; the 4xx says the receiver may change its mind: never hard.
     out = classify({"status": "4.0.0", "reply_code": "450", "action": "failed", "smtp_command": "RCPT",
                     "diagnostic": "450 4.0.0 Requested action aborted: mailbox not found"})
     assert out["reason"] == "userunknown"
-    assert out["hard_bounce"] is True
+    assert out["hard_bounce"] is False
+    assert "4.0.0 is temporary" in out["conflict"]
 
 
 @pytest.mark.parametrize("command,status,reason", [
