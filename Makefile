@@ -13,7 +13,7 @@ help:
 	@echo "make test-pg - the test suite on a throw-away PostgreSQL cluster (needs Debian's postgresql)"
 	@echo "make bench  - run every benchmark under bench/ on SQLite and PostgreSQL; one table of figures and goals"
 	@echo "              (BENCH_ARGS='--quick suppression' passes options; BENCH_POSTGRES_URL names a server)"
-	@echo "make score  - score the parser on $(CORPUS)"
+	@echo "make score  - score the parser on $(CORPUS), overall and per MTA/provider family"
 	@echo "make clean  - remove $(VENV) and ./var"
 
 $(VENV)/.installed: pyproject.toml
@@ -46,8 +46,10 @@ test-pg: venv
 bench: venv
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
+# The whole-corpus figures, then the same per MTA/provider family and per deciding rule.
 score: venv
 	$(PY) $(CORPUS)/../tools/score_corpus.py $(CORPUS) --cmd "$(PW) parse --json" --show 20
+	$(PY) bench/score_families.py --corpus $(CORPUS) --cmd "$(PW) parse --json"
 
 clean:
 	rm -rf $(VENV) var

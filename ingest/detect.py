@@ -20,7 +20,9 @@ def detect_kind(msg: email.message.Message) -> str:
     report_type = str(report_type).lower()
     types = {part.get_content_type() for part in msg.walk()} if msg.is_multipart() else set()
     if report_type == "feedback-report" or "message/feedback-report" in types:
-        return "dmarc_failure" if feedback_type_of(msg) == "auth-failure" else "complaint"
+        ftype = feedback_type_of(msg)  # None when the feedback part is inside a returned message
+        if ftype is not None or report_type == "feedback-report":
+            return "dmarc_failure" if ftype == "auth-failure" else "complaint"
     if report_type in ("delivery-status", "delivery-status-notification") or not types.isdisjoint(
             ("message/delivery-status", "message/global-delivery-status")):
         return "bounce"

@@ -11,6 +11,11 @@ Shapes read here, each by its structure, never by one sender's file:
 - Apple Mail's one-click unsubscribe mail (`X-Apple-Unsubscribe: true`): an opt-out.
 RFC 6591 `auth-failure` reports are DMARC failure reports; `failure_report_from_arf` gives
 their summary when parsedmarc cannot read them.
+
+One report gives one event (RFC 6650: one report per message), or one per distinct address
+when its Original-Rcpt-To fields name several. The recipient is that address, else the
+original message's To when it names exactly one, else Removal-Recipient or the delivery
+headers of the original.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from ingest.attribution import attribution_from
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
 from ingest.types import Attribution, ParseResult
+from store.addresses import try_normalise
 
 FEEDBACK_TYPES = ("message/feedback-report",)
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
@@ -42,9 +48,8 @@ LEGACY_FBL_SENDERS: tuple[tuple[str, str, str], ...] = (
     ("scomp@aol.net", "abuse", "AOL Feedback Loop"),
     ("feedback@arf.mail.yahoo.com", "abuse", "Yahoo! Mail Feedback"),
 )
-# headers of the returned message that name its recipient, most precise first
-RECIPIENT_HEADERS = ("X-HmXmrOriginalRecipient", "X-Original-To", "Delivered-To", "Envelope-To",
-                     "X-Envelope-To", "X-Rcpt-To", "To")
+# headers the recipient's system adds to the returned message, naming who it was delivered to
+DELIVERY_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "X-Rcpt-To")
 _REDACTED_LOCAL = re.compile(r"^(redacted|x+|\*+|hashed|null|none|unknown|undisclosed.*|"
                              r"recipient|user|removed|\[?redacted\]?)$", re.I)
 _IP = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})\b", re.I)
@@ -55,24 +60,43 @@ _SES_COMPLAINT = re.compile(r'"(?:notificationType|eventType)"\s*:\s*"Complaint"
 # --- the parts of a report, found in one walk ----------------------------------------
 
 class _Parts:
+    """The report's own parts. The walk stops at an attached message: the complained-about
+    message may hold parts that look like a report's, and those are not this report."""
+
     __slots__ = ("feedback", "returned", "text")
 
     def __init__(self, msg: email.message.Message) -> None:
-        self.feedback: email.message.Message | None = None
+        self.feedback: list[email.message.Message] = []
         self.returned: email.message.Message | None = None
         self.text: email.message.Message | None = None
-        for part in msg.walk():
-            if part is msg and msg.is_multipart():
+        stack = [msg]
+        while stack:
+            part = stack.pop()
+            payload = part.get_payload()
+            if part.get_content_maintype() == "multipart" and isinstance(payload, list):
+                stack.extend(reversed(payload))
                 continue
             ctype = part.get_content_type()
             if ctype in FEEDBACK_TYPES:
-                if self.feedback is None:
-                    self.feedback = part
+                self.feedback.append(part)
             elif ctype in RETURNED_TYPES:
                 if self.returned is None:
                     self.returned = part
             elif ctype == "text/plain" and self.text is None:
                 self.text = part
+
+
+def _report_of(msg: email.message.Message) -> tuple[email.message.Message, _Parts]:
+    """The message that is the report, with its parts: `msg` itself, or a report forwarded
+    whole as `msg`'s attachment (never when `msg` is a report or a feedback-loop mail itself)."""
+    parts = _Parts(msg)
+    if parts.feedback or parts.returned is None or msg.get_content_type() == "multipart/report":
+        return msg, parts
+    inner = _returned_headers(parts.returned)
+    if inner is None or _legacy_fbl(msg) or _hotmail_recipient(inner):
+        return msg, parts
+    inner_parts = _Parts(inner)
+    return (inner, inner_parts) if inner_parts.feedback else (msg, parts)
 
 
 def _feedback_text(part: email.message.Message) -> str:
@@ -127,17 +151,31 @@ def _first(fields: dict[str, list[str]], *names: str) -> str | None:
     return None
 
 
-def _fields_of(msg: email.message.Message) -> dict[str, list[str]] | None:
-    part = _Parts(msg).feedback
-    return parse_fields(_feedback_text(part)) if part is not None else None
+def _fields_of(parts: _Parts) -> dict[str, list[str]] | None:
+    """The fields of the first feedback part that has any; None without a feedback part.
+
+    RFC 6650 allows one report per message, so a second feedback part is never a second report.
+    """
+    if not parts.feedback:
+        return None
+    for part in parts.feedback:
+        fields = parse_fields(_feedback_text(part))
+        if fields:
+            return fields
+    return {}
+
+
+def _feedback_type(fields: dict[str, list[str]], default: str = "abuse") -> str:
+    # Yahoo-style and Microsoft reports leave the field out; they are all abuse reports
+    value = _first(fields, "feedback-type")
+    token = value.split()[0].strip(";,\"'").lower() if value else ""
+    return token or default
 
 
 def feedback_type_of(msg: email.message.Message) -> str | None:
-    fields = _fields_of(msg)
-    if fields is None:
-        return None
-    value = _first(fields, "feedback-type")
-    return value.split()[0].strip(";").lower() if value else None
+    """The report's feedback type, lower-cased; None when `msg` carries no feedback part."""
+    fields = _fields_of(_report_of(msg)[1])
+    return None if fields is None else _feedback_type(fields)
 
 
 # --- recognising the shapes that are not multipart/report ----------------------------
@@ -153,6 +191,10 @@ def _legacy_fbl(msg: email.message.Message) -> tuple[str, str] | None:
         if sender.endswith(suffix):
             return ftype, agent
     return None
+
+
+def _hotmail_recipient(original: email.message.Message) -> bool:
+    return original.get("X-HmXmrOriginalRecipient") is not None
 
 
 def _is_apple_unsubscribe(msg: email.message.Message) -> bool:
@@ -178,13 +220,13 @@ def looks_like_complaint(msg: email.message.Message) -> bool:
     if _is_apple_unsubscribe(msg):
         return True
     parts = _Parts(msg)
-    if parts.feedback is not None:
+    if parts.feedback:
         return True
     if parts.returned is not None:
         if _legacy_fbl(msg) and "complaint" in str(msg.get("Subject") or "").lower():
             return True
         inner = _returned_headers(parts.returned)
-        if inner is not None and inner.get("X-HmXmrOriginalRecipient") is not None:
+        if inner is not None and _hotmail_recipient(inner):
             return True
     if parts.text is not None:
         head = (str(msg.get("Subject") or "") + str(msg.get("From") or "")).lower()
@@ -213,15 +255,30 @@ def iso_date(value: str | None) -> str | None:
         return value.strip()
 
 
-def _address(value: str | None) -> str | None:
+def _addresses(value: str | None) -> list[str]:
+    """The addresses a field names, lower-cased, without `rfc822;` and angle brackets."""
     if not value:
-        return None
+        return []
     value = value.strip()
     if value.lower().startswith("rfc822;"):
         value = value[7:]
-    addrs = [a for _, a in getaddresses([value]) if a]
-    addr = (addrs[0] if addrs else value).strip().strip("<>").strip()
-    return addr.lower() or None
+    found = [a.strip().strip("<>").strip().lower() for _, a in getaddresses([value]) if a]
+    if not found:
+        found = [value.strip().strip("<>").strip().lower()]
+    return [a for a in found if a]
+
+
+def _address(value: str | None) -> str | None:
+    found = _addresses(value)
+    return found[0] if found else None
+
+
+def _distinct(addrs) -> list[str]:
+    """Each address once, in order; two spellings of one mailbox are one address."""
+    seen: dict[str, str] = {}
+    for addr in addrs:
+        seen.setdefault(try_normalise(addr) or addr, addr)
+    return list(seen.values())
 
 
 def redacted(addr: str | None) -> bool:
@@ -258,13 +315,29 @@ def _returned_headers(part: email.message.Message | None) -> email.message.Messa
     return None
 
 
-def _recipient_from(original: email.message.Message | None) -> str | None:
-    if original is None:
-        return None
-    for name in RECIPIENT_HEADERS:
-        for value in original.get_all(name) or ():
-            addr = _address(str(value))
-            if addr and not redacted(addr):
+def _only_address(msg: email.message.Message, name: str) -> str | None:
+    """The one address the header `name` names (in all its copies); None for none, several,
+    or a hidden one: a list of recipients does not say which of them complained."""
+    addrs = _distinct(a for value in msg.get_all(name) or () for a in _addresses(str(value)))
+    addrs = [a for a in addrs if "@" in a]
+    return addrs[0] if len(addrs) == 1 and not redacted(addrs[0]) else None
+
+
+def _recipient_from(fields: dict[str, list[str]], original: email.message.Message | None) -> str | None:
+    """The recipient when the report does not name it in Original-Rcpt-To."""
+    if original is not None:
+        for name in ("X-HmXmrOriginalRecipient", "To"):  # Microsoft names it in its own header
+            addr = _only_address(original, name)
+            if addr:
+                return addr
+    for value in fields.get("removal-recipient", ()):  # the opt-out report's field
+        addr = _address(value)
+        if addr and not redacted(addr):
+            return addr
+    if original is not None:
+        for name in DELIVERY_HEADERS:
+            addr = _only_address(original, name)
+            if addr:
                 return addr
     return None
 
@@ -272,10 +345,9 @@ def _recipient_from(original: email.message.Message | None) -> str | None:
 # --- parsing -------------------------------------------------------------------------
 
 def _event(fields: dict[str, list[str]], recipient: str | None, rcpt_to: str | None) -> dict[str, Any]:
-    ftype = _first(fields, "feedback-type")
     return {
         "recipient": recipient,
-        "feedback_type": ftype.split()[0].strip(";").lower() if ftype else "abuse",
+        "feedback_type": _feedback_type(fields),
         "source_ip": _ip(_first(fields, "source-ip")),
         "reported_domain": (_first(fields, "reported-domain") or "").lower() or None,
         "user_agent": _first(fields, "user-agent"),
@@ -289,16 +361,15 @@ def _event(fields: dict[str, list[str]], recipient: str | None, rcpt_to: str | N
 
 
 def _arf_events(fields: dict[str, list[str]], original: email.message.Message | None) -> list[dict]:
-    rcpts = [v for v in fields.get("original-rcpt-to", ()) if v.strip()]
-    rcpts += [v for v in fields.get("redacted-address", ()) if v.strip()]
-    fallback = _recipient_from(original)
-    if not rcpts:
-        return [_event(fields, fallback, None)]
-    events = []
-    for value in rcpts:
-        addr = _address(value)
-        events.append(_event(fields, fallback if redacted(addr) else addr, addr))
-    return events
+    """One event per distinct named Original-Rcpt-To (a spam-trap report lists each trap),
+    else one. Hidden values (redacted, `<>`, `local@`) cannot be told apart, so together they
+    are one recipient, looked for elsewhere; Redacted-Address only hides one, never adds one."""
+    rcpts = _distinct(a for v in fields.get("original-rcpt-to", ()) for a in _addresses(v))
+    named = [a for a in rcpts if not redacted(a)]
+    if named:
+        return [_event(fields, addr, addr) for addr in named]
+    hidden = next((a for a in rcpts if "@" in a), None)
+    return [_event(fields, _recipient_from(fields, original), hidden)]
 
 
 def _legacy_events(msg: email.message.Message, original: email.message.Message | None,
@@ -308,7 +379,7 @@ def _legacy_events(msg: email.message.Message, original: email.message.Message |
     if source_ip is None and original is not None:
         source_ip = _ip(str(original.get("X-Originating-IP") or "")) or None
     sender = _address(str(original.get("From") or "")) if original is not None else None
-    return [{"recipient": _recipient_from(original), "feedback_type": ftype, "source_ip": source_ip,
+    return [{"recipient": _recipient_from({}, original), "feedback_type": ftype, "source_ip": source_ip,
              "reported_domain": sender.rsplit("@", 1)[1] if sender and "@" in sender else None,
              "user_agent": agent, "version": None, "original_mail_from": None,
              "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
@@ -319,15 +390,16 @@ def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
     complaint = obj.get("complaint") or {}
     mail = obj.get("mail") or {}
     ftype = str(complaint.get("complaintFeedbackType") or "abuse").lower()
+    named = (_address(str(r.get("emailAddress") or "")) for r in
+             complaint.get("complainedRecipients") or () if isinstance(r, dict))
     events = []
-    for rcpt in complaint.get("complainedRecipients") or [{}]:
-        addr = rcpt.get("emailAddress") if isinstance(rcpt, dict) else None
-        source = str(mail.get("source") or "") or None
-        events.append({"recipient": _address(addr), "feedback_type": ftype,
+    source = str(mail.get("source") or "") or None
+    for addr in _distinct(a for a in named if a) or [None]:
+        events.append({"recipient": addr, "feedback_type": ftype,
                        "source_ip": mail.get("sourceIp"),
                        "reported_domain": source.rsplit("@", 1)[1].lower() if source and "@" in source else None,
                        "user_agent": complaint.get("userAgent"), "version": None,
-                       "original_mail_from": _address(source), "original_rcpt_to": _address(addr),
+                       "original_mail_from": _address(source), "original_rcpt_to": addr,
                        "arrival_date": complaint.get("arrivalDate") or complaint.get("timestamp"),
                        "authentication_results": None, "reporting_mta": None})
     attribution: Attribution = {}
@@ -346,15 +418,15 @@ def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
 
 
 def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
-    parts = _Parts(msg)
+    msg, parts = _report_of(msg)
     original = _returned_headers(parts.returned)
     attribution = attribution_from(original)
-    if parts.feedback is not None:
-        fields = parse_fields(_feedback_text(parts.feedback))
+    fields = _fields_of(parts)
+    if fields is not None:
         if not fields:
             return ParseResult(kind="complaint", error="complaint report's feedback-report part is empty")
         events = _arf_events(fields, original)
-        if original is not None and original.get("X-HmXmrOriginalRecipient") is not None:
+        if original is not None and _hotmail_recipient(original):
             for ev in events:  # Microsoft's ARF leaves the agent out
                 ev["user_agent"] = ev["user_agent"] or "Microsoft Junk Mail Reporting Program"
         return ParseResult(kind="complaint", events=events, attribution=attribution)
@@ -372,7 +444,7 @@ def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
         return ParseResult(kind="complaint", events=events, attribution=ses_attr)
     if original is not None:
         legacy = _legacy_fbl(msg) or (("abuse", "Microsoft Junk Mail Reporting Program")
-                                      if original.get("X-HmXmrOriginalRecipient") is not None else None)
+                                      if _hotmail_recipient(original) else None)
         if legacy:
             return ParseResult(kind="complaint", events=_legacy_events(msg, original, *legacy),
                                attribution=attribution)
@@ -382,15 +454,12 @@ def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
 
 def failure_report_from_arf(msg: email.message.Message) -> dict[str, Any] | None:
     """The DMARC failure summary of an RFC 6591 report, read from its ARF fields."""
-    parts = _Parts(msg)
-    if parts.feedback is None:
-        return None
-    fields = parse_fields(_feedback_text(parts.feedback))
+    _, parts = _report_of(msg)
+    fields = _fields_of(parts)
     if not fields:
         return None
     original = _returned_headers(parts.returned)
-    ftype = _first(fields, "feedback-type")
-    return {"feedback_type": ftype.split()[0].strip(";").lower() if ftype else "auth-failure",
+    return {"feedback_type": _feedback_type(fields, "auth-failure"),
             "source_ip": _ip(_first(fields, "source-ip")),
             "reported_domain": (_first(fields, "reported-domain") or "").lower() or None,
             "arrival_date": iso_date(_first(fields, "arrival-date", "received-date")),
