@@ -152,7 +152,7 @@ def failure_summary(rep: dict[str, Any]) -> dict[str, Any]:
     auth_failure = rep.get("auth_failure")
     if isinstance(auth_failure, list):
         auth_failure = ", ".join(str(a) for a in auth_failure) or None
-    return {"feedback_type": rep.get("feedback_type") or "auth-failure",
+    return {"feedback_type": (rep.get("feedback_type") or "auth-failure").strip().lower(),
             "source_ip": (rep.get("source") or {}).get("ip_address"),
             "reported_domain": rep.get("reported_domain"),
             "arrival_date": _iso(rep.get("arrival_date_utc")),
