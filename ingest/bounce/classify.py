@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 
 from ingest.bounce.providers import detect_provider
-from ingest.bounce.rules import CATEGORY, Rule, RuleSet, code_matches, load_rules
+from ingest.bounce.rules import CATEGORY, SHIPPED, Rule, RuleSet, code_matches, load_rules
 
 __all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules", "pseudo_status"]
 
@@ -137,7 +137,9 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
             found = _by_codes(rs, status, code, action, text)
             d = Decision(*found, provider) if found else Decision("undefined", "nothing to go by",
                                                                   provider)
-    if d.reason in ADDRESS_REASONS or d.reason == "filtered":
+    if d.reason in ADDRESS_REASONS or (d.reason == "filtered" and d.rule.startswith(SHIPPED + ":")):
+        # "filtered" is the shipped rules' guess when the command is not known; an operator's
+        # own filtered rule is a decision, and stands.
         d = _settle(d, status, code, action, rs)
     if not status and d.reason != "delivered":
         made = pseudo_status(d.reason, _temporary("", code, action, text), rs)
