@@ -33,7 +33,12 @@ BOUNCE_SUBJECT = re.compile(
     r"delivery failure|mail (?:error|system error)|message not delivered|not delivered|"
     r"rejected|nicht zustellbar|fehlgeschlagen|unzustellbar|non remis|no entregado|"
     r"warning: could not send|failed mail|mail failure|delayed mail|delivery delayed|"
-    r"\bbounced?\b|error sending|send failure", re.I)
+    r"\bbounced?\b|error sending|send failure|"
+    # Exchange's and other MTAs' localised "Undeliverable:" subjects
+    r"non recapitabile|onbestelbaar|kan inte levereras|kan ikke leveres|ikke levert|ei voi toimittaa|"
+    r"nie mo.na dostarczy|nedoru.iteln|n.o entregue|n.o . poss.vel entregar|no se puede entregar|"
+    r"impossible de remettre|kézbesíthetetlen|配信不能|配信エラー|无法投递|退信|배달되지 않음|"
+    r"недоставлен|не доставлено|ошибка доставки", re.I)
 NOT_A_BOUNCE_SUBJECT = re.compile(r"^\s*(?:re|fwd?|aw|tr|sv)\s*:|auto(?:matic)?[ -]?(?:reply|response)|"
                                   r"out of (?:the )?office|vacation|abwesen", re.I)
 

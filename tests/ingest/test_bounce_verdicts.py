@@ -320,3 +320,53 @@ Subject: November news
     ev = _one(raw)
     assert ev["recipient"] == "5551234567@vzwpix.com"
     assert (ev["reason"], ev["hard_bounce"]) == ("userunknown", True)
+
+
+def test_sendmail_pipelined_rcpt_failure_reported_at_data():
+    # Sendmail with PIPELINING: every RCPT TO failed, so DATA got "503 Need RCPT"; the 550 5.1.1
+    # answered the RCPT, and its status is the one that says why.
+    raw = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.com>
+To: news@send.example.com
+Subject: Returned mail: see transcript for details
+Auto-Submitted: auto-generated (failure)
+
+The original message was received at Tue, 3 Nov 2026 10:00:00 +0000
+from app.send.example.com [192.0.2.5]
+
+   ----- The following addresses had permanent fatal errors -----
+<kim@example.net>
+    (reason: 550 5.1.1 <kim@example.net>... No such user)
+
+   ----- Transcript of session follows -----
+... while talking to mx.example.net.:
+>>> DATA
+<<< 550 5.1.1 <kim@example.net>... No such user
+550 5.1.1 <kim@example.net>... User unknown
+<<< 503 5.5.1 No recipients
+"""
+    ev = _one(raw)
+    assert (ev["status"], ev["reason"], ev["hard_bounce"]) == ("5.1.1", "userunknown", True)
+
+
+@pytest.mark.parametrize("remote,reason", [
+    ("Remote host said: 552 5.2.2 Mailbox quota exceeded", "mailboxfull"),
+    ("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)", "expired"),
+])
+def test_qmail_queue_expiry_names_the_remote_cause_first(remote, reason):
+    raw = f"""From: MAILER-DAEMON@qmail.example.com
+To: news@send.example.com
+Subject: failure notice
+
+Hi. This is the qmail-send program at qmail.example.com.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<kim@example.net>:
+{remote}
+I'm not going to try again; this message has been in the queue too long.
+
+--- Below this line is a copy of the message.
+""".encode()
+    ev = _one(raw)
+    assert ev["reason"] == reason
+    assert ev["hard_bounce"] is False
