@@ -56,6 +56,18 @@ def test_notaccept_suppresses_at_once_only_when_permanent(store, h):
     assert suppressed(store, "a@example.net").reason == "notaccept"
 
 
+@pytest.mark.parametrize("reason", ["userunknown", "hostunknown", "hasmoved"])
+def test_a_bad_address_verdict_the_codes_did_not_back_waits_for_a_pattern(store, h, reason):
+    # The words said the address is bad but a 4xx said "for now" (the classifier made it
+    # soft): one such bounce suppresses no one; repeated ones, days apart, do.
+    h.bounce("kim@example.net", reason, T0, status="4.1.1", hard=False)
+    run(store, RULES, T0 + hours(1))
+    assert suppressed(store, "kim@example.net") is None
+    soft(h, "kim@example.net", reason, [80, 160, 240, 320], status="4.1.1", hard=False)
+    run(store, RULES, T0 + hours(330))
+    assert suppressed(store, "kim@example.net").reason == reason
+
+
 # -- soft thresholds ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reason, needed", [("suspend", 2), ("mailboxfull", 3), ("expired", 3),

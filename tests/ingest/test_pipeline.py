@@ -35,6 +35,21 @@ def test_a_bounce_becomes_one_message_and_its_events(store, pipeline):
     assert gone.occurred_at.year == 2026
 
 
+def test_a_verdict_the_codes_disagree_with_is_stored_soft_with_its_conflict(store, pipeline):
+    raw = postfix_dsn(recipients=[
+        ("gone@example.net", "5.1.1", "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown"),
+        ("later@example.org", "4.1.1", "450 4.1.1 <later@example.org>: Recipient address rejected: User unknown "
+                                       "in virtual mailbox table")])
+    pipeline.ingest(raw, "file", Envelope("", ("bounces@example.com",)))
+    with store() as s:
+        rows = s.execute(select(m.BounceEvent.recipient, m.BounceEvent.reason, m.BounceEvent.hard,
+                                m.BounceEvent.conflict).order_by(m.BounceEvent.recipient)).all()
+    gone, later = rows
+    assert (gone.reason, gone.hard, gone.conflict) == ("userunknown", True, None)
+    assert (later.reason, later.hard) == ("userunknown", False)
+    assert "4.1.1 is temporary" in later.conflict
+
+
 def test_the_same_bytes_twice_store_one_message_and_one_set_of_events(store, pipeline):
     raw = postfix_dsn()
     first = pipeline.ingest(raw, "smtp")
