@@ -6,6 +6,10 @@ rules scoped to a provider only for that provider's bounces. Only when no rule m
 the codes speak: the enhanced status code, then the SMTP reply code, then the action.
 Receivers put rate limits behind 5.1.1 and "mailbox not found" behind 4xx, so a code is a
 weaker witness than the sentence next to it.
+
+A hard verdict (the address is bad: suppress it) needs more than the words: the codes must
+agree. A temporary code keeps the reason but makes the bounce soft, a status that names
+another cause precisely (X.2.2, X.1.6, ...) takes over, and the event's `conflict` says so.
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _temporary(status: str, code: str, action: str, text: str) -> bool:
     return ("temporar" in lowered or "persistent" in lowered) and "permanent" not in lowered
 
 
-def temporary(status: str | None, reply_code: str | None, action: str | None) -> bool:
+def _any_temporary(status: str | None, reply_code: str | None, action: str | None) -> bool:
     """Any witness of a temporary failure: a 4.x.x status, a 4xx reply or a delayed action."""
     return (status or "")[:1] == "4" or (reply_code or "")[:1] == "4" or (action or "") == "delayed"
 
@@ -57,7 +61,7 @@ def is_hard(reason: str, status: str | None = None, reply_code: str | None = Non
     A 4xx reply or 4.x.x status is never hard, whatever the words say: a receiver that means
     "this address does not exist" for good says so with a 5xx (RFC 5321 4.2.1, RFC 3463 2).
     """
-    return reason in ADDRESS_REASONS and not temporary(status, reply_code, action)
+    return reason in ADDRESS_REASONS and not _any_temporary(status, reply_code, action)
 
 
 def _applies(rule: Rule, provider: str | None, command: str, status: str, code: str,
@@ -183,7 +187,8 @@ def pseudo_status(reason: str, temporary: bool, rules: RuleSet | None = None) ->
 
 def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:
     """What a bounce event gets from the classifier: reason, hard_bounce, category, rule,
-    provider, conflict (None when the words and the codes agree), and `status` when the event had none (Sisimai's internal X.0.9xx codes).
+    provider, conflict (None when the words and the codes agree), and `status` when the
+    event had none (Sisimai's internal X.0.9xx codes).
 
     `config` (an IngestConfig) names the operator's rules file; `rules` is a loaded set.
     """

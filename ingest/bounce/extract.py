@@ -453,9 +453,9 @@ def _dedupe(events: list[BounceEvent]) -> list[BounceEvent]:
             seen[key] = ev
             out.append(ev)
         else:  # the same recipient twice: keep the fuller account
-            for key, value in ev.items():
-                if value and not prior.get(key):
-                    prior[key] = value  # type: ignore[literal-required]
+            for field, value in ev.items():
+                if value and not prior.get(field):
+                    prior[field] = value  # type: ignore[literal-required]
     return out
 
 

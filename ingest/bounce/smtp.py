@@ -65,12 +65,13 @@ def find_status(text: str | None) -> str | None:
     masked = _DOTTED.sub(" ", text) if _DOTTED.search(text) else text
     # A reply quoting another ("554 4.4.7 expired <421 4.4.2 timed out>") ends with the
     # receiver's own: the last specific status after a reply code, else the first of any.
-    after_code = [v for v in (_valid_status(x) for x in _STATUS_AFTER_CODE.findall(masked)) if v]
+    found = [(m.group(0)[:3], _valid_status(m.group(1))) for m in _STATUS_AFTER_CODE.finditer(masked)]
+    after_code = [v for _, v in found if v]
     if len(after_code) > 1 and "503" in masked:
         # A pipelining client's DATA refused with "503 5.5.1 Need RCPT" only echoes that every
         # RCPT TO failed: the RCPT's own status is the one that says why (Sendmail transcripts).
-        after_code = [v for v, m in zip(after_code, _STATUS_AFTER_CODE.finditer(masked))
-                      if not (m.group(0).startswith("503") and v[2:4] == "5.")] or after_code
+        after_code = [v for code, v in found if v and not (code == "503" and v.startswith(("4.5.", "5.5.")))] \
+            or after_code
     if after_code:
         specific = [v for v in after_code if not v.endswith(".0.0")]
         return specific[-1] if specific else after_code[0]
