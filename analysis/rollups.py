@@ -134,28 +134,31 @@ def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) ->
             "campaign": func.coalesce(s.campaign, b.campaign)}
     base = select().select_from(b).outerjoin(s, s.id == b.send_id).where(_range(b.id, lo, hi))
     n = func.count()
+    conflict = b.conflict.is_not(None).label("conflict")
     for dimension, column in keys.items():
-        query = base.add_columns(day, column, b.category, b.reason, b.hard, n).group_by(
-            day, column, b.category, b.reason, b.hard)
-        for d, key, category, reason, hard, count in session.execute(query):
-            for metric in _bounce_metrics(category, reason, hard):
+        query = base.add_columns(day, column, b.category, b.reason, b.hard, conflict, n).group_by(
+            day, column, b.category, b.reason, b.hard, conflict)
+        for d, key, category, reason, hard, disagreed, count in session.execute(query):
+            for metric in _bounce_metrics(category, reason, hard, disagreed):
                 batch.add(d, dimension, key, metric, count)
                 if dimension == "campaign":
                     batch.add(d, "all", "", metric, count)
     domain = case((s.provider.is_(None), b.recipient_domain))
-    query = base.add_columns(day, s.provider, domain, b.category, b.reason, b.hard, n).group_by(
-        day, s.provider, domain, b.category, b.reason, b.hard)
-    for d, provider, rdomain, category, reason, hard, count in session.execute(query):
-        for metric in _bounce_metrics(category, reason, hard):
+    query = base.add_columns(day, s.provider, domain, b.category, b.reason, b.hard, conflict, n).group_by(
+        day, s.provider, domain, b.category, b.reason, b.hard, conflict)
+    for d, provider, rdomain, category, reason, hard, disagreed, count in session.execute(query):
+        for metric in _bounce_metrics(category, reason, hard, disagreed):
             _provider_key(batch, d, provider, rdomain, metric, count)
 
 
-def _bounce_metrics(category: str, reason: str, hard: bool) -> list[str]:
+def _bounce_metrics(category: str, reason: str, hard: bool, disagreed: bool = False) -> list[str]:
     metrics = [f"reason.{reason}"]
     if category not in NOT_BOUNCES:
         metrics += ["bounced", f"bounced.{category}"]
     if hard:
         metrics.append("hard")
+    if disagreed:  # the words and the codes disagreed and the classifier settled soft
+        metrics.append("conflict")
     return metrics
 
 

@@ -44,12 +44,13 @@ def send(session, day: date, *, recipient: str = "a@gmail.com", sending_domain: 
 
 def bounce(session, day: date, reason: str = "userunknown", *, recipient: str = "a@gmail.com",
            from_domain: str | None = "news.example.com", campaign: str | None = None,
-           send_id: int | None = None, action: str | None = "failed", hour: int = 12) -> BounceEvent:
+           send_id: int | None = None, action: str | None = "failed", hour: int = 12,
+           conflict: str | None = None) -> BounceEvent:
     msg = message(session, at(day, hour))
     row = BounceEvent(message_id=msg.id, occurred_at=at(day, hour), recipient=recipient,
-                      recipient_domain=recipient.rpartition("@")[2], reason=reason, hard=reason in HARD,
-                      category=CATEGORY[reason], from_domain=from_domain, campaign=campaign, send_id=send_id,
-                      action=action)
+                      recipient_domain=recipient.rpartition("@")[2], reason=reason,
+                      hard=reason in HARD and conflict is None, category=CATEGORY[reason], from_domain=from_domain,
+                      campaign=campaign, send_id=send_id, action=action, conflict=conflict)
     session.add(row)
     session.flush()
     return row

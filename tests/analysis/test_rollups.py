@@ -35,6 +35,8 @@ def _history(s):
     h.bounce(s, D1, "blocked", recipient="x@hotmail.com", campaign="spring")
     h.bounce(s, D2, "mailboxfull", recipient="y@custom.example", from_domain=None)
     h.bounce(s, D2, "delivered", recipient="z@gmail.com")  # a success DSN: not a bounce
+    # the words said "unknown user", a 4xx said "for now": soft, and counted as a conflict
+    h.bounce(s, D2, "userunknown", recipient="w@gmail.com", conflict="the words say userunknown, but reply code 450 is temporary")
     h.complaint(s, D2, "abuse", recipient="b@gmail.com", source_ip="192.0.2.11")
     h.complaint(s, D2, "not-spam", recipient="b@yahoo.com")
     h.dmarc_report(s, D1, "news.example.com", [
@@ -56,7 +58,9 @@ def test_known_counts(store):
     assert v[(*a1, "bounced")] == 2 and v[(*a1, "hard")] == 1
     assert v[(*a1, "bounced.hygiene")] == 1 and v[(*a1, "bounced.reputation")] == 1
     assert v[(*a1, "reason.userunknown")] == 1 and v[(*a1, "reason.blocked")] == 1
-    assert v[(*a2, "bounced")] == 1 and v[(*a2, "bounced.transient")] == 1 and v[(*a2, "reason.delivered")] == 1
+    assert v[(*a2, "bounced")] == 2 and v[(*a2, "bounced.transient")] == 1 and v[(*a2, "reason.delivered")] == 1
+    assert v[(*a2, "conflict")] == 1 and (*a2, "hard") not in v and (*a1, "conflict") not in v
+    assert v[(D2, "provider", "google", "conflict")] == 1
     assert (*a2, "bounced.delivered") not in v
     assert v[(*a2, "complaints")] == 2 and v[(*a2, "complaints.abuse")] == 1 and v[(*a2, "complaints.not-spam")] == 1
     # entities: send log first, then the returned message, '' when unknown
@@ -82,7 +86,7 @@ def test_known_counts(store):
     assert v[(D1, "provider", "google", "dmarc.messages")] == 110
     assert v[(*dom, "tls.ok")] == 90 and v[(*dom, "tls.failed")] == 10 and v[(*a1, "tls.failed")] == 10
     # the 'all' row is the sum of every dimension's keys
-    for metric in ("sent", "bounced", "hard", "complaints", "dmarc.messages"):
+    for metric in ("sent", "bounced", "hard", "conflict", "complaints", "dmarc.messages"):
         for day in (D1, D2):
             for dim in ("sending_domain", "sending_ip", "provider", "campaign"):
                 if metric.startswith("dmarc") and dim == "campaign":
