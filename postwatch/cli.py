@@ -177,16 +177,16 @@ def cmd_parse(args, config) -> int:
     return 0
 
 
-PARSE_BATCH = 512  # inputs handed to the worker processes at a time (bounds memory)
-PARSE_CHUNK = 32  # inputs per message to a worker
+PARSE_CHUNK = 64  # inputs per job sent to a worker: one list out, one joined string back
+PARSE_BATCH = 8  # jobs handed to the worker processes at a time (bounds memory)
 
 # What every input of one `parse` run is parsed with; set before the workers are forked, so
-# each job sends only its input.
+# each job sends only its inputs.
 _RUN: tuple = (None, False)
 
 
 def _parse_one(item) -> dict | str:
-    """One input's contract object; as a JSON line when `as_json` (made in the worker)."""
+    """One input's contract object; as a JSON line when `as_json`."""
     from ingest.parse import parse_bytes
 
     ingest_config, as_json = _RUN
@@ -198,8 +198,15 @@ def _parse_one(item) -> dict | str:
     return json.dumps(result, default=str) + "\n" if as_json else result
 
 
+def _parse_chunk(items: list) -> list | str:
+    """A job's results (made in a worker); JSON lines come back as one string, one pickle."""
+    results = [_parse_one(item) for item in items]
+    return "".join(results) if _RUN[1] else results
+
+
 def _parse_all(inputs, ingest_config, as_json: bool):
-    """Results in input order; a large batch is parsed on every core."""
+    """Results in input order (JSON lines a chunk at a time); a large run is parsed on every core."""
+    import gc
     import itertools
     import multiprocessing
     import os
@@ -208,20 +215,28 @@ def _parse_all(inputs, ingest_config, as_json: bool):
     _RUN = (ingest_config, as_json)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     inputs = iter(inputs)
-    first = list(itertools.islice(inputs, 64))
-    if workers < 2 or len(first) < 64:
-        for item in first:
+    first = list(itertools.islice(inputs, PARSE_CHUNK))
+    if workers < 2 or len(first) < PARSE_CHUNK:
+        for item in itertools.chain(first, inputs):
             yield _parse_one(item)
         return
+    chunks = itertools.chain([first], iter(lambda: list(itertools.islice(inputs, PARSE_CHUNK)), []))
+    # What is loaded now is shared by the forked workers; kept out of the collector's scans,
+    # its pages stay shared instead of being copied into each worker.
+    gc.freeze()
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         # The next batch is handed out before this one's results are read, so the workers
-        # never wait for the slowest chunk of a batch (two batches at most are held).
-        pending = pool.imap(_parse_one, first, chunksize=PARSE_CHUNK)
+        # never wait for the slowest job of a batch (two batches at most are held).
+        pending = pool.imap(_parse_chunk, list(itertools.islice(chunks, PARSE_BATCH)))
         while pending is not None:
-            batch = list(itertools.islice(inputs, PARSE_BATCH))
-            following = pool.imap(_parse_one, batch, chunksize=PARSE_CHUNK) if batch else None
-            yield from pending
+            batch = list(itertools.islice(chunks, PARSE_BATCH))
+            following = pool.imap(_parse_chunk, batch) if batch else None
+            for results in pending:
+                if as_json:
+                    yield results
+                else:
+                    yield from results
             pending = following
 
 
