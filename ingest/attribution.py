@@ -11,6 +11,7 @@ import email.message
 from email.utils import getaddresses
 
 from ingest.message import IndexedMessage, header_text
+from ingest.mimesplit import message_from_bytes
 from ingest.types import Attribution
 
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
@@ -34,8 +35,8 @@ def returned_message(msg: email.message.Message) -> email.message.Message | None
                 return inner
             continue
         if isinstance(payload, str) and payload.strip():
-            raw = part.get_payload(decode=True) or payload.encode("utf-8", "replace")
-            return email.message_from_bytes(raw.lstrip(), _class=IndexedMessage)
+            raw = (part.get_payload(decode=True) or payload.encode("utf-8", "replace")).lstrip()
+            return message_from_bytes(raw, IndexedMessage) or email.message_from_bytes(raw, _class=IndexedMessage)
     return None
 
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import email
 import email.message
+from email._policybase import compat32
 from email.header import decode_header, make_header
 
-from ingest.mimesplit import message_from_bytes
+from ingest.mimesplit import read_message
 
 MAX_MIME_DEPTH = 25
 MAX_MIME_PARTS = 2000
 # The email package keeps every line as a string while parsing (~90 bytes each): a message
 # of millions of tiny lines costs gigabytes. Real mail, even 25 MB of base64, stays far below.
 MAX_LINES = 1_000_000
+_MISSING = object()
 
 
 class IndexedMessage(email.message.Message):
@@ -69,10 +71,8 @@ class IndexedMessage(email.message.Message):
     def _header_index(self) -> dict[str, tuple[str, str]]:
         index = self._index
         if index is None:
-            index = {}
-            for k, v in self._headers:
-                index.setdefault(k.lower(), (k, v))
-            self._index = index
+            # the first field of a name wins, as in the email package's get()
+            index = self._index = {k.lower(): (k, v) for k, v in reversed(self._headers)}
         return index
 
     def get(self, name, failobj=None):
@@ -85,7 +85,10 @@ class IndexedMessage(email.message.Message):
         hit = self._header_index().get(key)
         if hit is None:
             return failobj
-        value = self.policy.header_fetch_parse(*hit)
+        value = hit[1]
+        # compat32 hands back a str as it is, unless it holds undecodable bytes (never in ASCII)
+        if not (self.policy is compat32 and type(value) is str and value.isascii()):
+            value = self.policy.header_fetch_parse(*hit)
         if type(value) is str:  # a Header object (undecodable bytes) is mutable: made anew each time
             values[key] = value
         return value
@@ -94,6 +97,24 @@ class IndexedMessage(email.message.Message):
         if name.lower() not in self._header_index():
             return failobj
         return super().get_all(name, failobj)
+
+    def get_payload(self, i=None, decode=False):
+        payload = self._payload
+        # what the email package returns for these without looking anything up: the parts,
+        # or text that holds no undecodable bytes
+        if i is None and not decode and (isinstance(payload, list) or type(payload) is str and payload.isascii()):
+            return payload
+        return super().get_payload(i, decode)
+
+    def walk(self):
+        """The email package's walk (this part, then each subpart's walk, depth first),
+        without a generator per part."""
+        stack = [self]
+        while stack:
+            part = stack.pop()
+            yield part
+            if part.is_multipart():
+                stack.extend(reversed(part.get_payload()))
 
     def _get_params_preserve(self, failobj, header):
         key = header.lower()
@@ -114,7 +135,15 @@ class IndexedMessage(email.message.Message):
     def get_content_type(self):
         ctype = self._ctype
         if ctype is None:
-            ctype = self._ctype = super().get_content_type()
+            # the email package's get_content_type, on the cached get()
+            value = self.get("content-type", _MISSING)
+            if value is _MISSING:
+                ctype = self.get_default_type()
+            else:
+                ctype = str(value).partition(";")[0].strip().lower()
+                if ctype.count("/") != 1:
+                    ctype = "text/plain"
+            self._ctype = ctype
         return ctype
 
 
@@ -135,9 +164,13 @@ def load_message(raw: bytes) -> email.message.Message:
     if lines > MAX_LINES:
         raise UnreadableMessage(f"message has {lines} lines, more than the {MAX_LINES} a real "
                                 "report or bounce has; refused to keep memory bounded")
-    msg = message_from_bytes(raw, IndexedMessage)  # the email package's tree, built faster
-    if msg is None:
+    found = read_message(raw, IndexedMessage)  # the email package's tree, built faster
+    if found is None:
         msg = email.message_from_bytes(raw, _class=IndexedMessage)
+    else:
+        msg, parts, depth = found
+        if parts <= MAX_MIME_PARTS and depth <= MAX_MIME_DEPTH:
+            return msg  # counted while it was read
     _check_shape(msg)
     return msg
 

@@ -3,8 +3,9 @@
 The email package's FeedParser is written for input that arrives in pieces: every line goes
 through a generator, a deque and a stack of end-of-part predicates (one compiled regular
 expression per boundary). Our input is always whole, so this module runs the same algorithm
-(state for state, defect for defect) over a list of lines with an index, and tests boundary
-lines with string operations. The result is a tree of the same classes with the same headers,
+(state for state, defect for defect) over the text and the offsets where its lines start: a
+header block is read with one regular expression, a part's body is cut out of the text where
+`str.find` sees its boundary, and boundary lines are tested with string operations. The result is a tree of the same classes with the same headers,
 payloads, preambles, epilogues, default types and defects.
 
 It declines (returns None, and the caller uses the email package) for what it does not mirror:
@@ -25,16 +26,23 @@ class _Decline(Exception):
 
 # FeedParser's headerRE: `From `, a (possibly empty) field name and a colon, or a blank start.
 _HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]").match
+# A run of such lines, read at once; then its fields, when no line needs FeedParser's special
+# cases (a `From ` line, a continuation first, a colon first): one match per field, each
+# starting where the last one ended.
+_HEADER_RUN = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*(?:\n|\Z))*").match
+_FIELDS = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n?").findall
+_SPECIAL_FIRST = (" ", "\t", "From ", ":")
 
 
 class _Boundary:
     """FeedParser's `(?P<sep>--B)(?P<end>--)?(?P<ws>[ \\t]*)(?P<linesep>\\n)?$` without a regex."""
 
-    __slots__ = ("sep", "n")
+    __slots__ = ("sep", "n", "found")
 
     def __init__(self, boundary: str):
         self.sep = "--" + boundary
         self.n = len(self.sep)
+        self.found = (0, -1)  # (a line's offset, the first line at or after it that this ends on)
 
     def match(self, line: str):
         """None, or (is the close boundary, ends in a newline)."""
@@ -53,53 +61,103 @@ class _Boundary:
     def __call__(self, line: str) -> bool:
         return line[:1] == "-" and self.match(line) is not None
 
+    def next_line(self, text: str, at: int) -> int:
+        """Where the first line at or after offset `at` (a line start) that this boundary ends
+        on starts; the text's length when none does."""
+        since, found = self.found
+        if since <= at <= found:
+            return found
+        start, sep = at, self.sep
+        if not text.startswith(sep, at):
+            at = text.find("\n" + sep, at) + 1 or -1
+        while at >= 0:
+            if self.match(text[at:text.find("\n", at) + 1 or len(text)]) is not None:
+                break
+            at = text.find("\n" + sep, at) + 1 or -1
+        else:
+            at = len(text)
+        self.found = (start, at)
+        return at
 
-def _blank(line: str) -> bool:  # NLCRE.match without carriage returns
-    return line[:1] == "\n"
+
+class _Blank:
+    """FeedParser's NLCRE.match as an end-of-part test (no carriage returns here)."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found = (0, -1)
+
+    def __call__(self, line: str) -> bool:
+        return line[:1] == "\n"
+
+    def next_line(self, text: str, at: int) -> int:
+        since, found = self.found
+        if since <= at <= found:
+            return found
+        start = at
+        if text[at:at + 1] != "\n":
+            at = text.find("\n\n", at) + 1 or len(text)
+        self.found = (start, at)
+        return at
 
 
 class _Parser:
-    def __init__(self, lines: list[str], factory, policy):
-        self.lines = lines
-        self.n = len(lines)
+    """FeedParser over the whole text, its position the offset where the next line starts
+    (lines end at "\\n" only, as FeedParser's do once carriage returns are gone)."""
+
+    def __init__(self, text: str, factory, policy):
+        self.text = text
+        self.end = len(text)
         self.pos = 0
+        self.prev = 0  # where the line readline() last returned starts
         self.eof: list = []
         self.factory = factory
         self.policy = policy
         self.stack: list = []
         self.cur = None
         self.last = None
+        self.parts = 0
+        self.depth = 0
 
-    # -- BufferedSubFile, as an index into the lines
+    # -- BufferedSubFile, as an offset into the text
     def readline(self) -> str:
         pos = self.pos
-        if pos >= self.n:
+        if pos >= self.end:
             return ""
-        line = self.lines[pos]
+        nxt = self.text.find("\n", pos) + 1 or self.end
+        line = self.text[pos:nxt]
         if self.eof and line[:1] in "-\n":
             for ateof in self.eof:
                 if ateof(line):
                     return ""
-        self.pos = pos + 1
+        self.prev = pos
+        self.pos = nxt
         return line
 
     def unreadline(self) -> None:
-        self.pos -= 1
+        self.pos = self.prev
 
-    def rest(self) -> list[str]:
-        """Every line up to the end of the current part (what `for line in input` collects)."""
-        start = i = self.pos
-        lines, n, eof = self.lines, self.n, self.eof
-        if not eof:
-            self.pos = n
-            return lines[start:]
-        while i < n:
-            line = lines[i]
-            if line[:1] in "-\n" and any(ateof(line) for ateof in eof):
-                break
-            i += 1
-        self.pos = i
-        return lines[start:i]
+    def rest(self) -> str:
+        """The text up to the end of the current part (what `for line in input` collects)."""
+        start = self.pos
+        if not self.eof:
+            self.pos = self.end
+            return self.text[start:]
+        end = self.end
+        for ateof in self.eof:
+            found = ateof.next_line(self.text, start)
+            if found < end:
+                end = found
+        self.pos = end
+        return self.text[start:end]
+
+    def at_eof(self, line: str) -> bool:
+        if self.eof and line[:1] in "-\n":
+            for ateof in self.eof:
+                if ateof(line):
+                    return True
+        return False
 
     # -- FeedParser
     def new_message(self):
@@ -112,6 +170,9 @@ class _Parser:
         self.stack.append(msg)
         self.cur = msg
         self.last = msg
+        self.parts += 1
+        if len(self.stack) > self.depth:
+            self.depth = len(self.stack)
 
     def pop_message(self):
         msg = self.stack.pop()
@@ -123,29 +184,29 @@ class _Parser:
         cur = self.cur
         # The header block: what FeedParser's header loop reads (a blank line ends it and is
         # consumed; any other line that is no header ends it and is left for the body).
-        lines, n, eof = self.lines, self.n, self.eof
-        start = i = self.pos
-        while i < n:
-            line = lines[i]
-            if eof and line[:1] in "-\n" and any(ateof(line) for ateof in eof):
-                self.pos = i
-                break
-            if not _HEADER_LINE(line):
-                self.pos = i
-                if line[:1] == "\n":
-                    self.pos = i + 1
-                else:
-                    self.policy.handle_defect(cur, errors.MissingHeaderBodySeparatorDefect())
-                break
-            i += 1
+        text = self.text
+        start = self.pos
+        end = _HEADER_RUN(text, start).end()
+        if self.eof and (text[start:start + 1] == "-" or text.find("\n-", start, end) >= 0):
+            end = self._header_end(start)  # a line in the run may end the part first
+        if end < self.end:
+            nxt = text.find("\n", end) + 1 or self.end
+            line = text[end:nxt]
+            if self.at_eof(line):
+                self.pos = end
+            elif line[:1] == "\n":
+                self.pos = nxt
+            else:
+                self.pos = end
+                self.policy.handle_defect(cur, errors.MissingHeaderBodySeparatorDefect())
         else:
-            self.pos = n
-        if i > start:
-            self.parse_headers(cur, lines[start:i])
+            self.pos = self.end
+        if end > start:
+            self.parse_headers(cur, text[start:end])
         ctype = cur.get_content_type()
         if ctype == "message/delivery-status":
             while True:
-                self.eof.append(_blank)
+                self.eof.append(_Blank())
                 self.parse_part()
                 self.pop_message()
                 self.eof.pop()
@@ -163,13 +224,24 @@ class _Parser:
         if maintype == "multipart":
             self.parse_multipart(cur)
             return
-        cur.set_payload("".join(self.rest()))
+        cur.set_payload(self.rest())
+
+    def _header_end(self, at: int) -> int:
+        """Where the header run starting at `at` ends, testing each line for the part's end."""
+        text, end = self.text, self.end
+        while at < end:
+            nxt = text.find("\n", at) + 1 or end
+            line = text[at:nxt]
+            if self.at_eof(line) or not _HEADER_LINE(line):
+                return at
+            at = nxt
+        return at
 
     def parse_multipart(self, cur) -> None:
         boundary = cur.get_boundary()
         if boundary is None:
             self.policy.handle_defect(cur, errors.NoBoundaryInMultipartDefect())
-            cur.set_payload("".join(self.rest()))
+            cur.set_payload(self.rest())
             return
         if str(cur.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
             self.policy.handle_defect(cur, errors.InvalidMultipartContentTransferEncodingDefect())
@@ -230,14 +302,25 @@ class _Parser:
         if not close_boundary_seen:
             self.policy.handle_defect(cur, errors.CloseBoundaryNotFoundDefect())
             return
-        epilogue = [""] if linesep else []
-        epilogue.extend(self.rest())
-        if epilogue and epilogue[0][:1] == "\n":
-            epilogue[0] = epilogue[0][1:]
-        cur.epilogue = "".join(epilogue)
+        epilogue = self.rest()
+        if not linesep and epilogue[:1] == "\n":
+            epilogue = epilogue[1:]
+        cur.epilogue = epilogue
 
-    def parse_headers(self, cur, lines: list[str]) -> None:
+    def parse_headers(self, cur, block: str) -> None:
         """FeedParser._parse_headers, with compat32's header_source_parse inlined."""
+        if block.startswith(_SPECIAL_FIRST) or "\nFrom " in block or "\n:" in block:
+            raw = self._header_fields(cur, _split_lines(block))
+        else:
+            raw = _FIELDS(block)
+        if raw:
+            cur._headers.extend(raw)
+            changed = getattr(cur, "_changed", None)  # IndexedMessage's set_raw hook
+            if changed is not None:
+                changed()
+
+    def _header_fields(self, cur, lines: list[str]) -> list[tuple[str, str]]:
+        """The fields of header lines that hold FeedParser's special cases, one line at a time."""
         raw = []
         name = None  # the field being read, its first line and any continuation lines
         first = ""
@@ -272,20 +355,21 @@ class _Parser:
         if name is not None:
             value = first.lstrip(" \t") + "".join(more) if more else first.lstrip(" \t")
             raw.append((name, value.rstrip("\r\n")))
-        if raw:
-            cur._headers.extend(raw)
-            changed = getattr(cur, "_changed", None)  # IndexedMessage's set_raw hook
-            if changed is not None:
-                changed()
+        return raw
 
 
 def message_from_bytes(raw: bytes, factory):
     """What `email.message_from_bytes(raw, _class=factory)` returns, or None to ask it instead."""
+    found = read_message(raw, factory)
+    return found[0] if found is not None else None
+
+
+def read_message(raw: bytes, factory) -> tuple | None:
+    """(the message, its number of parts, its deepest nesting: the root is 0), or None when
+    the email package must read it (see `message_from_bytes`)."""
     if b"\r" in raw:
         return None
-    text = raw.decode("ascii", "surrogateescape")
-    lines = text.splitlines(True) if _plain_lines(text) else _split_lines(text)
-    parser = _Parser(lines, factory, compat32)
+    parser = _Parser(raw.decode("ascii", "surrogateescape"), factory, compat32)
     try:
         parser.parse_part()
     except _Decline:
@@ -295,19 +379,11 @@ def message_from_bytes(raw: bytes, factory):
         return None
     if root.get_content_maintype() == "multipart" and not root.is_multipart():
         compat32.handle_defect(root, errors.MultipartInvariantViolationDefect())
-    return root
-
-
-# str.splitlines also breaks at \v, \f, \x1c-\x1e (and, not in ASCII text, \x85 and \u2028/9);
-# FeedParser breaks only at newlines (and carriage returns, which we decline).
-_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
-
-
-def _plain_lines(text: str) -> bool:
-    return not any(c in text for c in _OTHER_BREAKS)
+    return root, parser.parts, parser.depth - 1
 
 
 def _split_lines(text: str) -> list[str]:
+    """The lines of `text` as FeedParser cuts them: at newlines only, each keeping its own."""
     lines = [line + "\n" for line in text.split("\n")]
     last = lines.pop()
     if last != "\n":
