@@ -16,7 +16,7 @@ from ingest.config import IngestConfig
 from ingest.detect import detect_kind
 from ingest.message import UnreadableMessage, load_message, looks_like_message
 from ingest.parsers.arf import parse_arf
-from ingest.parsers.reports import parse_report_bytes, parse_report_mail
+from ingest.parsers.reports import ReportsElsewhere, parse_report_bytes, parse_report_mail
 from ingest.types import ParseResult
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict |
     config = config or IngestConfig()
     try:
         return _parse(raw, config, envelope)
+    except ReportsElsewhere:
+        raise  # this process was told to leave the input to another (postwatch parse's parent)
     except RecursionError:
         return ParseResult(error="message structure too deeply nested to read")
     except MemoryError:

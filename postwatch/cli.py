@@ -179,6 +179,9 @@ def cmd_parse(args, config) -> int:
 
 PARSE_CHUNK = 64  # inputs per job sent to a worker: one list out, one joined string back
 PARSE_BATCH = 8  # jobs handed to the worker processes at a time (bounds memory)
+# Inputs that need parsedmarc (DMARC and TLS reports) the parent reads itself before the
+# workers may load it too: its ~0.5 s import is then paid once, not once per worker.
+PARSE_REPORTS_HERE = 64
 
 # What every input of one `parse` run is parsed with; set before the workers are forked, so
 # each job sends only its inputs.
@@ -198,14 +201,24 @@ def _parse_one(item) -> dict | str:
     return json.dumps(result, default=str) + "\n" if as_json else result
 
 
-def _parse_chunk(items: list) -> list | str:
-    """A job's results (made in a worker); JSON lines come back as one string, one pickle."""
-    results = [_parse_one(item) for item in items]
-    return "".join(results) if _RUN[1] else results
+def _parse_chunk(job: tuple[bool, list]) -> list | str:
+    """A job's results, made in a worker: JSON lines come back as one string (one pickle);
+    None stands for an input left to the parent (it needs parsedmarc, not loaded here)."""
+    from ingest.parsers.reports import ReportsElsewhere, reports_elsewhere
+
+    reports_here, items = job
+    reports_elsewhere(not reports_here)
+    results = []
+    for item in items:
+        try:
+            results.append(_parse_one(item))
+        except ReportsElsewhere:
+            results.append(None)
+    return "".join(results) if _RUN[1] and None not in results else results
 
 
 def _parse_all(inputs, ingest_config, as_json: bool):
-    """Results in input order (JSON lines a chunk at a time); a large run is parsed on every core."""
+    """Results in input order (JSON lines a job at a time); a large run is parsed on every core."""
     import gc
     import itertools
     import multiprocessing
@@ -225,18 +238,28 @@ def _parse_all(inputs, ingest_config, as_json: bool):
     # its pages stay shared instead of being copied into each worker.
     gc.freeze()
     ctx = multiprocessing.get_context("fork")
+    left_here = 0  # inputs the workers left to this process
+
+    def hand_out(pool):
+        batch = list(itertools.islice(chunks, PARSE_BATCH))
+        here = left_here >= PARSE_REPORTS_HERE
+        return batch, pool.imap(_parse_chunk, [(here, items) for items in batch]) if batch else None
+
     with ctx.Pool(workers) as pool:
         # The next batch is handed out before this one's results are read, so the workers
         # never wait for the slowest job of a batch (two batches at most are held).
-        pending = pool.imap(_parse_chunk, list(itertools.islice(chunks, PARSE_BATCH)))
-        while pending is not None:
-            batch = list(itertools.islice(chunks, PARSE_BATCH))
-            following = pool.imap(_parse_chunk, batch) if batch else None
-            for results in pending:
-                if as_json:
+        pending = hand_out(pool)
+        while pending[1] is not None:
+            following = hand_out(pool)
+            for items, results in zip(*pending):
+                if isinstance(results, str):
                     yield results
-                else:
-                    yield from results
+                    continue
+                for item, result in zip(items, results):
+                    if result is None:
+                        left_here += 1
+                        result = _parse_one(item)
+                    yield result
             pending = following
 
 
