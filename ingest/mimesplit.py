@@ -5,8 +5,9 @@ through a generator, a deque and a stack of end-of-part predicates (one compiled
 expression per boundary). Our input is always whole, so this module runs the same algorithm
 (state for state, defect for defect) over the text and the offsets where its lines start: a
 header block is read with one regular expression, a part's body is cut out of the text where
-`str.find` sees its boundary, and boundary lines are tested with string operations. The result is a tree of the same classes with the same headers,
-payloads, preambles, epilogues, default types and defects.
+`str.find` sees its boundary, and boundary lines are tested with string operations. The
+result is a tree of the same classes with the same headers, payloads, preambles, epilogues,
+default types and defects.
 
 It declines (returns None, and the caller uses the email package) for what it does not mirror:
 carriage returns (normalise them first), and the two rare paths where FeedParser pushes back

@@ -9,11 +9,14 @@ looks up its own pieces, keeps the patterns whose whole literal it contains, and
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
+from itertools import chain
 
 _META = set(".^$*+?{}[]()|\\")
 _QUANT = set("*+?{")
 _ESCAPED_LITERAL = set(".^$*+?{}[]()|\\-/ '\"#:;,<>=@!%&~`_")
+_PLAIN = re.compile(r"[^.^$*+?{}\[\]()|\\]*").fullmatch  # no metacharacter at all
 
 
 def literal_of(pattern: str) -> str | None:
@@ -22,6 +25,8 @@ def literal_of(pattern: str) -> str | None:
     Only top-level runs count: nothing inside groups or classes, nothing before a quantifier,
     and nothing at all when the pattern has a top-level `|`.
     """
+    if _PLAIN(pattern):  # most rule patterns are plain phrases
+        return pattern.lower() if len(pattern) >= 3 else None
     runs: list[str] = []
     run: list[str] = []
     depth = 0
@@ -80,14 +85,32 @@ def _rarity(ch: str) -> int:
     return 2 if ch.isdigit() or not ch.isalnum() else 20
 
 
-_RARITY: dict[str, int] = {}
+class _Rarity(dict):
+    def __missing__(self, ch: str) -> int:
+        value = self[ch] = _rarity(ch)
+        return value
 
 
-def _key(literal: str) -> str:
-    """The literal's least common three-letter piece, so few texts share it by chance."""
-    rarity = [_RARITY.get(ch) or _RARITY.setdefault(ch, _rarity(ch)) for ch in literal]
-    best = max(range(len(literal) - 2), key=lambda i: rarity[i] + rarity[i + 1] + rarity[i + 2])
-    return literal[best:best + 3]
+_RARITY = _Rarity()
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i:i + 3] for i in range(len(text) - 2)]
+
+
+def _keys(literals: set[str]) -> dict[str, str]:
+    """Each literal's least common three-letter piece, so few texts share it by chance.
+
+    A piece many literals of the rule set share ("unk", "box", "cip") is a common word of
+    bounce text, and every text that has it would have to test all of them: the least shared
+    piece wins, and among those the one of the rarest letters (three letters' rarity is below
+    100, so the count decides first).
+    """
+    pieces = {lit: _pieces(lit) for lit in literals}
+    shared = Counter(chain.from_iterable(map(set, pieces.values())))
+    rarity = _RARITY
+    score = {g: n * 100 - rarity[g[0]] - rarity[g[1]] - rarity[g[2]] for g, n in shared.items()}
+    return {lit: min(lit_pieces, key=score.__getitem__) for lit, lit_pieces in pieces.items()}
 
 
 class Matcher:
@@ -97,6 +120,7 @@ class Matcher:
         self.index: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self.always: dict[int, list[int]] = defaultdict(list)  # patterns without a literal
         self.bare: list[int] = []  # rules with conditions and no patterns
+        literals: list[tuple[int, int, str]] = []
         for r, rule in enumerate(rules):
             if not rule.patterns:
                 self.bare.append(r)
@@ -105,7 +129,10 @@ class Matcher:
                 if lit is None:
                     self.always[r].append(p)
                 else:
-                    self.index[_key(lit)].append((r, p, lit))
+                    literals.append((r, p, lit))
+        keys = _keys({lit for _, _, lit in literals})
+        for r, p, lit in literals:
+            self.index[keys[lit]].append((r, p, lit))
         self.keys = frozenset(self.index)
 
     def candidates(self, text: str) -> dict[int, list[int]]:
@@ -117,12 +144,15 @@ class Matcher:
         for r, ps in self.always.items():
             found[r] = list(ps)
         index = self.index
-        for piece in self.keys.intersection(map("".join, zip(low, low[1:], low[2:]))):  # its 3-letter pieces
-            for r, p, lit in index[piece]:
-                if lit in low:
-                    if r in found:
-                        found[r].append(p)
-                        found[r].sort()
-                    else:
-                        found[r] = [p]
+        pieces = self.keys.intersection(map("".join, zip(low, low[1:], low[2:])))  # its 3-letter pieces
+        hits = [(r, p) for piece in pieces for r, p, lit in index[piece] if lit in low]
+        hits.sort()
+        for r, p in hits:
+            ps = found.get(r)
+            if ps is None:
+                found[r] = [p]
+            else:
+                ps.append(p)
+                if len(ps) > 1 and ps[-2] > p:
+                    ps.sort()
         return found
