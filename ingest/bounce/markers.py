@@ -6,11 +6,40 @@ one message. Sisimai's Lhost modules (BSD-2) are the map these were read from.
 from __future__ import annotations
 
 import re
+import sys
 
 _ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
 
+
+class LineStartPattern:
+    """`re.compile("^(?:" + alternatives + ")", re.M | flags)`, searched faster.
+
+    `re` tries a pattern that starts with `^` at every position of the text, each try a call
+    into the matcher. The same alternatives behind a newline start with a plain character,
+    which `re` looks for with a quick scan: the first line start where they match is found
+    that way, and the match made there is the one the anchored pattern makes.
+    """
+
+    def __init__(self, alternatives: str, flags: int = 0) -> None:
+        self.anchored = re.compile(f"^(?:{alternatives})", re.M | flags)
+        self._after_newline = re.compile(f"\n(?:{alternatives})", re.M | flags)
+        self.pattern, self.flags = self.anchored.pattern, self.anchored.flags
+
+    def search(self, string: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match | None:
+        if pos <= 0:
+            m = self.anchored.match(string, 0, endpos)
+            if m is not None:
+                return m
+            pos = 1
+        m = self._after_newline.search(string, pos - 1, endpos)
+        return None if m is None else self.anchored.match(string, m.start() + 1, endpos)
+
+    def match(self, string: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match | None:
+        return self.anchored.match(string, pos, endpos)
+
+
 # The line where the copy of the original message (or its headers) starts.
-RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
+RETURNED_MESSAGE = LineStartPattern("|".join((
     r"[ \t]*-+ ?This is a copy of (?:the|your) message",  # Exim, mail.ru
     r"[ \t]*-+ ?This is a copy of the (?:body of the )?message",  # Exim, body only
     r"[ \t]*-{2,} ?(?:Original message|Original Message|Message header follows|Message headers follow|"
@@ -35,7 +64,7 @@ RETURNED_MESSAGE = re.compile(r"^(?:" + "|".join((
     r"Received:[ \t]*(?:from|by)[ \t]",
     r"[ \t]*\+{3,}[ \t]*",  # MailMarshal
     r"\s*Message Hops\b",  # Office 365
-)) + r")", re.M | re.I)
+)), re.I)
 
 # Where a recipient address sits. The address is found first (ADDRESS); what comes before it
 # on its line decides whether it is a recipient:
