@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import re
 from email.utils import getaddresses
 
 from ingest.message import IndexedMessage, header_text
@@ -18,6 +19,22 @@ RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-heade
                   "text/rfc822", "message/partial")
 CAMPAIGN_HEADERS = ("X-Campaign", "X-Campaign-ID", "X-CampaignID", "X-Mailgun-Campaign-Id",
                     "X-Campaign-Name", "X-MC-Campaign", "X-Postwatch-Campaign")
+
+
+# An address of atoms and dots, alone or in angle brackets after a display name without
+# comments or escapes: the common From, whose address getaddresses() reads as written.
+_ATOMS = r'[^\s"()<>@,:;.\[\]\\]+(?:\.[^\s"()<>@,:;.\[\]\\]+)*'
+_PLAIN_FROM = re.compile(rf'(?:"[^"\\\r\n]*"|[^"()<>@,:;\[\]\\\r\n])*<({_ATOMS}@{_ATOMS})>[ \t]*'
+                         rf'|[ \t]*({_ATOMS}@{_ATOMS})[ \t]*').fullmatch
+
+
+def first_address(value: str) -> str | None:
+    """The first address with an "@" that `email.utils.getaddresses([value])` finds."""
+    m = _PLAIN_FROM(value)
+    if m:
+        return m.group(1) or m.group(2)
+    addrs = [a for _, a in getaddresses([value]) if "@" in a]
+    return addrs[0] if addrs else None
 
 
 def returned_message(msg: email.message.Message) -> email.message.Message | None:
@@ -49,10 +66,10 @@ def attribution_from(original: email.message.Message | None) -> Attribution:
         out["message_id"] = mid.strip()
     sender = header_text(original, "From")
     if sender:
-        addrs = [a for _, a in getaddresses([sender]) if "@" in a]
-        if addrs:
-            out["from_address"] = addrs[0].lower()
-            out["from_domain"] = addrs[0].rsplit("@", 1)[1].lower().rstrip(">")
+        address = first_address(sender)
+        if address:
+            out["from_address"] = address.lower()
+            out["from_domain"] = address.rsplit("@", 1)[1].lower().rstrip(">")
     for key, name in (("subject", "Subject"), ("list_id", "List-Id"), ("feedback_id", "Feedback-ID")):
         value = header_text(original, name)
         if value:
