@@ -195,9 +195,10 @@ class ReportsConfig:
     dashboard_path: str = "/"  # the dashboard's path under web.base_url; the digest links to it with its filters
 
     def __post_init__(self) -> None:
-        from analysis.digest.schedule import parse_schedules
+        if self.schedules:
+            from analysis.digest.schedule import parse_schedules
 
-        parse_schedules(self.schedules)  # a bad entry stops the configuration with a sentence
+            parse_schedules(self.schedules)  # a bad entry stops the configuration with a sentence
         if "@" not in self.mail_from:
             raise ValueError(f"reports.mail_from must be an address, not {self.mail_from!r}")
         if self.top < 1 or self.retries < 1 or self.retry_backoff < 0:

@@ -110,7 +110,9 @@ COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.co
                                     "postwatch.commands_demo", "postwatch.commands_reports")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_parse: bool = False) -> argparse.ArgumentParser:
+    """The command line; with `only_parse`, the parse command alone (what `postwatch parse ...`
+    reads: the other commands, their modules included, are not built)."""
     parser = argparse.ArgumentParser(
         prog="postwatch",
         description="Collect and understand e-mail feedback: bounces, complaints (ARF), DMARC "
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"postwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_parse(sub)
+    if only_parse:
+        return parser
     _add_ingest(sub)
     _add_reprocess(sub)
     _add_db(sub)
@@ -141,8 +145,29 @@ def iter_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
                 yield from iter_commands(sub, prefix + (name,))
 
 
+# What may come before the command for `main` to build the parse command alone: -v, -vv,
+# --verbose and its abbreviations; --config FILE, --config=FILE and their abbreviations.
+_VERBOSE = re.compile(r"-v+|--verb(?:o(?:se?)?)?")
+
+
+def _parse_command(argv: list[str]) -> bool:
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "parse":
+            return True
+        if _VERBOSE.fullmatch(arg):
+            i += 1
+        elif arg.startswith("--c") and "--config".startswith(arg.split("=", 1)[0]):
+            i += 1 if "=" in arg else 2
+        else:
+            return False  # anything else (--help first, another command...) gets the whole parser
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only_parse=_parse_command(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -65,3 +65,26 @@ def test_a_worker_leaves_report_inputs_to_another_process(monkeypatch):
     assert parse_bytes((SAMPLES / "bounces" / "postfix-user-unknown.eml").read_bytes()).kind == "bounce"
     reports_elsewhere(False)
     assert parse_bytes(raw).kind == "dmarc_failure"
+
+
+@pytest.mark.parametrize("argv", [
+    ["parse", "x"], ["parse", "--json", "a", "b"], ["-v", "parse", "x"], ["-vv", "--config", "c.toml", "parse", "x"],
+    ["--config=c.toml", "parse", "--json", "x"], ["--conf", "parse", "parse", "x"], ["--verb", "parse", "x"],
+    ["parse"], ["parse", "--bogus", "x"], ["parse", "-v", "x"], ["parse", "--help"], ["-v", "parse", "--config", "c"],
+])
+def test_the_parse_command_alone_reads_its_arguments_as_the_whole_command_line(argv, capsys):
+    assert cli._parse_command(argv)
+
+    def outcome(parser):
+        try:
+            return vars(parser.parse_args(argv)), None
+        except SystemExit as exc:
+            return capsys.readouterr(), exc.code
+
+    assert outcome(cli.build_parser(only_parse=True)) == outcome(cli.build_parser())
+
+
+@pytest.mark.parametrize("argv", [["--help", "parse"], ["-h"], ["--version", "parse"], ["ingest", "parse"],
+                                  ["--ver", "parse"], ["explain", "x"], []])
+def test_any_other_command_line_gets_the_whole_parser(argv):
+    assert not cli._parse_command(argv)
