@@ -34,11 +34,16 @@ def prepare(config: IngestConfig) -> None:
     load_rules(config.rules_file)
 
 
-def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict | None = None) -> ParseResult:
-    """Parse one input. `envelope` (mail_from, rcpt_tos) helps attribute VERP bounces."""
+def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict | None = None,
+                detail: bool = True) -> ParseResult:
+    """Parse one input. `envelope` (mail_from, rcpt_tos) helps attribute VERP bounces.
+
+    `detail` False: the caller keeps no `ParseResult.detail` (postwatch parse prints the
+    summary only), and a DMARC failure report may be read without importing parsedmarc.
+    """
     config = config or IngestConfig()
     try:
-        return _parse(raw, config, envelope)
+        return _parse(raw, config, envelope, detail)
     except ReportsElsewhere:
         raise  # this process was told to leave the input to another (postwatch parse's parent)
     except RecursionError:
@@ -51,7 +56,7 @@ def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict |
                                  "the message is kept in quarantine")
 
 
-def _parse(raw: bytes, config: IngestConfig, envelope: dict | None) -> ParseResult:
+def _parse(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool) -> ParseResult:
     if not raw.strip():
         return ParseResult(error="empty input")
     if len(raw) > config.max_message_bytes:
@@ -70,7 +75,7 @@ def _parse(raw: bytes, config: IngestConfig, envelope: dict | None) -> ParseResu
     elif kind == "complaint":
         result = parse_arf(msg, config)
     elif kind in ("dmarc_aggregate", "dmarc_failure", "smtp_tls"):
-        result = parse_report_mail(raw, msg, kind, config)
+        result = parse_report_mail(raw, msg, kind, config, detail)
     elif kind == "auto_reply":
         result = ParseResult(kind="auto_reply")
     else:

@@ -222,7 +222,7 @@ def _parse_one(item) -> dict | str:
     if item.error is not None:
         result = {"file": item.name, "kind": "unknown", "events": [], "report": None, "error": item.error}
     else:
-        result = parse_bytes(item.raw, ingest_config).as_json(item.name)
+        result = parse_bytes(item.raw, ingest_config, detail=False).as_json(item.name)
     return json.dumps(result, default=str) + "\n" if as_json else result
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ingest.config import IngestConfig
 from ingest.message import normalise_newlines, part_text
 from ingest.parsers.aggregate import NotPlain, mirrors, read_aggregate
+from ingest.parsers.failure import read_failure
 from ingest.parsers.safety import UnsafeReport, check_xml, is_compressed, unpack
 from ingest.types import ParseResult
 
@@ -273,8 +274,9 @@ def parse_report_bytes(raw: bytes, config: IngestConfig) -> ParseResult:
 
 
 def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
-                      config: IngestConfig) -> ParseResult:
-    """Every report a mail carries (attached, inline or as its whole body)."""
+                      config: IngestConfig, detail: bool = True) -> ParseResult:
+    """Every report a mail carries (attached, inline or as its whole body); with `detail`
+    False, the caller keeps only the summary (see `parse_failure_mail`)."""
     found: list[tuple[str, dict[str, Any]]] = []
     errors: list[str] = []
     for part in _report_parts(msg):
@@ -292,7 +294,7 @@ def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
             name = part.get_filename()
             errors.append(f"{name}: {exc}" if name else str(exc))
     if not found and kind == "dmarc_failure":
-        return parse_failure_mail(raw, msg, config)
+        return parse_failure_mail(raw, msg, config, detail)
     if found:  # the readable reports are kept even when another attachment was not
         return _result(found)
     reason = errors[0] if errors else "no DMARC or TLS report found in the message"
@@ -311,8 +313,19 @@ def _inline_report(part: email.message.Message) -> str | None:
     return None
 
 
-def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestConfig) -> ParseResult:
-    """A DMARC failure report (RFC 6591 ARF `auth-failure`, or a plain-text one) via parsedmarc."""
+def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestConfig,
+                       detail: bool = True) -> ParseResult:
+    """A DMARC failure report (RFC 6591 ARF `auth-failure`, or a plain-text one) via parsedmarc.
+
+    Without `detail` (parsedmarc's full report, which the store keeps) the summary may come
+    from `failure.read_failure`, which follows parsedmarc's rules without its import.
+    """
+    if _Parsedmarc.elsewhere and _Parsedmarc.module is None:
+        raise ReportsElsewhere("failure reports are read by another process")
+    if not detail:
+        found = read_failure(normalise_newlines(raw))
+        if found is not None:
+            return ParseResult(kind="dmarc_failure", report=failure_summary(found))
     pm, cfg = _Parsedmarc.get(config.offline)
     try:
         parsed = pm.parse_report_email(normalise_newlines(raw), config=cfg)
