@@ -38,6 +38,20 @@ class LineStartPattern:
         return self.anchored.match(string, pos, endpos)
 
 
+def boundary_once(alternatives: tuple[str, ...]) -> str:
+    """The alternation of `alternatives`, each run of those that start with \\b written as
+    \\b(?:a|b|...): the same matches in the same order, but `re` tests the word boundary once
+    per position instead of once per alternative (several times faster)."""
+    runs: list[list[str]] = []
+    for alt in alternatives:
+        if alt.startswith(r"\b") and runs and runs[-1][0].startswith(r"\b"):
+            runs[-1].append(alt)
+        else:
+            runs.append([alt])
+    return "|".join(r"\b(?:" + "|".join(a[2:] for a in run) + ")" if run[0].startswith(r"\b") else run[0]
+                    for run in runs)
+
+
 # The line where the copy of the original message (or its headers) starts.
 RETURNED_MESSAGE = LineStartPattern("|".join((
     r"[ \t]*-+ ?This is a copy of (?:the|your) message",  # Exim, mail.ru
@@ -79,7 +93,7 @@ SENDMAIL_REPLY = re.compile(r"[ \t]*(?:<<<[ \t]*)?[245]\d\d[ -](?:[245]\.\d{1,3}
 AFTER_ADDRESS = re.compile(r"(?:\.{3}|[\"'])?(?P<rest>(?:[\s:,].*)?)$")
 
 # A phrase that puts a recipient address right after it (matched on the text before it).
-PHRASE_BEFORE = re.compile(r"(?:" + "|".join((
+PHRASES_BEFORE = (
     r"\b(?:final|original)-recipient:\s*(?:rfc822;\s*)?",  # DSN fields quoted in text
     r"^\s*(?:recipient|address|e-?mail address|rcpt|destinat[a-z]+|adresse|empf.nger):\s*",
     r"\baddressed to\s+",
@@ -110,7 +124,8 @@ PHRASE_BEFORE = re.compile(r"(?:" + "|".join((
     r"\bnon-?existent\s+(?:address|user)?:?\s*",
     r"\brcpt to:\s*",  # a quoted SMTP dialogue: InterScan, V5 Sendmail, Postfix transcripts
     r"^\s*[a-z][^:@<>\"]{2,60}:\s*",  # IMail "Unknown user: a@b" (only with nothing after the address)
-)) + r")['\"]?<?$", re.I)
+)
+PHRASE_BEFORE = re.compile(r"(?:" + boundary_once(PHRASES_BEFORE) + r")['\"]?<?$", re.I)
 GENERIC_LABEL = re.compile(r"^\s*[a-z][^:@<>\"]{2,60}:\s*['\"]?<?$", re.I)
 
 # After an address at the start of a line: this line is about the sender, not a recipient.

@@ -1,4 +1,5 @@
 """The bounce markers' faster searches find what the plain patterns find."""
+import random
 import re
 
 import pytest
@@ -38,3 +39,19 @@ def test_line_start_search_finds_what_the_anchored_pattern_finds(alternatives):
             want = plain.search(text, pos, endpos)
             got = fast.search(text, pos, endpos)
             assert (got and (got.span(), got.group(0))) == (want and (want.span(), want.group(0))), (text, pos)
+
+
+def test_the_phrase_before_an_address_matches_as_the_plain_alternation():
+    from ingest.bounce.markers import PHRASE_BEFORE, PHRASES_BEFORE
+
+    plain = re.compile(r"(?:" + "|".join(PHRASES_BEFORE) + r")['\"]?<?$", re.I)
+    assert PHRASE_BEFORE.pattern != plain.pattern
+    words = ["to", "sent", "mail", "your", "the following", "recipient:", "delivery failed", ":", " ", "x", "<",
+             '"', "rcpt to:", "unknown user", "Final-Recipient: rfc822; ", "Adresse:", "\n", "was addressed,",
+             "non-existent", "é", "-", "_"]
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(30000)]
+    texts += [line for text in corpus_texts() for line in text.splitlines()]
+    for text in texts:
+        want, got = plain.search(text), PHRASE_BEFORE.search(text)
+        assert (got and got.span()) == (want and want.span()), text
