@@ -204,8 +204,11 @@ def cmd_parse(args, config) -> int:
 
 PARSE_CHUNK = 64  # inputs per job sent to a worker: one list out, one joined string back
 PARSE_BATCH = 8  # jobs handed to the worker processes at a time (bounds memory)
-# Inputs that need parsedmarc (DMARC and TLS reports) the parent reads itself before the
-# workers may load it too: its ~0.5 s import is then paid once, not once per worker.
+# Inputs that need parsedmarc (DMARC and TLS reports) are left to the parent, so that its
+# ~0.5 s import is paid once, not once per worker; but a job that holds more than this many
+# is read whole by its worker (a folder of reports keeps both cores), and once the parent has
+# read PARSE_REPORTS_HERE, the workers read them all.
+PARSE_LEAVE_PER_JOB = 4
 PARSE_REPORTS_HERE = 64
 
 # What every input of one `parse` run is parsed with; set before the workers are forked, so
@@ -226,20 +229,26 @@ def _parse_one(item) -> dict | str:
     return json.dumps(result, default=str) + "\n" if as_json else result
 
 
-def _parse_chunk(job: tuple[bool, list]) -> list | str:
+def _parse_chunk(job: tuple[int, list]) -> list | str:
     """A job's results, made in a worker: JSON lines come back as one string (one pickle);
     None stands for an input left to the parent (it needs parsedmarc, not loaded here)."""
     from ingest.parsers.reports import ReportsElsewhere, reports_elsewhere
 
-    reports_here, items = job
-    reports_elsewhere(not reports_here)
-    results = []
-    for item in items:
+    may_leave, items = job
+    reports_elsewhere(may_leave > 0)
+    results, left = [], []
+    for i, item in enumerate(items):
         try:
             results.append(_parse_one(item))
         except ReportsElsewhere:
             results.append(None)
-    return "".join(results) if _RUN[1] and None not in results else results
+            left.append(i)
+    if len(left) > may_leave:  # more than the parent takes: read them here
+        reports_elsewhere(False)
+        for i in left:
+            results[i] = _parse_one(items[i])
+        left = []
+    return "".join(results) if _RUN[1] and not left else results
 
 
 def _parse_all(inputs, ingest_config, as_json: bool):
@@ -267,8 +276,8 @@ def _parse_all(inputs, ingest_config, as_json: bool):
 
     def hand_out(pool):
         batch = list(itertools.islice(chunks, PARSE_BATCH))
-        here = left_here >= PARSE_REPORTS_HERE
-        return batch, pool.imap(_parse_chunk, [(here, items) for items in batch]) if batch else None
+        may_leave = PARSE_LEAVE_PER_JOB if left_here < PARSE_REPORTS_HERE else 0
+        return batch, pool.imap(_parse_chunk, [(may_leave, items) for items in batch]) if batch else None
 
     with ctx.Pool(workers) as pool:
         # The next batch is handed out before this one's results are read, so the workers

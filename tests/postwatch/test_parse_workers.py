@@ -38,8 +38,20 @@ def parse(args, cwd, one_cpu=False):
     return proc.stdout
 
 
-def test_workers_answer_every_input_in_order_as_one_process_would(tmp_path):
-    files = many_inputs(tmp_path)
+def few_reports(folder):
+    """Many bounces and a few reports among them: the reports are left to the parent."""
+    bounces = sorted((SAMPLES / "bounces").glob("*.eml"))
+    reports = [SAMPLES / "dmarc" / "dmarc-failure-report.eml", SAMPLES / "dmarc" / "google-aggregate-mail.eml",
+               SAMPLES / "tls" / "google-tls-report-mail.eml"]
+    for i in range(200):
+        src = reports[i // 70] if i % 70 == 35 else bounces[i % len(bounces)]
+        shutil.copyfile(src, folder / f"{i:03d}-{src.name}")
+    return sorted(folder.iterdir())
+
+
+@pytest.mark.parametrize("inputs", [many_inputs, few_reports])
+def test_workers_answer_every_input_in_order_as_one_process_would(tmp_path, inputs):
+    files = inputs(tmp_path)
     assert len(files) > cli.PARSE_CHUNK
     lines = parse(["--json", str(tmp_path)], tmp_path).splitlines()
     assert [json.loads(line)["file"] for line in lines] == [str(p) for p in files]
