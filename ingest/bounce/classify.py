@@ -24,7 +24,6 @@ __all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules"
 HARD = frozenset({"userunknown", "hostunknown", "hasmoved"})
 # Reasons that may make a hard verdict: the address itself is bad (notaccept only when permanent).
 ADDRESS_REASONS = HARD | {"notaccept"}
-_SPACE = re.compile(r"\s+")
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
 
@@ -113,7 +112,7 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
     code = (event.get("reply_code") or "").strip()
     action = (event.get("action") or "").strip().lower()
     command = (event.get("smtp_command") or "").strip().upper()
-    text = _SPACE.sub(" ", event.get("diagnostic") or "").strip()
+    text = " ".join((event.get("diagnostic") or "").split())  # runs of white space as one space
     provider = detect_provider(event, rs)
 
     if action == "delivered" or status.startswith("2."):

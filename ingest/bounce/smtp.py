@@ -54,7 +54,6 @@ _MENTIONED = (
 _ADDR = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
                    r"|[^\s<>()\[\]\"',;:@]+@\[\d{1,3}(?:\.\d{1,3}){3}\]")
 _CONTINUATION = re.compile(r"^([245]\d\d)[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
-_SPACE = re.compile(r"\s+")
 
 
 @functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
@@ -179,8 +178,8 @@ def unfold(text: str) -> str:
             run = None
         if line:
             out.append(line)
-    return _SPACE.sub(" ", " ".join(out)).strip()
+    return " ".join(" ".join(out).split())
 
 
 def squash(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())
