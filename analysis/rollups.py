@@ -151,7 +151,7 @@ def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) ->
             _provider_key(batch, d, provider, rdomain, metric, count)
 
 
-def _bounce_metrics(category: str, reason: str, hard: bool, disagreed: bool = False) -> list[str]:
+def _bounce_metrics(category: str, reason: str, hard: bool, disagreed: bool) -> list[str]:
     metrics = [f"reason.{reason}"]
     if category not in NOT_BOUNCES:
         metrics += ["bounced", f"bounced.{category}"]

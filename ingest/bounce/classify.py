@@ -37,9 +37,9 @@ class Decision:
     conflict: str | None = None  # the words and the codes disagreed; how it was settled
 
 
-def _temporary(status: str, code: str, action: str, text: str) -> bool:
-    if status[:1] in ("4", "5"):
-        return status[0] == "4"
+def _temporary(code: str, action: str, text: str) -> bool:
+    """Whether a failure that came without a status was temporary: the reply code, else
+    the action, else what the text says (for the status made up in its place)."""
     if code[:1] in ("4", "5"):
         return code[0] == "4"
     if action == "delayed":
@@ -145,7 +145,7 @@ def decide(event: dict, rules: RuleSet | None = None) -> Decision:
         # own filtered rule is a decision, and stands.
         d = _settle(d, status, code, action, rs)
     if not status and d.reason != "delivered":
-        made = pseudo_status(d.reason, _temporary("", code, action, text), rs)
+        made = pseudo_status(d.reason, _temporary(code, action, text), rs)
         if made:
             d = Decision(d.reason, d.rule, d.provider, d.matched, made)
     return d

@@ -16,7 +16,7 @@ from ingest.bounce.classify import classify, is_hard, load_rules, pseudo_status
 from ingest.bounce.dsn import read_dsn
 from ingest.bounce.ses import looks_like_ses, read_ses
 from ingest.bounce.smtp import (
-    clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, unfold,
+    clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, prefer_status, unfold,
 )
 from ingest.bounce.text import (
     Block, bare_names, block_text, cut_returned, expanded_from, read_blocks, unquote,
@@ -487,35 +487,6 @@ def _finish(ev: BounceEvent) -> None:
     for key in ("recipient", "action", "status", "reply_code", "diagnostic",
                 "diagnostic_type", "remote_mta", "reporting_mta", "smtp_command"):
         ev.setdefault(key, None)  # type: ignore[misc]
-
-
-def prefer_status(field: str | None, said: str | None, code: str | None) -> str | None:
-    """The status to keep when the DSN's `Status:` field and the receiver's text differ.
-
-    Sisimai's rule (smtp/status Prefer): the one whose class the reply code shares; then the
-    text over a field of the X.0.0 or X.Y.0 kind, over the codes relays use for any failure
-    (4.4.7 expired, 4.7.0, 5.3.x, X.5.1/2/4/5 command errors) and over a 5.1.1 the text
-    makes more precise; otherwise the field.
-    """
-    if not field or not said:
-        return field or said
-    if field == said:
-        return field
-    if code and field[0] != said[0] and code[0] in (field[0], said[0]):
-        return field if code[0] == field[0] else said
-    if field.endswith(".0.0"):
-        return field if said.endswith(".0.0") else said
-    if ".0" in field and ".0" not in said:
-        return said
-    if said.endswith(".0.0"):
-        return field
-    if field in ("4.4.7", "4.7.0") or field.startswith("5.3.") or field[1:4] in (".5.1", ".5.2", ".5.4", ".5.5"):
-        return said
-    if field == "5.1.1":
-        return field if ".0" in said or said.startswith("5.5.") else said
-    if field == "5.1.3" and said.startswith("5.7."):
-        return said
-    return field
 
 
 _ISO = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")

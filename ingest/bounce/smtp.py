@@ -98,6 +98,35 @@ def status_field(value: str | None) -> str | None:
     return _valid_status(f"{m.group(1)}.{m.group(2)}.{m.group(3)}")
 
 
+def prefer_status(field: str | None, said: str | None, code: str | None) -> str | None:
+    """The status to keep when the DSN's `Status:` field and the receiver's text differ.
+
+    Sisimai's rule (smtp/status Prefer): the one whose class the reply code shares; then the
+    text over a field of the X.0.0 or X.Y.0 kind, over the codes relays use for any failure
+    (4.4.7 expired, 4.7.0, 5.3.x, X.5.1/2/4/5 command errors) and over a 5.1.1 the text
+    makes more precise; otherwise the field.
+    """
+    if not field or not said:
+        return field or said
+    if field == said:
+        return field
+    if code and field[0] != said[0] and code[0] in (field[0], said[0]):
+        return field if code[0] == field[0] else said
+    if field.endswith(".0.0"):
+        return field if said.endswith(".0.0") else said
+    if ".0" in field and ".0" not in said:
+        return said
+    if said.endswith(".0.0"):
+        return field
+    if field in ("4.4.7", "4.7.0") or field.startswith("5.3.") or field[1:4] in (".5.1", ".5.2", ".5.4", ".5.5"):
+        return said
+    if field == "5.1.1":
+        return field if ".0" in said or said.startswith("5.5.") else said
+    if field == "5.1.3" and said.startswith("5.7."):
+        return said
+    return field
+
+
 @functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
 def find_reply_code(text: str | None) -> str | None:
     """The SMTP reply code a diagnostic carries: the leading one, else the first one in it."""
