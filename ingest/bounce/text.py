@@ -97,9 +97,19 @@ def _scan(text: str) -> tuple[list[Block], list[str]]:
     preamble: list[str] = []
     by_recipient: dict[str, Block] = {}
     current: Block | None = None
+    # Sendmail's transcript ("While talking to HOST:", ">>> COMMAND", "<<< reply", then one
+    # "NNN <rcpt>... text" line per recipient): the receiver's reply and the lines about a
+    # host come *before* the recipient line they explain, so after a recipient's line the
+    # transcript's lines wait for the next recipient; a new "While talking to" leaves the
+    # waiting lines to no recipient.
+    pending: list[str] | None = None
+    after_mail_from = False  # the reply to ">>> MAIL From:" names the sender, not a recipient
     for line in text.split("\n"):
         stripped = line.strip()
-        if "@" in stripped and not SKIP_LINE.match(stripped):
+        if stripped.startswith(">>>"):
+            after_mail_from = _MAIL_FROM.match(stripped) is not None
+        if "@" in stripped and not SKIP_LINE.match(stripped) and not (
+                after_mail_from and stripped.startswith("<<<")):
             found = recipient_in(stripped)
             if found:
                 address, rest = found
@@ -110,14 +120,34 @@ def _scan(text: str) -> tuple[list[Block], list[str]]:
                 elif current is not block:
                     block.lines.append("")  # the same recipient named again: a second account of it
                 current = block
+                if pending:
+                    current.lines.extend(pending)
+                pending = [] if rest.startswith(TRANSCRIPT_MARK) else None
                 if rest:
                     current.lines.append(rest)
+                continue
+        if pending is None and current is None and _TALKING_TO.match(stripped):
+            pending = []  # the session before the first recipient's line
+        if pending is not None:
+            if _TALKING_TO.match(stripped):
+                preamble.extend(pending)
+                pending = []
+            if pending or _TRANSCRIPT_LINE.match(stripped):
+                pending.append(line)
                 continue
         if current is not None:
             current.lines.append(line)
         else:
             preamble.append(line)
+    if pending and current is not None:
+        current.lines.extend(pending)
     return blocks, preamble
+
+
+_MAIL_FROM = re.compile(r">>>\s*mail from:", re.I)
+_TALKING_TO = re.compile(r"(?:\.\.\.\s*)?while talking to\b", re.I)
+# A transcript's own line: a command sent, a reply received, a host's or recipient's error line.
+_TRANSCRIPT_LINE = re.compile(r"(?:>>>|<<<|[245]\d\d[ -].*\.\.\.|(?:\.\.\.\s*)?while talking to\b)", re.I)
 
 
 _EXPANDED = re.compile(r"^\s*\(?(?:expanded|generated) from:?\s*<?([^\s<>()]+@[^\s<>()]+?)>?\)", re.I)

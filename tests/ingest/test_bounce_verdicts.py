@@ -370,3 +370,44 @@ I'm not going to try again; this message has been in the queue too long.
     ev = _one(raw)
     assert ev["reason"] == reason
     assert ev["hard_bounce"] is False
+
+
+def test_sendmail_transcript_reply_belongs_to_the_recipient_line_after_it():
+    # Sendmail's transcript prints the receiver's reply ("<<<") and the per-host error line
+    # ("NNN host (mailer)... text") before the per-recipient line they explain; a recipient's
+    # account ends where the next transcript line starts.
+    raw = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.com>
+To: news@send.example.com
+Subject: Returned mail: see transcript for details
+Date: Tue, 03 Nov 2026 10:00:00 +0000
+
+   ----- Transcript of session follows -----
+While talking to mx.example.net:
+>>> MAIL From:<news@send.example.com>
+<<< 554 <news@send.example.com>... Access denied: your server [192.0.2.9] is listed as an open relay
+554 <kim@example.net>... Service unavailable
+550 nowhere.example (smtp)... 550 Host unknown
+554 <lee@nowhere.example>... 550 Host unknown (Authoritative answer from name server)
+While talking to mx.example.org:
+>>> RCPT To:<max@example.org>
+<<< 550 5.1.1 <max@example.org>... User unknown
+550 5.1.1 <max@example.org>... User unknown
+
+   ----- Unsent message follows -----
+From: news@send.example.com
+To: kim@example.net
+Subject: News
+
+Hello
+"""
+    result = parse_bytes(raw, CONFIG)
+    got = {e["recipient"]: e for e in result.events}
+    assert set(got) == {"kim@example.net", "lee@nowhere.example", "max@example.org"}
+    kim = got["kim@example.net"]
+    assert "open relay" in kim["diagnostic"] and "Host unknown" not in kim["diagnostic"]
+    assert kim["hard_bounce"] is False and kim["reason"] != "hostunknown"
+    assert kim["remote_mta"] == "mx.example.net"
+    assert (got["lee@nowhere.example"]["reason"], got["lee@nowhere.example"]["hard_bounce"]) == ("hostunknown", True)
+    assert "open relay" not in got["lee@nowhere.example"]["diagnostic"]
+    assert (got["max@example.org"]["reason"], got["max@example.org"]["hard_bounce"]) == ("userunknown", True)
+    assert got["max@example.org"]["remote_mta"] == "mx.example.org"
