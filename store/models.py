@@ -80,6 +80,8 @@ class _Attributed:
     campaign: Mapped[str | None] = mapped_column(String(255))
     verp_token: Mapped[str | None] = mapped_column(String(64))
     send_id: Mapped[int | None] = mapped_column(BigInteger)
+    sending_ip: Mapped[str | None] = mapped_column(String(45))  # our IP that sent the original
+    attributed_by: Mapped[str | None] = mapped_column(String(20))  # the source that named sending_ip
 
 
 class BounceEvent(_Attributed, Base):
