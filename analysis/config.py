@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ingest.config import DomainsConfig  # noqa: F401  ([domains] is read by ingest too: attribution)
+
 
 @dataclass(frozen=True)
 class DnsConfig:
@@ -72,15 +74,6 @@ class DmarcConfig:
     esp_domains: tuple[str, ...] = ()  # base domains of your ESPs' servers (e.g. sendgrid.net, amazonses.com)
     forwarders: tuple[str, ...] = ()  # more base domains of known forwarders
     new_source_days: int = 7  # a source first seen this recently is listed as new
-
-
-@dataclass(frozen=True)
-class DomainsConfig:
-    """[domains]: what we send as — checked against blocklists and for authentication posture."""
-
-    sending_domains: tuple[str, ...] = ()  # the From domains we send for
-    sending_ips: tuple[str, ...] = ()  # the IPs our mail leaves from (IPv4 or IPv6)
-    dkim_selectors: tuple[str, ...] = ()  # selectors we sign with (more are found in DMARC reports)
 
 
 @dataclass(frozen=True)

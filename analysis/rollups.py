@@ -8,8 +8,9 @@ watermarks and the list of entity-days whose score must be recomputed change in 
 transaction, so a crash never counts a row twice or loses one.
 
 An event's entity comes from the send log when the event points at a send (`send_id`), else
-from what the returned message says (From domain, campaign header); an event whose entity is
-unknown counts under key ''. Imported daily volume is not append-only (a re-import replaces
+from what the returned message says (From domain, campaign header) and, for the sending IP,
+from the attribution stored with the event (`sending_ip`, see ingest/attribution.py); an
+event whose entity is unknown counts under key '' (shown as "unknown"). Imported daily volume is not append-only (a re-import replaces
 a count), so its rows carry how much of them the rollups already hold, and only the
 difference is added.
 """
@@ -130,7 +131,7 @@ def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) ->
     b, s = BounceEvent, SendLog
     day = utc_day(b.occurred_at, dialect).label("day")
     keys = {"sending_domain": func.coalesce(s.sending_domain, b.from_domain),
-            "sending_ip": s.sending_ip,
+            "sending_ip": func.coalesce(s.sending_ip, b.sending_ip),
             "campaign": func.coalesce(s.campaign, b.campaign)}
     base = select().select_from(b).outerjoin(s, s.id == b.send_id).where(_range(b.id, lo, hi))
     n = func.count()
@@ -166,7 +167,7 @@ def _complaints(session: Session, batch: _Batch, lo: int, hi: int, dialect: str)
     c, s = ComplaintEvent, SendLog
     day = utc_day(c.occurred_at, dialect).label("day")
     keys = {"sending_domain": func.coalesce(s.sending_domain, c.from_domain),
-            "sending_ip": func.coalesce(s.sending_ip, c.source_ip),
+            "sending_ip": func.coalesce(s.sending_ip, c.sending_ip),
             "campaign": func.coalesce(s.campaign, c.campaign)}
     base = select().select_from(c).outerjoin(s, s.id == c.send_id).where(_range(c.id, lo, hi))
     for dimension, column in keys.items():

@@ -9,6 +9,23 @@ DEFAULT_ACCEPT = ("bounces+*@*", "bounces@*", "fbl@*", "abuse-reports@*", "dmarc
 
 
 @dataclass(frozen=True)
+class DomainsConfig:
+    """[domains]: what we send as — checked against blocklists and for authentication posture,
+    and the IPs a bounce or complaint is attributed to."""
+
+    sending_domains: tuple[str, ...] = ()  # the From domains we send for
+    sending_ips: tuple[str, ...] = ()  # the IPs our mail leaves from (IPv4 or IPv6, or CIDR ranges)
+    dkim_selectors: tuple[str, ...] = ()  # selectors we sign with (more are found in DMARC reports)
+    mta_ips: tuple[str, ...] = ()  # "HOST=IP": our MTAs that send from one IP, named by a bounce's Reporting-MTA
+
+    def __post_init__(self) -> None:
+        for entry in self.mta_ips:
+            host, sep, ip = entry.partition("=")
+            if not sep or not host.strip() or not ip.strip():
+                raise ValueError(f"mta_ips: {entry!r} is not HOST=IP (e.g. smtp-out.example.com=192.0.2.10)")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """[ingest]: how raw messages are read and judged."""
 

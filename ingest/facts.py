@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from ingest.attribution import OwnIps, sending_ip
 from ingest.types import ParseResult
 from store import models as m
 from store.bulk import insert_rows
 from store.timeparse import parse_when
+from store.volume import SendLog
 
 if TYPE_CHECKING:
     from ingest.pipeline import Outcome, _Pending
@@ -19,8 +21,10 @@ if TYPE_CHECKING:
 class FactWriter:
     """Writes the facts of freshly stored messages inside the caller's transaction."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, own: OwnIps | None = None) -> None:
         self.session = session
+        self.own = own or OwnIps()
+        self._send_ips: dict[int, str | None] = {}  # send_log id -> its sending IP
         # DMARC aggregate reports to write in bulk at the end of `write`: (report row, records),
         # and the keys they take, so a second copy in the same batch is seen
         self._dmarc: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -30,6 +34,7 @@ class FactWriter:
         quarantine: list[dict[str, Any]] = []
         bounces: list[dict[str, Any]] = []
         complaints: list[dict[str, Any]] = []
+        self._load_send_ips(items)
         for p, out in items:
             r = p.result
             if out.status == "quarantined":
@@ -62,11 +67,26 @@ class FactWriter:
                 "campaign": _cut(a.get("campaign"), 255), "verp_token": _cut(a.get("verp_token"), 64),
                 "send_id": a.get("send_id")}
 
+    def _load_send_ips(self, items: list[tuple[_Pending, Outcome]]) -> None:
+        """The sending IPs of the sends the batch's VERP tokens point at, in one query."""
+        ids = {a.get("send_id") for p, _ in items if (a := p.result.attribution)} - {None}
+        ids -= self._send_ips.keys()
+        if ids:
+            self._send_ips.update((i, ip) for i, ip in self.session.execute(
+                select(SendLog.id, SendLog.sending_ip).where(SendLog.id.in_(ids))))
+
+    def _sending_ip(self, r: ParseResult, ev: dict[str, Any]) -> tuple[str | None, str | None]:
+        a = r.attribution or {}
+        return sending_ip(self.own, send_log_ip=self._send_ips.get(a.get("send_id")),  # type: ignore[arg-type]
+                          source_ip=ev.get("source_ip"), received=a.get("received_ips") or (),
+                          diagnostic=ev.get("diagnostic"), reporting_mta=ev.get("reporting_mta"))
+
     def _bounces(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
         rows = []
         for ev in p.result.events:
             rcpt = ev.get("recipient")
+            ip, by = self._sending_ip(p.result, ev)
             when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
             rows.append(dict(
                 message_id=message_id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
@@ -76,7 +96,7 @@ class FactWriter:
                 reporting_mta=_cut(ev.get("reporting_mta"), 255), smtp_command=_cut(ev.get("smtp_command"), 16),
                 reason=ev.get("reason") or "undefined", hard=bool(ev.get("hard_bounce")),
                 category=ev.get("category") or "unknown", rule=ev.get("rule"), conflict=ev.get("conflict"),
-                **attributed))
+                sending_ip=ip, attributed_by=by, **attributed))
         return rows
 
     def _complaints(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
@@ -84,12 +104,14 @@ class FactWriter:
         rows = []
         for ev in p.result.events:
             rcpt = ev.get("recipient")
+            ip, by = self._sending_ip(p.result, ev)
             rows.append(dict(
                 message_id=message_id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
                 feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
                 recipient_domain=_domain(rcpt), source_ip=_cut(ev.get("source_ip"), 45),
                 reported_domain=_cut(ev.get("reported_domain"), 255), user_agent=_cut(ev.get("user_agent"), 255),
-                original_mail_from=_cut(ev.get("original_mail_from"), 320), **attributed))
+                original_mail_from=_cut(ev.get("original_mail_from"), 320), sending_ip=ip, attributed_by=by,
+                **attributed))
         return rows
 
     def _duplicate(self, out: Outcome, what: str, other: int) -> None:

@@ -10,7 +10,7 @@ import logging
 from email.utils import getaddresses
 
 from ingest import verp
-from ingest.attribution import attribution_from, returned_message
+from ingest.attribution import attribution_from, received_ips, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
 from ingest.detect import detect_kind
@@ -85,6 +85,10 @@ def _parse(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool
         original = returned_message(msg)
         if not result.attribution:
             result.attribution = attribution_from(original)
+        if "received_ips" not in result.attribution:
+            ips = received_ips(original)
+            if ips:
+                result.attribution["received_ips"] = ips
         _apply_verp(result, msg, original, envelope, config)
     return result
 

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.config import IngestConfig
+from ingest.attribution import OwnIps
+from ingest.config import DomainsConfig, IngestConfig
 from ingest.facts import FactWriter
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
@@ -109,9 +110,10 @@ class Pipeline:
     """Ingests raw messages into one store."""
 
     def __init__(self, sessions: sessionmaker[Session], config: IngestConfig | None = None,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, domains: DomainsConfig | None = None) -> None:
         self.sessions = sessions
         self.config = config or IngestConfig()
+        self.own = OwnIps(domains)  # what an event's sending IP is attributed to
         self.clock = clock
         prepare(self.config)
 
@@ -206,7 +208,7 @@ class Pipeline:
         quarantine.released_at = self.clock()
         msg.status, msg.error, msg.attribution = out.status, None, dict(p.result.attribution) or None
         session.flush()
-        FactWriter(session).write([(p, out)])  # may mark a re-sent report `ignored`
+        FactWriter(session, self.own).write([(p, out)])  # may mark a re-sent report `ignored`
         return out
 
 
@@ -279,7 +281,7 @@ class Pipeline:
                 out.duplicate = True
             for sha, (_p, out) in fresh.items():
                 out.message_id = ids[sha]
-            FactWriter(session).write(list(fresh.values()))
+            FactWriter(session, self.own).write(list(fresh.values()))
             for out in outcomes:
                 if out.message_id is None:  # a second copy inside this batch: as the first became
                     first = firsts[out.sha256]

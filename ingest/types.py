@@ -29,6 +29,7 @@ class Attribution(TypedDict, total=False):
     verp_recipient: str | None  # from classic VERP: bounces+LOCAL=DOMAIN@
     verp_token: str | None  # from the signed return path: bounces+t-TOKEN@
     send_id: int | None  # decoded from a valid token
+    received_ips: list[str]  # client IPs of the returned message's Received headers, newest first
 
 
 class BounceEvent(TypedDict, total=False):

@@ -367,7 +367,7 @@ def cmd_explain(args, config) -> int:
         if item.error is not None:
             explained = {"kind": "unknown", "error": item.error, "events": []}
         else:
-            explained = explain(item.raw, config.ingest)
+            explained = explain(item.raw, config.ingest, config.domains)
         if args.json:
             sys.stdout.write(json.dumps({"file": item.name, **explained}, default=str) + "\n")
         else:

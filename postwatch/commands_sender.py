@@ -79,7 +79,8 @@ def cmd_send(args, config) -> int:
     try:
         report = send_campaign(sessions, args.template, args.recipients, settings,
                                transport=Transport(config.sender, resolver=resolver),
-                               pipeline=Pipeline(sessions, config.ingest), signer=signer, providers=providers,
+                               pipeline=Pipeline(sessions, config.ingest, domains=config.domains),
+                               signer=signer, providers=providers,
                                progress=bar.update if bar is not None else None)
     except ValueError as exc:
         return fail(str(exc))

@@ -56,7 +56,7 @@ class Summary:
 
 def run_ingest(args, config) -> int:
     upgrade(config.database)
-    pipeline = Pipeline(session_factory(config.database), config.ingest)
+    pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains)
     summary = Summary()
     inputs = iter_inputs(args.paths)
 
@@ -89,7 +89,7 @@ def run_ingest(args, config) -> int:
 
 def run_reprocess(args, config) -> int:
     upgrade(config.database)
-    pipeline = Pipeline(session_factory(config.database), config.ingest)
+    pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains)
     summary = Summary()
     released = 0
     for outcome in pipeline.reprocess_quarantined(kind=args.kind):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable
 
@@ -29,6 +29,7 @@ from analysis.jobs import Job, JobContext
 from analysis.rollups import resolver_from
 from analysis.scheduler import run_all, run_job
 from analysis.volume import import_csv
+from ingest.config import DomainsConfig
 from ingest.pipeline import Pipeline
 from store.clock import Clock, utcnow
 
@@ -92,7 +93,7 @@ def run_demo(sessions: sessionmaker[Session], settings: Any, *, days: int = 90, 
     scenario = Scenario(start, days, seed=seed, scale=scale)
     result = DemoResult(start, end, episodes=scenario.timeline.episodes())
     current = [datetime.combine(start, time(), timezone.utc)]
-    pipeline = Pipeline(sessions, settings.ingest, clock=lambda: current[0])
+    pipeline = Pipeline(sessions, settings.ingest, clock=lambda: current[0], domains=demo_domains(settings))
     ctx = JobContext(sessions, settings, lambda: current[0])
     resolver = ListingResolver(tuple(settings.blocklists.ip_zones))
     blocklists = Job("blocklists", lambda c: _check_blocklists(c, settings, resolver), order=5,
@@ -130,6 +131,15 @@ def run_demo(sessions: sessionmaker[Session], settings: Any, *, days: int = 90, 
         if on_day:
             on_day(day, new)
     return result
+
+
+def demo_domains(settings: Any) -> DomainsConfig:
+    """What the demo sender sends as, for attributing its bounces and complaints: the
+    configured [domains] when there are any, else the demo's own domains and IPs."""
+    domains = getattr(settings, "domains", None) or DomainsConfig()
+    if domains.sending_ips:
+        return domains
+    return replace(domains, sending_domains=domains.sending_domains or DOMAINS, sending_ips=SENDING_IPS)
 
 
 def _check_blocklists(ctx: JobContext, settings: Any, resolver: ListingResolver) -> int:

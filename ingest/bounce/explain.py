@@ -3,7 +3,8 @@
 For every bounce event of a message it shows what the receiver said (status, reply code,
 diagnostic, remote MTA, the SMTP command) and what the classifier made of it: provider,
 reason, hard or soft, category, the rule that decided, the text that rule matched, and where
-that rule's text comes from (its `source`).
+that rule's text comes from (its `source`); and the sending IP the event is attributed to, with
+the source that named it (ingest/attribution.py).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, TextIO
 
 from ingest.bounce.classify import decide, is_hard
 from ingest.bounce.rules import CATEGORY, RuleSet, load_rules
-from ingest.config import IngestConfig
+from ingest.attribution import OwnIps, sending_ip
+from ingest.config import DomainsConfig, IngestConfig
 
 FIELDS = ("recipient", "action", "status", "reply_code", "smtp_command", "remote_mta", "diagnostic",
           "mta_category")
@@ -47,7 +49,7 @@ def explain_event(event: dict, rules: RuleSet) -> dict[str, Any]:
     return out
 
 
-def explain(raw: bytes, config: IngestConfig | None = None) -> dict[str, Any]:
+def explain(raw: bytes, config: IngestConfig | None = None, domains: DomainsConfig | None = None) -> dict[str, Any]:
     """Parse one input and explain each of its bounce events.
 
     Returns {"kind", "error", "events": [explain_event(...), ...]}; complaints, reports and
@@ -58,8 +60,20 @@ def explain(raw: bytes, config: IngestConfig | None = None) -> dict[str, Any]:
     config = config or IngestConfig()
     rules = load_rules(config.rules_file)
     result = parse_bytes(raw, config)
-    events = [explain_event(ev, rules) for ev in result.events
-              if result.kind == "bounce" and "feedback_type" not in ev]
+    own = OwnIps(domains)
+    a = result.attribution or {}
+    events = []
+    for ev in result.events:
+        if result.kind != "bounce" or "feedback_type" in ev:
+            continue
+        out = explain_event(ev, rules)
+        if a.get("send_id") is not None:  # the send log holds the IP; explain reads no store
+            out.update(sending_ip=None, attributed_by=f"send_log (send {a['send_id']})")
+        else:
+            ip, by = sending_ip(own, received=a.get("received_ips") or (), diagnostic=ev.get("diagnostic"),
+                                reporting_mta=ev.get("reporting_mta"))
+            out.update(sending_ip=ip, attributed_by=by)
+        events.append(out)
     return {"kind": result.kind, "error": result.error, "events": events}
 
 
@@ -86,3 +100,9 @@ def print_explanation(name: str, explained: dict[str, Any], out: TextIO) -> None
             out.write(f"    {'source:':12} {ev['source']}\n")
         if ev.get("conflict"):
             out.write(f"    {'conflict:':12} {ev['conflict']} (settled soft)\n")
+        if ev.get("attributed_by"):
+            out.write(f"    {'sent from:':12} {ev.get('sending_ip') or 'the IP of that send'} "
+                      f"(by {ev['attributed_by']})\n")
+        elif "attributed_by" in ev:
+            out.write(f"    {'sent from:':12} unknown (no send log entry, and no Received header, reply "
+                      f"or Reporting-MTA names one of [domains] sending_ips / mta_ips)\n")

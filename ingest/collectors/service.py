@@ -94,8 +94,8 @@ def _spool_worker(config: Any, workers: int):
     from store.engine import session_factory, upgrade
 
     upgrade(config.database)
-    return SpoolWorker(Spool(config.spool.dir), Pipeline(session_factory(config.database), config.ingest),
-                       batch_size=config.spool.batch_size, workers=workers)
+    pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains)
+    return SpoolWorker(Spool(config.spool.dir), pipeline, batch_size=config.spool.batch_size, workers=workers)
 
 
 def start_worker(config: Any, listening: socket.socket | None = None,

@@ -45,12 +45,13 @@ def send(session, day: date, *, recipient: str = "a@gmail.com", sending_domain: 
 def bounce(session, day: date, reason: str = "userunknown", *, recipient: str = "a@gmail.com",
            from_domain: str | None = "news.example.com", campaign: str | None = None,
            send_id: int | None = None, action: str | None = "failed", hour: int = 12,
-           conflict: str | None = None) -> BounceEvent:
+           conflict: str | None = None, sending_ip: str | None = None) -> BounceEvent:
     msg = message(session, at(day, hour))
     row = BounceEvent(message_id=msg.id, occurred_at=at(day, hour), recipient=recipient,
                       recipient_domain=recipient.rpartition("@")[2], reason=reason,
                       hard=reason in HARD and conflict is None, category=CATEGORY[reason], from_domain=from_domain,
-                      campaign=campaign, send_id=send_id, action=action, conflict=conflict)
+                      campaign=campaign, send_id=send_id, action=action, conflict=conflict,
+                      sending_ip=sending_ip, attributed_by="received" if sending_ip else None)
     session.add(row)
     session.flush()
     return row
@@ -62,7 +63,8 @@ def complaint(session, day: date, feedback_type: str = "abuse", *, recipient: st
     msg = message(session, at(day), "complaint")
     row = ComplaintEvent(message_id=msg.id, occurred_at=at(day), feedback_type=feedback_type, recipient=recipient,
                          recipient_domain=recipient.rpartition("@")[2], from_domain=from_domain,
-                         source_ip=source_ip, send_id=send_id, campaign=campaign)
+                         source_ip=source_ip, send_id=send_id, campaign=campaign,
+                         sending_ip=source_ip, attributed_by="source_ip" if source_ip else None)  # as the writer does
     session.add(row)
     session.flush()
     return row

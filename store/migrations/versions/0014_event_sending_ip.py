@@ -25,6 +25,9 @@ def upgrade() -> None:
     for table in TABLES:
         op.add_column(table, sa.Column('sending_ip', sa.String(length=45), nullable=True))
         op.add_column(table, sa.Column('attributed_by', sa.String(length=20), nullable=True))
+    # A complaint's Source-IP was its sending IP until now: keep what the rollups counted.
+    op.execute("UPDATE complaint_events SET sending_ip = source_ip, attributed_by = 'source_ip' "
+               "WHERE source_ip IS NOT NULL")
 
 
 def downgrade() -> None:
