@@ -64,6 +64,8 @@ class ScoresConfig:
     weight_dmarc: float = 10.0
     weight_tls: float = 5.0
     weight_blocklists: float = 10.0
+    min_count: int = 10  # events a rate needs to decide alone; with fewer, the Wilson lower bound decides
+    wilson_z: float = 1.96  # z of that Wilson score interval (1.96: 95 % two-sided)
 
 
 @dataclass(frozen=True)

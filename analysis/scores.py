@@ -10,14 +10,24 @@ the bad line, and its whole weight at or above the bad line:
             = w * (0.25 + 0.75 * (r - good) / (bad - good))    if good < r < bad
             = w                                                 if r >= bad
 
+r is the rate the counts can carry (analysis/evidence.py): the rate itself when at least
+`min_count` events make it, else the lower end of its Wilson interval — so 1 complaint in
+200 sends is "too few to say", not a 0.5 % complaint rate.
+
 Components: complaint rate (complaints / volume; the Gmail and Yahoo lines 0.1 % and 0.3 %),
 hard-bounce rate, block rate (`reputation`-category bounces / volume), DMARC unaligned
 rate (1 - DKIM-aligned / DMARC messages), TLS failure rate, and blocklist listings (any
 listing loses the whole weight). Volume is `sent`, or, when nothing is known of the sends,
-the DMARC messages the receivers reported. Caps: a day at or above the bad complaint line
-is `critical` (score at most watch - 1), and, as Gmail needs 7 consecutive days under 0.3 %
-to recover, the following days stay at most `watch` (good - 1) until 7 clean days have passed.
-A component without data loses nothing; a day below `min_volume` gets no score.
+the DMARC messages the receivers reported.
+
+The grade follows the worst signal: points cannot average a catastrophe away. Caps:
+- a rate component at or past its bad line caps the day at `critical` (score at most
+  watch - 1), past its good line at `watch` (at most good - 1);
+- a blocklist listing caps the day at `watch`;
+- as Gmail needs 7 consecutive days under 0.3 % complaints to recover, the days after a day at
+  or past the bad complaint line stay at most `watch` until 7 clean days have passed.
+Each cap names its component. A component without data loses nothing; a day below
+`min_volume` gets no score.
 """
 from __future__ import annotations
 
@@ -29,6 +39,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
+from analysis.evidence import carried, passes
 from analysis.jobs import JobContext, job
 from store.rollups import Rollup, Score, ScorePending
 
@@ -63,20 +74,30 @@ def _volume(m: dict[str, int]) -> tuple[int, str]:
     return m.get("dmarc.messages", 0), "dmarc.messages"
 
 
-def _rate_component(count: int, total: int, good: float, bad: float, weight: float) -> dict[str, Any]:
+RATE_COMPONENTS = ("complaints", "hard_bounces", "blocks", "dmarc_unaligned", "tls_failures")
+
+
+def _rate_component(count: int, total: int, good: float, bad: float, weight: float,
+                    config: ScoresConfig) -> dict[str, Any]:
     if total <= 0:
         return {"count": count, "total": total, "rate": None, "good": good, "bad": bad, "weight": weight,
-                "lost": 0.0, "note": "no data"}
+                "lost": 0.0, "grade": None, "note": "no data"}
     rate = count / total
-    return {"count": count, "total": total, "rate": round(rate, 6), "good": good, "bad": bad, "weight": weight,
-            "lost": round(loss(rate, good, bad, weight), 4)}
+    judged = carried(count, total, config.min_count, config.wilson_z)
+    out = {"count": count, "total": total, "rate": round(rate, 6), "judged_rate": round(judged, 6),
+           "good": good, "bad": bad, "weight": weight, "lost": round(loss(judged, good, bad, weight), 4),
+           "grade": "critical" if judged >= bad else "watch" if judged >= good else "good"}
+    if rate >= good and judged < good:
+        out["note"] = "too few to say"
+    return out
 
 
 def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
     if not m:
         return False
     volume, _ = _volume(m)
-    return volume >= config.min_volume and m.get("complaints", 0) / volume >= config.complaint_bad
+    return volume >= config.min_volume and passes(m.get("complaints", 0), volume, config.complaint_bad,
+                                                  config.min_count, config.wilson_z)
 
 
 def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
@@ -89,17 +110,17 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
         return None
     c: dict[str, Any] = {"volume": {"messages": volume, "basis": basis}}
     c["complaints"] = _rate_component(m.get("complaints", 0), volume, config.complaint_good,
-                                      config.complaint_bad, config.weight_complaints)
+                                      config.complaint_bad, config.weight_complaints, config)
     c["hard_bounces"] = _rate_component(m.get("hard", 0), volume, config.hard_bounce_good,
-                                        config.hard_bounce_bad, config.weight_hard_bounces)
+                                        config.hard_bounce_bad, config.weight_hard_bounces, config)
     c["blocks"] = _rate_component(m.get("bounced.reputation", 0), volume, config.block_good,
-                                  config.block_bad, config.weight_blocks)
+                                  config.block_bad, config.weight_blocks, config)
     dmarc_total = m.get("dmarc.messages", 0)
     c["dmarc_unaligned"] = _rate_component(dmarc_total - m.get("dmarc.aligned", 0), dmarc_total,
-                                           config.unaligned_good, config.unaligned_bad, config.weight_dmarc)
+                                           config.unaligned_good, config.unaligned_bad, config.weight_dmarc, config)
     tls_total = m.get("tls.ok", 0) + m.get("tls.failed", 0)
     c["tls_failures"] = _rate_component(m.get("tls.failed", 0), tls_total, config.tls_failure_good,
-                                        config.tls_failure_bad, config.weight_tls)
+                                        config.tls_failure_bad, config.weight_tls, config)
     zones = sorted(listings or [])
     c["blocklists"] = {"zones": zones, "weight": config.weight_blocklists,
                        "lost": config.weight_blocklists if zones else 0.0}
@@ -107,15 +128,23 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
                                       "blocklists"))
     score = max(0.0, 100.0 - lost)
     caps = []
-    if _breach(m, config):
-        caps.append({"rule": "complaint_rate_at_or_above_bad", "cap": config.watch - 1})
-    else:
+    for name in RATE_COMPONENTS:  # the worst signal caps the grade, whatever the rest says
+        comp = c[name]
+        if comp["grade"] == "critical":
+            rule = "complaint_rate_at_or_above_bad" if name == "complaints" else f"{name}_at_or_above_bad"
+            caps.append({"rule": rule, "component": name, "cap": config.watch - 1})
+        elif comp["grade"] == "watch":
+            caps.append({"rule": f"{name}_past_good", "component": name, "cap": config.good - 1})
+    if zones:
+        caps.append({"rule": "blocklist_listing", "component": "blocklists", "cap": config.good - 1})
+    if not _breach(m, config):
         last = next((day - timedelta(days=i) for i in range(1, config.recovery_days)
                      if _breach(days.get(day - timedelta(days=i)), config)), None)
         if last is not None:
             clean = (day - last).days
-            caps.append({"rule": "complaint_recovery", "cap": config.good - 1, "last_breach": last.isoformat(),
-                         "clean_days": clean, "needed": config.recovery_days})
+            caps.append({"rule": "complaint_recovery", "component": "complaints", "cap": config.good - 1,
+                         "last_breach": last.isoformat(), "clean_days": clean, "needed": config.recovery_days})
+    caps.sort(key=lambda cap: cap["cap"])  # the lowest cap first: it is the one that decides
     for cap in caps:
         score = min(score, cap["cap"])
     c["caps"] = caps

@@ -68,14 +68,29 @@ def _add_dmarc(sub) -> None:
                        description="What the DMARC aggregate reports say about your domains.")
     dsub = p.add_subparsers(dest="dmarc_command", metavar="COMMAND", required=True)
     src = dsub.add_parser("sources", help="the sources sending as DOMAIN, classified, and the impact of p=reject",
-                          description="List the sources (IPs) sending as DOMAIN with their class (authorised, "
-                                      "forwarder, unknown) and the rule that decided it, mark the new ones, and "
-                                      "show how much legitimate mail a p=quarantine or p=reject policy would "
-                                      "lose on the latest day with reports.")
+                          description="List the sources (IPs) sending as DOMAIN in a window of days, with "
+                                      "their messages and DMARC pass rate in that window, their class "
+                                      "(authorised, forwarder, unknown) and the rule that decided it, mark the "
+                                      "new ones, and show how much legitimate mail a p=quarantine or p=reject "
+                                      "policy would lose on the window's latest day with reports.")
     src.add_argument("domain", metavar="DOMAIN", help="the From domain")
-    src.add_argument("--days", type=int, default=30, help="only sources seen in the last DAYS days (default 30)")
+    src.add_argument("--days", type=_days, default=30,
+                     help="the window: the last DAYS days up to --end, both included (default 30)")
+    src.add_argument("--end", metavar="YYYY-MM-DD", type=arg_date, help="the window's last day (default: today, UTC)")
     src.add_argument("--json", action="store_true", help="print sources and impact as JSON")
     src.set_defaults(func=cmd_dmarc_sources)
+
+
+def _days(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (1 or more)")
+    return value
 
 
 def _add_rollups(sub) -> None:
@@ -153,20 +168,30 @@ def cmd_scores(args, config) -> int:
     return 0
 
 
+CAP_TEXT = {"at_or_above_bad": "at or above its bad line", "past_good": "past its good line"}
+
+
 def _explain(components: dict) -> str:
     parts = []
     for name in ("complaints", "hard_bounces", "blocks", "dmarc_unaligned", "tls_failures"):
         c = components.get(name) or {}
         if c.get("lost"):
             parts.append(f"{name} {c['rate'] * 100:.2f}% -{c['lost']:.1f}")
+        elif c.get("note") == "too few to say":
+            parts.append(f"{name} {c['rate'] * 100:.2f}% ({c['count']} of {c['total']}: too few to say)")
     bl = components.get("blocklists") or {}
     if bl.get("lost"):
         parts.append(f"blocklists {','.join(bl['zones'])} -{bl['lost']:.0f}")
-    for cap in components.get("caps") or ():
+    caps = components.get("caps") or ()
+    for cap in caps[:1]:  # the lowest cap decides; the rest are in --json
         if cap["rule"] == "complaint_recovery":
             parts.append(f"capped at {cap['cap']:g}: recovering, {cap['clean_days']}/{cap['needed']} clean days")
+        elif cap["rule"] == "blocklist_listing":
+            parts.append(f"capped at {cap['cap']:g}: listed on a blocklist")
         else:
-            parts.append(f"capped at {cap['cap']:g}: complaint rate at or above the bad line")
+            what = next((t for suffix, t in CAP_TEXT.items() if cap["rule"].endswith(suffix)), cap["rule"])
+            name = cap.get("component") or "complaints"
+            parts.append(f"capped at {cap['cap']:g}: {name.replace('_', ' ')} {what}")
     return "; ".join(parts) or "-"
 
 
@@ -206,35 +231,49 @@ def _ci(side) -> str:
 
 
 def cmd_dmarc_sources(args, config) -> int:
-    from analysis.dmarc_intel import classifier_from, impact, sources, update_sources
+    from analysis.dmarc_intel import classifier_from, impact, update_sources, window_sources
+    from analysis.source_info import source_info
     from store.clock import utcnow
 
     now = utcnow()
+    end = args.end or now.date()
+    start = end - timedelta(days=args.days - 1)
+    window = f"{start} to {end}, {args.days} day{'s' if args.days != 1 else ''}"
     sessions = open_store(config)
     with sessions() as session, session.begin():
         update_sources(session, now=now, classifier=classifier_from(config))
     with sessions() as session:
-        rows = sources(session, args.domain, since=now.date() - timedelta(days=args.days))
-        effect = impact(session, args.domain)
-    new_after = now.date() - timedelta(days=config.dmarc.new_source_days)
+        rows = window_sources(session, start, end, args.domain)
+        effect = impact(session, args.domain, until=end)
+    new_after = end - timedelta(days=config.dmarc.new_source_days)
+    info = {s.source_ip: source_info(s.source_ip, s.reverse_dns) for s in rows}
     if args.json:
-        print(json.dumps({"domain": args.domain.lower(), "sources": [
-            {"source_ip": s.source_ip, "reverse_dns": s.reverse_dns, "base_domain": s.base_domain,
+        print(json.dumps({"domain": args.domain.lower(), "start": start.isoformat(), "end": end.isoformat(),
+                          "sources": [
+            {"source_ip": s.source_ip, "reverse_dns": s.reverse_dns,
+             "base_domain": s.base_domain or info[s.source_ip].base_domain,
+             "country": s.country or info[s.source_ip].country, "asn": info[s.source_ip].asn,
+             "as_name": info[s.source_ip].as_name, "service": info[s.source_ip].service,
              "class": s.source_class, "classified_by": s.classified_by, "messages": s.messages,
              "dmarc_pass": s.passed, "dkim_aligned": s.aligned, "spf_aligned": s.spf_aligned,
              "first_seen": s.first_seen.isoformat(), "last_seen": s.last_seen.isoformat(),
-             "new": s.first_seen >= new_after} for s in rows], "impact": effect.as_dict()}))
+             "new": s.first_seen > new_after} for s in rows], "impact": effect.as_dict()}))
         return 0
     if not rows:
-        print(f"no DMARC reports name {args.domain} in the last {args.days} days")
+        print(f"no DMARC reports name {args.domain} from {window}")
         return 0
-    print(f"sources sending as {args.domain.lower()} (last {args.days} days)")
-    print(f"{'source':<40} {'class':<11} {'by':<16} {'messages':>9} {'pass':>7}  first seen")
+    print(f"sources sending as {args.domain.lower()} ({window})")
+    print(f"{'source':<40} {'country':<7} {'AS / service':<28} {'class':<11} {'by':<16} {'messages':>9} "
+          f"{'pass':>7}  first seen")
     for s in rows:
-        name = s.source_ip + (f" ({s.reverse_dns or s.base_domain})" if (s.reverse_dns or s.base_domain) else "")
+        about = info[s.source_ip]
+        name = s.reverse_dns or s.base_domain or about.base_domain
+        label = s.source_ip + (f" ({name})" if name else "")
+        where = about.service or about.as_text
         share = s.passed / s.messages * 100 if s.messages else 0
-        new = "  NEW" if s.first_seen >= new_after else ""
-        print(f"{name[:40]:<40} {s.source_class:<11} {s.classified_by:<16} {s.messages:>9} {share:>6.1f}%  "
+        new = "  NEW" if s.first_seen > new_after else ""
+        print(f"{label[:40]:<40} {s.country or about.country or '-':<7} {where[:28] or '-':<28} "
+              f"{s.source_class or '-':<11} {s.classified_by or '-':<16} {s.messages:>9} {share:>6.1f}%  "
               f"{s.first_seen}{new}")
     if effect.day is None:
         print("impact of p=quarantine/reject: no rollups yet (run: postwatch rollups update)")

@@ -34,14 +34,40 @@ def test_the_readme_worked_example():
     assert c["dmarc_unaligned"]["lost"] == pytest.approx(1.3158, abs=1e-4)
     assert c["tls_failures"]["lost"] == 0 and c["tls_failures"]["note"] == "no data"
     assert score == 76.31 and g == "watch"
-    assert c["caps"] == [] and c["volume"] == {"messages": 10_000, "basis": "sent"}
+    # the complaint rate is past its good line: the grade can be no better than watch, and says why
+    assert [(cap["rule"], cap["component"], cap["cap"]) for cap in c["caps"]] == [
+        ("complaints_past_good", "complaints", 79.0)]
+    assert c["volume"] == {"messages": 10_000, "basis": "sent"}
 
 
 def test_clean_day_is_100_and_a_listing_costs_its_weight():
     score, g, _ = compute({D: {"sent": 5000}}, D, CFG)
     assert (score, g) == (100.0, "good")
     score, g, c = compute({D: {"sent": 5000}}, D, CFG, ["zen.spamhaus.org"])
-    assert score == 90.0 and c["blocklists"]["zones"] == ["zen.spamhaus.org"]
+    assert c["blocklists"]["lost"] == 10.0 and c["blocklists"]["zones"] == ["zen.spamhaus.org"]
+    assert (score, g) == (79.0, "watch") and c["caps"][0]["rule"] == "blocklist_listing"  # listed is never good
+
+
+def test_one_catastrophic_signal_caps_the_grade_whatever_the_rest_says():
+    # a third of the day's mail refused: only 15 points of blocks, but the day is critical
+    score, g, c = compute({D: {"sent": 10_000, "bounced.reputation": 3_600}}, D, CFG)
+    assert c["blocks"]["lost"] == 15.0 and g == "critical" and score == 49.0
+    assert c["caps"][0] == {"rule": "blocks_at_or_above_bad", "component": "blocks", "cap": 49.0}
+    # past the good line only: no better than watch
+    score, g, c = compute({D: {"sent": 10_000, "dmarc.messages": 10_000, "dmarc.aligned": 8_800}}, D, CFG)
+    assert g == "watch" and c["caps"][0]["component"] == "dmarc_unaligned"
+
+
+def test_too_few_events_say_nothing_until_the_wilson_bound_passes():
+    # 2 complaints in 200 (1 %): the Wilson lower bound (0.27 %) is under the 0.3 % line
+    score, g, c = compute({D: {"sent": 200, "complaints": 2}}, D, CFG)
+    assert c["complaints"]["judged_rate"] == pytest.approx(0.002747, abs=1e-6)  # by hand: (0.019604 - 0.016805) / 1.019208
+    assert c["complaints"]["grade"] == "watch" and g == "watch"  # ... but over the 0.1 % line
+    score, g, c = compute({D: {"sent": 200, "complaints": 1}}, D, CFG)
+    assert c["complaints"]["note"] == "too few to say" and g == "good"
+    # 8 in 200 (4 %): fewer than min_count events, yet the bound (2.0 %) passes the bad line
+    score, g, c = compute({D: {"sent": 200, "complaints": 8}}, D, CFG)
+    assert g == "critical" and "note" not in c["complaints"]
 
 
 def test_grades_and_their_configurable_lines():
@@ -112,7 +138,7 @@ def test_blocklist_listings_lower_the_listed_ip(store, monkeypatch):
         _rollup(s, D, "all", "", sent=2000)
         score_pending(s, now=NOW, config=CFG)
         got = {(x.dimension, x.key): x.score for x in s.scalars(select(Score))}
-    assert got == {("sending_ip", "192.0.2.10"): 90.0, ("sending_ip", "192.0.2.11"): 100.0, ("all", ""): 90.0}
+    assert got == {("sending_ip", "192.0.2.10"): 79.0, ("sending_ip", "192.0.2.11"): 100.0, ("all", ""): 79.0}
 
 
 def test_scores_from_events_end_to_end(store):
@@ -122,11 +148,17 @@ def test_scores_from_events_end_to_end(store):
     with store() as s, s.begin():
         for i in range(200):
             h.send(s, D, recipient=f"u{i}@gmail.com")
-        h.complaint(s, D, "abuse", recipient="u1@gmail.com")
+            h.send(s, D, recipient=f"u{i}@yahoo.com")
+        h.complaint(s, D, "abuse", recipient="u1@gmail.com")  # 1 in 200: 0.5 %, but one complaint
+        for i in range(12):
+            h.complaint(s, D, "abuse", recipient=f"u{i}@yahoo.com")  # 12 in 200: 6 %
         rollups.update(s, now=NOW)
         score_pending(s, now=NOW, config=CFG)
-        row = s.scalars(select(Score).where(Score.dimension == "provider", Score.key == "google")).one()
-    assert row.grade == "critical" and row.components["complaints"]["rate"] == 0.005
+        rows = {r.key: r for r in s.scalars(select(Score).where(Score.dimension == "provider"))}
+    google, yahoo = rows["google"].components["complaints"], rows["yahoo"].components["complaints"]
+    assert google["rate"] == 0.005 and google["note"] == "too few to say" and google["grade"] == "good"
+    assert rows["google"].grade == "good"
+    assert yahoo["rate"] == 0.06 and yahoo["grade"] == "critical" and rows["yahoo"].grade == "critical"
 
 
 def test_the_jobs_and_the_scores_command(store, database, monkeypatch, capsys):
@@ -136,9 +168,10 @@ def test_the_jobs_and_the_scores_command(store, database, monkeypatch, capsys):
     from tests.analysis import history_a as h
 
     with store() as s, s.begin():
-        for i in range(300):
+        for i in range(3000):
             h.send(s, D, recipient=f"u{i}@yahoo.com", sending_ip="192.0.2.20")
-        h.complaint(s, D, "abuse", recipient="u1@yahoo.com", source_ip="192.0.2.20")
+        for i in range(10):
+            h.complaint(s, D, "abuse", recipient=f"u{i}@yahoo.com", source_ip="192.0.2.20")
     jobs = {j.name: j for j in all_jobs()}
     assert jobs["rollups"].order < jobs["dmarc_sources"].order < jobs["scores"].order
     monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
