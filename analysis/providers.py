@@ -1,35 +1,21 @@
 """Mailbox providers: which provider a recipient domain's mail goes to.
 
-By the domain list first (the big consumer domains), then — for custom domains, see
-`ProviderResolver` — by the host names of the domain's MX records.
+The provider names and their lists are the ingest layer's vocabulary (ingest/providers.toml),
+the one the bounce classifier stores on events. By the domain list first (the big consumer
+domains), then — for custom domains, see `ProviderResolver` — by the host names of the
+domain's MX records; what no list knows counts under `OTHER`.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 from analysis.config import ProvidersConfig  # noqa: F401  (re-exported)
-from ingest.bounce.providers import suffix_lookup
+from ingest.providers import providers as _vocabulary
+from ingest.providers import suffix_lookup
 from store.suppressions import utc
 
 # provider -> its consumer domains
-DOMAINS: dict[str, tuple[str, ...]] = {
-    "google": ("gmail.com", "googlemail.com"),
-    "microsoft": ("outlook.com", "hotmail.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr",
-                  "hotmail.de", "hotmail.it", "hotmail.es", "live.co.uk", "live.fr", "outlook.fr",
-                  "outlook.de", "passport.com", "windowslive.com"),
-    "yahoo": ("yahoo.com", "ymail.com", "rocketmail.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de",
-              "yahoo.it", "yahoo.es", "yahoo.co.jp", "yahoo.com.br", "aol.com", "aim.com", "aol.co.uk",
-              "aol.fr", "aol.de", "verizon.net", "att.net", "sbcglobal.net", "bellsouth.net"),
-    "apple": ("icloud.com", "me.com", "mac.com"),
-    "gmx": ("gmx.de", "gmx.net", "gmx.com", "gmx.at", "gmx.ch", "web.de", "mail.com"),
-    "orange": ("orange.fr", "wanadoo.fr", "voila.fr"),
-    "mailru": ("mail.ru", "inbox.ru", "list.ru", "bk.ru"),
-    "yandex": ("yandex.ru", "yandex.com", "ya.ru", "yandex.ua", "yandex.by", "yandex.kz"),
-    "comcast": ("comcast.net", "xfinity.com"),
-    "proton": ("proton.me", "protonmail.com", "pm.me"),
-    "zoho": ("zoho.com", "zohomail.com"),
-    "fastmail": ("fastmail.com", "fastmail.fm"),
-}
+DOMAINS: dict[str, tuple[str, ...]] = {p.name: p.domains for p in _vocabulary().values()}
 BY_DOMAIN: dict[str, str] = {d: p for p, ds in DOMAINS.items() for d in ds}
 OTHER = "other"
 
@@ -41,29 +27,10 @@ def provider_for_domain(domain: str | None) -> str | None:
     return BY_DOMAIN.get(domain.strip().lower().rstrip("."))
 
 # provider -> host-name suffixes of its MX (and reporting) hosts, for custom domains
-MX_HOSTS: dict[str, tuple[str, ...]] = {
-    "google": ("google.com", "googlemail.com", "gmail-smtp-in.l.google.com"),
-    "microsoft": ("protection.outlook.com", "outlook.com", "hotmail.com", "olc.protection.outlook.com"),
-    "yahoo": ("yahoodns.net", "yahoo.com", "aol.com"),
-    "apple": ("icloud.com", "me.com"),
-    "gmx": ("gmx.net", "gmx.de", "gmx.com", "web.de", "mail.com", "1and1.com", "ionos.com", "kundenserver.de"),
-    "orange": ("orange.fr", "wanadoo.fr"),
-    "mailru": ("mail.ru",),
-    "yandex": ("yandex.ru", "yandex.net"),
-    "comcast": ("comcast.net",),
-    "proton": ("protonmail.ch", "proton.me"),
-    "zoho": ("zoho.com", "zoho.eu", "zohomail.com"),
-    "fastmail": ("messagingengine.com", "fastmail.com"),
-}
+MX_HOSTS: dict[str, tuple[str, ...]] = {p.name: p.hosts for p in _vocabulary().values()}
 # words in a report's organisation name that name a provider ("Yahoo", "Mail.Ru", "Outlook.com")
-ORG_WORDS: tuple[tuple[str, str], ...] = (
-    ("google", "google"), ("gmail", "google"), ("microsoft", "microsoft"), ("outlook", "microsoft"),
-    ("hotmail", "microsoft"), ("yahoo", "yahoo"), ("aol", "yahoo"), ("apple", "apple"),
-    ("icloud", "apple"), ("gmx", "gmx"), ("web.de", "gmx"), ("orange", "orange"), ("mail.ru", "mailru"),
-    ("yandex", "yandex"), ("comcast", "comcast"), ("proton", "proton"), ("zoho", "zoho"),
-    ("fastmail", "fastmail"),
-)
-PROVIDERS: tuple[str, ...] = (*DOMAINS, OTHER)
+ORG_WORDS: tuple[tuple[str, str], ...] = tuple((w, p.name) for p in _vocabulary().values() for w in p.org_words)
+PROVIDERS: tuple[str, ...] = (*_vocabulary(), OTHER)
 
 
 def _pairs(entries: tuple[str, ...], key: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Which mailbox provider answered: rules scoped to a provider apply only to its bounces.
 
-The provider lists are data (`[providers.NAME]` in rules.toml). Like Sisimai's Rhost, the
+The provider lists are data: the shipped vocabulary (ingest/providers.toml, shared with the
+analysis) and any `[providers.NAME]` of an operator's rules file. Like Sisimai's Rhost, the
 recipient's domain is tried first, then the remote MTA, then the reporting MTA (a provider
 that bounces its own mail, such as Gmail or Outlook.com, names itself there).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from ingest.bounce.rules import RuleSet
+from ingest.providers import suffix_lookup
 
 
 def _host(value: str | None) -> str:
@@ -32,17 +34,6 @@ def _tables(rules: RuleSet) -> tuple[dict[str, str], dict[str, str]]:
         for h in spec["hosts"]:
             hosts.setdefault(h.lstrip("."), name)
     return domains, hosts
-
-
-def suffix_lookup(host: str, table: dict[str, str]) -> str | None:
-    """The value for `host` or for the nearest domain above it ("mx1.hotmail.com" -> hotmail.com)."""
-    host = host.strip().lower().rstrip(".")
-    while host:
-        found = table.get(host)
-        if found:
-            return found
-        host = host.partition(".")[2]
-    return None
 
 
 def detect_provider(event: dict, rules: RuleSet) -> str | None:

@@ -2,7 +2,8 @@
 
 The shipped `ingest/bounce/rules.toml` documents the file shape at its top. An operator's
 file (`ingest.rules_file`) has the same shape; its rules are tried first, and its tables
-(`status`, `reply`, `providers`, ...) override the shipped entries key by key.
+(`status`, `reply`, `providers`, ...) override the shipped entries key by key. The shipped
+providers are the vocabulary of `ingest/providers.toml`.
 
 A rule set is compiled once per list of files and kept (`load_rules`), so classifying a
 bounce costs one regex search per rule block, never a file read.
@@ -16,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ingest import providers as vocabulary
 from ingest.bounce.matcher import Matcher
 
 SHIPPED = "rules.toml"
@@ -274,11 +276,31 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
                 "domains": tuple(d.lower() for d in _strings(spec.get("domains"), source, "domains")),
                 "hosts": tuple(h.lower() for h in _strings(spec.get("hosts"), source, "hosts")),
             }
+    for p in vocabulary.providers().values():
+        providers.setdefault(p.name, {"domains": p.domains, "hosts": p.hosts})
+    _scope_to_known(rules, providers)
     rs = RuleSet(rules=rules, status=status, reply=reply, internal_status=internal,
                  precise_status=precise, mta_category=categories, providers=providers,
                  sources=tuple(sources))
     rs.matcher  # built now, once: worker processes forked after loading share it
     return rs
+
+
+def _scope_to_known(rules: list[Rule], providers: dict) -> None:
+    """A rule scoped to a former provider name ("aol") applies to the provider it is now part
+    of ("yahoo"), unless a rules file still defines that name itself; a name no list knows is
+    an error, since such a rule could never apply."""
+    renamed = vocabulary.renamed()
+    for rule in rules:
+        if rule.provider is None:
+            continue
+        scope = frozenset(p if p in providers else renamed.get(p, p) for p in rule.provider)
+        unknown = sorted(scope - set(providers))
+        if unknown:
+            raise RulesError(f"{rule.file}: rule {rule.name} is scoped to provider {', '.join(unknown)}, "
+                             "which no [providers] table names; use one of "
+                             f"{', '.join(sorted(providers))}, or add a [providers.NAME] table")
+        rule.provider = scope
 
 
 def load_rules(rules_file: str | os.PathLike | None = "", *more: str) -> RuleSet:
