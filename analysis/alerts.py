@@ -1,13 +1,20 @@
 """Alert rules: the day's rollups against fixed lines and against their own recent past.
 
-Threshold rules (per entity, today): complaint rate, hard-bounce rate, TLS failure rate, a
-block spike at one provider, DMARC failures from a source never seen before. Anomaly rules:
+Threshold rules (per entity and day): complaint rate, hard-bounce rate, block rate, TLS failure rate (of a
+policy domain, naming the TLS-RPT result types), a block spike at one provider or sending IP,
+DMARC failures from a source never seen before. A rate decides only when its count can carry
+it (analysis/evidence.py). Anomaly rules:
 today's rate of a metric against the trailing baseline's mean + k·stddev. Lines are in
 [alerts] (analysis/ops_config.py).
 
 Each rule *judges* an entity — it fires, it is clear, or there is not enough data to say.
 Firing raises (store.alerts.raise_alert: one open alert per rule and entity); clear resolves
-the open alert; no data leaves it alone until `stale_hours` have passed. Blocklist alerts are
+the open alert; no data leaves it alone until `stale_hours` have passed.
+
+Every day is judged as it happened: the job judges each day whose rollups changed since it
+was last judged (a backlog, the next-day DMARC and TLS reports) and each day missed while it
+did not run, in order, dated that day — so the alert history says when each episode began and
+ended. Blocklist alerts are
 raised and resolved by the blocklist check itself; posture alerts by the posture check.
 """
 from __future__ import annotations
@@ -18,18 +25,21 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from analysis.jobs import JobContext, job
 from analysis.config import AlertsConfig
-from analysis.rollups import metrics_frame
+from analysis.evidence import passes, wilson_low
+from analysis.rollups import as_date, mark_days_to_judge, metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
-from store.models import DmarcAggregateReport, DmarcRecord
-from store.rollups import Rollup
+from store.bulk import upsert_insert
+from store.models import DmarcAggregateReport, DmarcRecord, TlsFailureDetail, TlsPolicy, TlsReport
+from store.rollups import AlertDay, Rollup
 from store.suppressions import utc
 
-THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "tls_failure_rate", "block_spike", "dmarc_new_source")
+THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "block_rate", "tls_failure_rate", "block_spike",
+                   "dmarc_new_source")
 ANOMALY_PREFIX = "anomaly."
 
 
@@ -83,18 +93,25 @@ def _pct(x: float) -> str:
 
 def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: str, key: str,
               numerator: str, denominator: float, minimum: float, warning: float, critical: float,
-              unit: str = "sent") -> Finding | None:
+              cfg: AlertsConfig, unit: str = "sent") -> Finding | None:
+    """A rate against its two lines; None (no judgement) below `minimum` or when the rate is
+    past a line its count cannot carry (analysis/evidence.py: "too few to say")."""
     if denominator < minimum:
         return None  # not enough volume to judge
     count = _get(frame, day, numerator)
     rate = count / denominator
-    severity = "critical" if rate >= critical else "warning" if rate >= warning else None
+    details = {"day": day.isoformat(), "rate": rate, "count": int(count), unit: int(denominator),
+               "warning": warning, "critical": critical,
+               "wilson_low": wilson_low(count, denominator, cfg.wilson_z)}
+    severity = ("critical" if passes(count, denominator, critical, cfg.min_count, cfg.wilson_z, cfg.min_events) else
+                "warning" if passes(count, denominator, warning, cfg.min_count, cfg.wilson_z, cfg.min_events)
+                else None)
+    if severity is None and rate >= warning:
+        return None  # past the line on too few events: neither fire nor clear
     line = critical if severity == "critical" else warning
     message = (f"{what} {_pct(rate)} ({int(count)} of {int(denominator)} {unit}) for {_label(dimension, key)} "
                f"on {day}: at or above the {severity} line {_pct(line)}") if severity else ""
-    return Finding(rule, dimension, key, severity, message,
-                   {"day": day.isoformat(), "rate": rate, "count": int(count), unit: int(denominator),
-                    "warning": warning, "critical": critical})
+    return Finding(rule, dimension, key, severity, message, details)
 
 
 def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
@@ -102,20 +119,23 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
     out: list[Finding | None] = []
     sent = _get(frame, day, "sent")
     out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, "complaints", sent,
-                         cfg.min_volume, cfg.complaint_rate_warning, cfg.complaint_rate_critical))
+                         cfg.min_volume, cfg.complaint_rate_warning, cfg.complaint_rate_critical, cfg))
     out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, "hard", sent,
-                         cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical))
+                         cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical, cfg))
+    out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, "bounced.reputation", sent,
+                         cfg.min_volume, cfg.block_rate_warning, cfg.block_rate_critical, cfg))
     sessions = _get(frame, day, "tls.ok") + _get(frame, day, "tls.failed")
     out.append(rate_rule("tls_failure_rate", "TLS failure rate", frame, day, dimension, key, "tls.failed",
                          sessions, max(cfg.tls_min_sessions, 1), cfg.tls_failure_rate_warning,
-                         cfg.tls_failure_rate_critical, unit="sessions"))
-    if dimension == "provider":
-        out.append(block_spike(frame, day, key, cfg))
+                         cfg.tls_failure_rate_critical, cfg, unit="sessions"))
+    if dimension in ("provider", "sending_ip"):  # a block names the provider that refuses and the IP refused
+        out.append(block_spike(frame, day, dimension, key, cfg))
     return [f for f in out if f is not None]
 
 
-def block_spike(frame: pd.DataFrame, day: date, provider: str, cfg: AlertsConfig) -> Finding:
-    """Today's share of reputation-category bounces at a provider, well above its baseline's."""
+def block_spike(frame: pd.DataFrame, day: date, dimension: str, key: str, cfg: AlertsConfig) -> Finding:
+    """The day's share of reputation-category bounces at a provider (or of a sending IP), well
+    above its baseline's."""
     blocks, bounced = _get(frame, day, "bounced.reputation"), _get(frame, day, "bounced")
     base = frame.loc[[d for d in frame.index if d < day]]
     base_blocks = float(base["bounced.reputation"].sum()) if "bounced.reputation" in base else 0.0
@@ -128,10 +148,11 @@ def block_spike(frame: pd.DataFrame, day: date, provider: str, cfg: AlertsConfig
     spike = (blocks >= cfg.block_spike_min_count and share >= base_share + cfg.block_spike_min_share
              and share >= cfg.block_spike_factor * base_share)
     if not spike:
-        return Finding("block_spike", "provider", provider, None, details=details)
+        return Finding("block_spike", dimension, key, None, details=details)
     severity = "critical" if share >= 0.5 else "warning"
-    return Finding("block_spike", "provider", provider, severity,
-                   f"Block spike at {provider} on {day}: {int(blocks)} of {int(bounced)} bounces "
+    where = f"at {key}" if dimension == "provider" else f"for {_label(dimension, key)}"
+    return Finding("block_spike", dimension, key, severity,
+                   f"Block spike {where} on {day}: {int(blocks)} of {int(bounced)} bounces "
                    f"({_pct(share)}) are reputation refusals, against {_pct(base_share)} over the "
                    f"previous {len(base)} days", details)
 
@@ -172,6 +193,9 @@ def anomaly_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
 def dmarc_new_sources(session: Session, day: date, cfg: AlertsConfig) -> list[Finding]:
     """Sources failing DMARC for a From domain that they had never sent for before `new_source_days` ago."""
     since = datetime.combine(day - timedelta(days=max(cfg.new_source_days - 1, 0)), time(), timezone.utc)
+    oldest = session.scalar(select(func.min(DmarcRecord.interval_begin)))
+    if oldest is None or utc(oldest) >= since:
+        return []  # the reports do not reach back before the window yet: every source would look new
     older = aliased(DmarcRecord)
     seen_before = exists().where(and_(older.source_ip == DmarcRecord.source_ip,
                                       older.header_from == DmarcRecord.header_from,
@@ -209,7 +233,27 @@ def evaluate(session: Session, cfg: AlertsConfig, day: date) -> list[Finding]:
         findings += threshold_findings(frame, day, dimension, key, cfg)
         findings += anomaly_findings(frame, day, dimension, key, cfg)
     findings += dmarc_new_sources(session, day, cfg)
-    return findings
+    return [_with_tls_results(session, f, day) for f in findings]
+
+
+def _with_tls_results(session: Session, f: Finding, day: date) -> Finding:
+    """A TLS alert of a policy domain names the TLS-RPT result types behind its failures
+    (certificate-expired, starttls-not-supported, validation-failure, sts-policy-invalid ...)."""
+    if f.rule != "tls_failure_rate" or f.severity is None or f.dimension != "sending_domain":
+        return f
+    start = datetime.combine(day, time(), timezone.utc)
+    rows = session.execute(
+        select(TlsFailureDetail.result_type, func.sum(TlsFailureDetail.failed_sessions))
+        .join(TlsPolicy, TlsPolicy.id == TlsFailureDetail.policy_id).join(TlsReport, TlsReport.id == TlsPolicy.report_id)
+        .where(func.lower(TlsPolicy.policy_domain) == f.key, TlsReport.begin >= start,
+               TlsReport.begin < start + timedelta(days=1))
+        .group_by(TlsFailureDetail.result_type).order_by(func.sum(TlsFailureDetail.failed_sessions).desc())).all()
+    if not rows:
+        return f
+    types = {str(t): int(n or 0) for t, n in rows}
+    text = ", ".join(f"{t}: {n}" for t, n in types.items())
+    return Finding(f.rule, f.dimension, f.key, f.severity, f"{f.message} — {text}",
+                   {**f.details, "result_types": types})
 
 
 # ---------------------------------------------------------------- acting on the judgements
@@ -236,8 +280,8 @@ def apply(session: Session, findings: list[Finding], now: datetime, cfg: AlertsC
             counts["escalated"] += 1
     stale_before = now - timedelta(hours=cfg.stale_hours)
     for alert in session.scalars(select(Alert).where(Alert.status == "open")).all():
-        if not owns(alert.rule):
-            continue
+        if not owns(alert.rule) or utc(alert.opened_at) > now:
+            continue  # a past day judged again says nothing of an episode that began after it
         ident = (alert.rule, alert.dimension, alert.key)
         if ident in firing:
             counts["open"] += 1
@@ -253,11 +297,52 @@ def apply(session: Session, findings: list[Finding], now: datetime, cfg: AlertsC
     return counts
 
 
+def days_to_judge(session: Session, today: date, cfg: AlertsConfig) -> list[date]:
+    """From the earliest day whose rollups changed since it was judged (or the day after the
+    last judged one, after downtime) to `today`, in order; at most `catch_up_days`."""
+    unjudged = session.scalar(select(func.min(AlertDay.day)).where(AlertDay.judged_at.is_(None),
+                                                                   AlertDay.day <= today))
+    judged = session.scalar(select(func.max(AlertDay.day)).where(AlertDay.judged_at.is_not(None),
+                                                                 AlertDay.day <= today))
+    starts = [as_date(unjudged)] if unjudged is not None else []
+    if judged is not None:
+        starts.append(as_date(judged) + timedelta(days=1))
+    start = max(min(starts + [today]), today - timedelta(days=max(cfg.catch_up_days, 1) - 1))
+    return [start + timedelta(days=i) for i in range((today - start).days + 1)]
+
+
+def judge_day(session: Session, cfg: AlertsConfig, day: date, now: datetime) -> dict[str, int]:
+    """Judge one day as if the job ran at its end (or now, for today): open, refresh and
+    resolve its alerts dated that day."""
+    at = now if day >= now.date() else datetime.combine(day, time(23, 59, 59), timezone.utc)
+    counts = apply(session, evaluate(session, cfg, day), at, cfg)
+    stmt = upsert_insert(session)(AlertDay.__table__)
+    session.execute(stmt.on_conflict_do_update(index_elements=["day"], set_={"judged_at": stmt.excluded.judged_at}),
+                    [{"day": day, "changed_at": now, "judged_at": now}])
+    return counts
+
+
+def judge(session: Session, cfg: AlertsConfig, now: datetime, since: date | None = None) -> dict[str, int]:
+    """Every day to judge (from `since`, when given) up to today, in order."""
+    today = now.date()
+    if since is not None:
+        mark_days_to_judge(session, {since + timedelta(days=i) for i in range((today - since).days + 1)}, now)
+    total = {"opened": 0, "escalated": 0, "resolved": 0, "open": 0, "days": 0}
+    for day in days_to_judge(session, today, cfg):
+        counts = judge_day(session, cfg, day, now)
+        for k in ("opened", "escalated", "resolved"):
+            total[k] += counts[k]
+        total["open"] = counts["open"]
+        total["days"] += 1
+    return total
+
+
 @job("alerts", every=timedelta(minutes=15), order=40)
 def alerts_job(ctx: JobContext) -> int:
-    """Judge today's rollups against the alert rules; open, refresh and resolve alerts."""
+    """Judge the rollups of every day not yet judged, up to today, against the alert rules;
+    open, refresh and resolve alerts, dated the day they judge."""
     now = ctx.clock()
     cfg: AlertsConfig = ctx.settings.alerts
     with ctx.sessions.begin() as session:
-        counts = apply(session, evaluate(session, cfg, now.date()), now, cfg)
+        counts = judge(session, cfg, now, since=getattr(ctx, "since", None))
     return counts["opened"] + counts["escalated"] + counts["resolved"]

@@ -66,6 +66,7 @@ class ScoresConfig:
     weight_blocklists: float = 10.0
     min_count: int = 10  # events a rate needs to decide alone; with fewer, the Wilson lower bound decides
     wilson_z: float = 1.96  # z of that Wilson score interval (1.96: 95 % two-sided)
+    min_events: int = 3  # a rate never caps the grade on fewer events than this
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class AlertsConfig:
     complaint_rate_critical: float = 0.003  # ... and never reach 0.3 %
     hard_bounce_rate_warning: float = 0.02
     hard_bounce_rate_critical: float = 0.05
+    block_rate_warning: float = 0.01  # reputation-category bounces (refusals of our IP or domain) / sent
+    block_rate_critical: float = 0.05
     min_volume: int = 100  # sends of the day below which rate rules stay silent
     block_spike_min_count: int = 20  # reputation-category bounces of one provider in the day
     block_spike_min_share: float = 0.2  # today's block share must exceed the baseline's by this ...
@@ -115,6 +118,10 @@ class AlertsConfig:
     anomaly_min_stddev: float = 0.002  # floor of the stddev (as a rate), so a flat baseline is not hair-trigger
     dimensions: tuple[str, ...] = ("all", "sending_domain", "sending_ip", "provider", "campaign")
     stale_hours: int = 48  # an open alert not seen again for this long (no data) is resolved
+    min_count: int = 10  # events a rate needs to decide alone; with fewer, the Wilson lower bound decides
+    wilson_z: float = 1.96  # z of that Wilson score interval (1.96: 95 % two-sided)
+    min_events: int = 3  # a rate rule never fires on fewer events than this
+    catch_up_days: int = 400  # the furthest back the job goes to judge days it has not judged
     # delivery
     smtp_host: str = ""  # HOST[:PORT] of the smarthost; empty = no alert e-mail
     smtp_starttls: str = "opportunistic"  # required | opportunistic | off

@@ -4,11 +4,14 @@ A day with 1 complaint in 200 sends has a complaint rate of 0.5 % — past Gmail
 but one more or one fewer complaint changes everything: the rate says little. A rate
 *passes* a line when
 
-    rate >= line  and  (count >= min_count  or  wilson_low(count, total, z) >= line)
+    rate >= line  and  count >= min_events
+                  and  (count >= min_count  or  wilson_low(count, total, z) >= line)
 
 that is, when there are enough events for the rate to mean something, or when even the lower
-end of its Wilson score interval (z = 1.96: 95 % two-sided) is past the line. A rate that is
-past the line without passing it is "too few to say", and is shown as such.
+end of its Wilson score interval (z = 1.96: 95 % two-sided) is past the line — and never on
+fewer than `min_events` (3): one or two complaints are not an episode, whatever the
+denominator. A rate that is past the line without passing it is "too few to say", and is
+shown as such.
 """
 from __future__ import annotations
 
@@ -26,14 +29,14 @@ def wilson_low(count: float, total: float, z: float = 1.96) -> float:
     return max(0.0, (centre - spread) / (1 + z2 / total))
 
 
-def carried(count: float, total: float, min_count: int, z: float) -> float:
+def carried(count: float, total: float, min_count: int, z: float, min_events: int = 3) -> float:
     """The rate the counts can carry: the rate itself with at least `min_count` events, else
-    the lower end of its Wilson interval."""
-    if total <= 0:
+    the lower end of its Wilson interval; nothing under `min_events` events."""
+    if total <= 0 or count < min_events:
         return 0.0
     return count / total if count >= min_count else wilson_low(count, total, z)
 
 
-def passes(count: float, total: float, line: float, min_count: int, z: float) -> bool:
+def passes(count: float, total: float, line: float, min_count: int, z: float, min_events: int = 3) -> bool:
     """Whether count/total is at or past `line` and its counts can carry it (module docstring)."""
-    return total > 0 and count / total >= line and carried(count, total, min_count, z) >= line
+    return total > 0 and count / total >= line and carried(count, total, min_count, z, min_events) >= line

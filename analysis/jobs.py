@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +27,7 @@ class JobContext:
     sessions: sessionmaker[Session]
     settings: Any  # the whole configuration (postwatch.config.Config): each job reads its sections
     clock: Clock
+    since: date | None = None  # judge again from this day (`postwatch analyze --since`)
 
 
 @dataclass(frozen=True)

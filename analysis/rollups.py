@@ -29,7 +29,7 @@ from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_o
 from store.bulk import upsert_insert
 from store.watermark import committed_max_id
 from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
-from store.rollups import DIMENSIONS, Rollup, RollupWatermark, ScorePending
+from store.rollups import DIMENSIONS, AlertDay, Rollup, RollupWatermark, ScorePending
 from store.volume import SendLog, VolumeImport
 
 if TYPE_CHECKING:
@@ -303,12 +303,12 @@ def update(session: Session, *, now: datetime, providers: ProviderResolver | Non
     _imports(session, batch)
     batch.resolve_providers()
     changed = {k: v for k, v in batch.deltas.items() if v}
-    _upsert(session, changed)
+    _upsert(session, changed, now)
     session.flush()
     return len(changed)
 
 
-def _upsert(session: Session, deltas: Deltas) -> None:
+def _upsert(session: Session, deltas: Deltas, now: datetime) -> None:
     if not deltas:
         return
     insert = upsert_insert(session)
@@ -324,6 +324,18 @@ def _upsert(session: Session, deltas: Deltas) -> None:
     stmt = insert(ScorePending.__table__).on_conflict_do_nothing()
     for i in range(0, len(pending), 5000):
         session.execute(stmt, [{"day": d, "dimension": dim, "key": key} for d, dim, key in pending[i:i + 5000]])
+    mark_days_to_judge(session, {d for d, _dim, _key, _m in deltas}, now)
+
+
+def mark_days_to_judge(session: Session, days: set[date], now: datetime) -> None:
+    """The alert rules must judge these days (again): their rollups changed."""
+    if not days:
+        return
+    insert = upsert_insert(session)
+    stmt = insert(AlertDay.__table__)
+    stmt = stmt.on_conflict_do_update(index_elements=["day"], set_={"changed_at": stmt.excluded.changed_at,
+                                                                    "judged_at": None})
+    session.execute(stmt, [{"day": d, "changed_at": now, "judged_at": None} for d in sorted(days)])
 
 
 def rebuild(session: Session, **kwargs: Any) -> int:

@@ -83,7 +83,7 @@ def _rate_component(count: int, total: int, good: float, bad: float, weight: flo
         return {"count": count, "total": total, "rate": None, "good": good, "bad": bad, "weight": weight,
                 "lost": 0.0, "grade": None, "note": "no data"}
     rate = count / total
-    judged = carried(count, total, config.min_count, config.wilson_z)
+    judged = carried(count, total, config.min_count, config.wilson_z, config.min_events)
     out = {"count": count, "total": total, "rate": round(rate, 6), "judged_rate": round(judged, 6),
            "good": good, "bad": bad, "weight": weight, "lost": round(loss(judged, good, bad, weight), 4),
            "grade": "critical" if judged >= bad else "watch" if judged >= good else "good"}
@@ -97,7 +97,7 @@ def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
         return False
     volume, _ = _volume(m)
     return volume >= config.min_volume and passes(m.get("complaints", 0), volume, config.complaint_bad,
-                                                  config.min_count, config.wilson_z)
+                                                  config.min_count, config.wilson_z, config.min_events)
 
 
 def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
@@ -223,8 +223,10 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
                 if row is None:
                     session.add(Score(day=d, dimension=dimension, key=key, score=score, grade=g,
                                       components=components, computed_at=now))
-                else:
+                elif (row.score, row.grade, row.components) != (score, g, components):
                     row.score, row.grade, row.components, row.computed_at = score, g, components, now
+                else:
+                    continue  # computed again to the same (today's listings are redone every run)
                 written += 1
     done = [tuple(p) for p in pending]
     for i in range(0, len(done), 300):
@@ -232,6 +234,18 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
             tuple_(ScorePending.day, ScorePending.dimension, ScorePending.key).in_(done[i:i + 300])))
     session.flush()
     return written
+
+
+def rescore_since(session: Session, since: date) -> int:
+    """Mark every entity-day from `since` on for its score to be computed again."""
+    from store.bulk import upsert_insert
+
+    rows = [{"day": d, "dimension": dim, "key": key} for d, dim, key in session.execute(
+        select(Rollup.day, Rollup.dimension, Rollup.key).where(Rollup.day >= since).distinct())]
+    stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
+    for i in range(0, len(rows), 5000):
+        session.execute(stmt, rows[i:i + 5000])
+    return len(rows)
 
 
 def mark_listed_today(session: Session, today: date) -> None:
@@ -265,6 +279,8 @@ def scores_job(ctx: JobContext) -> int:
     """Recompute the reputation scores of the entity-days whose rollups changed."""
     now = ctx.clock()
     with ctx.sessions() as session, session.begin():
+        if ctx.since is not None:
+            rescore_since(session, ctx.since)
         mark_listed_today(session, now.date())
         return score_pending(session, now=now, config=config_from(ctx.settings))
 

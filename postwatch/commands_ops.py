@@ -1,20 +1,25 @@
 """`postwatch analyze`, `postwatch jobs`, `postwatch scheduler`: running the analysis jobs."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
-from postwatch.commands_common import job_context
+from postwatch.commands_common import arg_date, job_context
 
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="run every analysis job once, now",
-                       description="Run every analysis job once, now, in order (blocklists, rollups, "
+                       description="Run every analysis job once, now, in order (rollups, blocklists, "
                                    "scores, suppressions, alerts, notifications, posture, ...), print a "
                                    "line per job with the rows it wrote and how long it took, and record "
                                    "each run. A failing job is reported and the others still run; the "
                                    "exit status is 1 when one failed.")
     p.add_argument("--job", action="append", metavar="NAME",
                    help="run only this job (repeatable); `postwatch jobs` lists the names")
+    p.add_argument("--since", metavar="YYYY-MM-DD", type=arg_date,
+                   help="judge every day from this one to today again, in order, as if the jobs had run "
+                        "on each: scores recomputed, alerts opened and resolved dated the day they judge "
+                        "(days whose data changed are judged again without it)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("jobs", help="list the analysis jobs with their schedule and last run",
@@ -39,6 +44,11 @@ def cmd_analyze(args, config) -> int:
     from analysis.scheduler import run_all
 
     ctx = job_context(config)
+    if args.since is not None:
+        if args.since > ctx.clock().date():
+            print(f"postwatch: --since {args.since} is after today", file=sys.stderr)
+            return 2
+        ctx = dataclasses.replace(ctx, since=args.since)
 
     def show(r) -> None:
         state = "ok" if r.error is None else f"FAILED: {r.error}"

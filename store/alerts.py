@@ -1,7 +1,7 @@
 """Alerts: the model and the one way to raise one (de-duplicated while it is open)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Index, Integer, String, Text, select
@@ -53,9 +53,16 @@ def raise_alert(session: Session, *, rule: str, dimension: str, key: str, severi
         return alert, True
     if SEVERITIES.index(severity) > SEVERITIES.index(alert.severity):
         alert.severity = severity
-    alert.message, alert.details, alert.last_seen_at = message, details, now
+    if _utc(now) >= _utc(alert.last_seen_at):  # a past day judged again does not move it back
+        alert.message, alert.details, alert.last_seen_at = message, details, now
+    if _utc(now) < _utc(alert.opened_at):  # ... but an episode found to start earlier did
+        alert.opened_at = now
     alert.times_seen += 1
     return alert, False
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def resolve_alert(session: Session, alert: Alert, now: datetime) -> None:

@@ -69,3 +69,16 @@ class ScorePending(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     dimension: Mapped[str] = mapped_column(String(20), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class AlertDay(Base):
+    """A day the alert rules must judge (its rollups changed), and when they last judged it.
+
+    The alerts job judges every day from the earliest unjudged one to today, in order, as if
+    it had run on each (DESIGN.md: every judgement is a judgement of a day)."""
+
+    __tablename__ = "alert_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    changed_at: Mapped[datetime]  # when its rollups last changed
+    judged_at: Mapped[datetime | None]  # when the alert rules last judged it; None: to judge

@@ -61,7 +61,7 @@ def test_complaint_and_hard_bounce_lines(store):
 
 def test_an_open_alert_is_refreshed_not_repeated_and_resolves_when_clear(store):
     with store.begin() as s:
-        put(s, "sending_ip", "192.0.2.10", TODAY, sent=1_000, complaints=2)
+        put(s, "sending_ip", "192.0.2.10", TODAY, sent=10_000, complaints=20)
     assert run(store)["opened"] == 1
     second = run(store, NOW + timedelta(minutes=15))
     assert second["opened"] == 0 and second["resolved"] == 0
@@ -70,13 +70,13 @@ def test_an_open_alert_is_refreshed_not_repeated_and_resolves_when_clear(store):
     first_id = alert.id
 
     with store.begin() as s:  # worse: escalated in place
-        put(s, "sending_ip", "192.0.2.10", TODAY, complaints=4)
+        put(s, "sending_ip", "192.0.2.10", TODAY, complaints=40)
     assert run(store, NOW + timedelta(minutes=30))["escalated"] == 1
     [alert] = open_alerts(store).values()
     assert (alert.id, alert.severity) == (first_id, "critical")
 
     with store.begin() as s:  # more mail, same complaints: under the line, resolved
-        put(s, "sending_ip", "192.0.2.10", TODAY, sent=10_000)
+        put(s, "sending_ip", "192.0.2.10", TODAY, sent=100_000)
     assert run(store, NOW + timedelta(minutes=45))["resolved"] == 1
     assert open_alerts(store) == {}
     with store() as s:
@@ -191,3 +191,146 @@ def test_the_job_is_idempotent(store):
     ctx = JobContext(sessions=store, settings=Config(), clock=lambda: NOW)
     assert alerts_job(ctx) == 2
     assert alerts_job(ctx) == 0
+
+
+def test_noise_is_not_an_alert_too_few_complaints_say_nothing(store):
+    with store.begin() as s:
+        put(s, "campaign", "one", TODAY, sent=200, complaints=1)  # 0.5 %, one complaint
+        put(s, "campaign", "two", TODAY, sent=150, complaints=2)  # 1.3 %, two complaints
+        put(s, "campaign", "many", TODAY, sent=2_000, complaints=12)  # 0.6 % on 12: real
+    run(store)
+    assert {k[2]: a.severity for k, a in open_alerts(store).items() if k[0] == "complaint_rate"} == {
+        "many": "critical"}
+
+
+def test_too_few_to_say_leaves_an_open_alert_alone(store):
+    with store.begin() as s:
+        put(s, "campaign", "spring", TODAY, sent=10_000, complaints=40)
+    run(store)
+    with store.begin() as s:  # the next day: 1 complaint in 300, past the line on one event
+        put(s, "campaign", "spring", TODAY + timedelta(days=1), sent=300, complaints=1)
+    assert run(store, NOW + timedelta(days=1))["resolved"] == 0
+    assert ("complaint_rate", "campaign", "spring") in open_alerts(store)
+
+
+def test_a_block_spike_names_the_sending_ip_too(store):
+    with store.begin() as s:
+        for i in range(1, 15):
+            put(s, "sending_ip", "192.0.2.11", TODAY - timedelta(days=i), bounced=50, bounced__reputation=2)
+            put(s, "sending_ip", "192.0.2.10", TODAY - timedelta(days=i), bounced=50, bounced__reputation=2)
+        put(s, "sending_ip", "192.0.2.11", TODAY, bounced=400, bounced__reputation=370)
+        put(s, "sending_ip", "192.0.2.10", TODAY, bounced=50, bounced__reputation=3)
+    run(store)
+    spikes = {k: a for k, a in open_alerts(store).items() if k[0] == "block_spike"}
+    assert list(spikes) == [("block_spike", "sending_ip", "192.0.2.11")]
+    assert spikes[("block_spike", "sending_ip", "192.0.2.11")].severity == "critical"
+
+
+def _tls_report(s, n, day, domain, ok, failures):
+    from store.models import TlsFailureDetail, TlsPolicy, TlsReport
+
+    begin = datetime.combine(day, datetime.min.time(), timezone.utc)
+    msg = InboundMessage(sha256=f"{n:064x}", received_at=begin, source="file", size=1, kind="smtp_tls",
+                         status="parsed")
+    s.add(msg)
+    s.flush()
+    failed = sum(failures.values())
+    report = TlsReport(message_id=msg.id, organization_name="Google Inc.", report_id=f"t{n}", begin=begin,
+                       end=begin + timedelta(days=1), successful_sessions=ok, failed_sessions=failed)
+    policy = TlsPolicy(policy_type="sts", policy_domain=domain, successful_sessions=ok, failed_sessions=failed)
+    policy.failures = [TlsFailureDetail(result_type=t, failed_sessions=n_failed, receiving_mx_hostname="mx2." + domain)
+                       for t, n_failed in failures.items()]
+    report.policies = [policy]
+    s.add(report)
+    s.flush()
+
+
+def test_a_tls_alert_per_policy_domain_names_the_result_types(store):
+    from analysis import rollups
+
+    with store.begin() as s:
+        _tls_report(s, 1, TODAY, "news.example.com", 320, {"certificate-expired": 150, "validation-failure": 2})
+        _tls_report(s, 2, TODAY, "mail.example.net", 300, {"validation-failure": 2})  # background noise
+        rollups.update(s, now=NOW)
+    run(store)
+    tls = {k: a for k, a in open_alerts(store).items() if k[0] == "tls_failure_rate" and k[1] == "sending_domain"}
+    assert list(tls) == [("tls_failure_rate", "sending_domain", "news.example.com")]
+    alert = tls[("tls_failure_rate", "sending_domain", "news.example.com")]
+    assert alert.severity == "critical" and "certificate-expired: 150" in alert.message
+    assert alert.details["result_types"] == {"certificate-expired": 150, "validation-failure": 2}
+
+
+def test_a_backlog_is_judged_day_by_day_as_it_happened(store):
+    """Ten days read in at once: the episode of days 4-5 opens dated day 4 and is resolved dated
+    day 6 — not one alert on today's data alone."""
+    from analysis.alerts import judge
+    from analysis.rollups import mark_days_to_judge
+
+    first = TODAY - timedelta(days=9)
+    with store.begin() as s:
+        for i in range(10):
+            day = first + timedelta(days=i)
+            put(s, "sending_domain", "news.example", day, sent=10_000, complaints=80 if i in (3, 4) else 3)
+        mark_days_to_judge(s, {first + timedelta(days=i) for i in range(10)}, NOW)
+    with store.begin() as s:
+        counts = judge(s, CFG, NOW)
+    assert counts["days"] == 10 and counts["opened"] == 1 and counts["resolved"] == 1
+    with store() as s:
+        [alert] = s.scalars(select(Alert).where(Alert.rule == "complaint_rate")).all()
+    assert alert.opened_at.date() == first + timedelta(days=3)
+    assert alert.resolved_at.date() == first + timedelta(days=5)
+    assert alert.last_seen_at.date() == first + timedelta(days=4)
+    with store.begin() as s:  # judged: nothing to do again but today
+        assert judge(s, CFG, NOW)["days"] == 1
+
+
+def test_late_reports_for_a_past_day_open_its_alert_dated_that_day(store):
+    """The TLS reports of a day arrive the next: the day is judged again when they do."""
+    from analysis import rollups
+
+    yesterday = TODAY - timedelta(days=1)
+    ctx = JobContext(sessions=store, settings=Config(), clock=lambda: NOW)
+    alerts_job(ctx)  # today judged, nothing there
+    with store.begin() as s:
+        _tls_report(s, 3, yesterday, "news.example.com", 300, {"certificate-expired": 140})
+        rollups.update(s, now=NOW + timedelta(minutes=5))
+    assert alerts_job(JobContext(sessions=store, settings=Config(), clock=lambda: NOW + timedelta(minutes=15))) >= 1
+    alert = open_alerts(store)[("tls_failure_rate", "sending_domain", "news.example.com")]
+    assert alert.opened_at.date() == yesterday
+
+
+def test_analyze_since_judges_the_past_again(store, database, monkeypatch, capsys):
+    from postwatch.cli import main
+
+    first = TODAY - timedelta(days=4)
+    with store.begin() as s:  # rollups written without marking the days: a store from before
+        for i in range(5):
+            put(s, "sending_domain", "news.example", first + timedelta(days=i), sent=10_000,
+                complaints=80 if i == 1 else 3)
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    monkeypatch.setattr("store.clock.utcnow", lambda: NOW)
+    assert main(["analyze", "--job", "alerts", "--since", first.isoformat()]) == 0
+    with store() as s:
+        [alert] = s.scalars(select(Alert).where(Alert.rule == "complaint_rate")).all()
+    assert (alert.opened_at.date(), alert.resolved_at.date()) == (first + timedelta(days=1), first + timedelta(days=2))
+    assert main(["analyze", "--since", (TODAY + timedelta(days=1)).isoformat()]) == 2
+    assert "after today" in capsys.readouterr().err
+
+
+def test_block_rate_stays_open_while_the_refusals_last(store):
+    with store.begin() as s:
+        for i in range(1, 15):
+            put(s, "provider", "microsoft", TODAY - timedelta(days=i), sent=10_000, bounced=600,
+                bounced__reputation=500 if i <= 3 else 20)  # a block that began 3 days ago
+        put(s, "provider", "microsoft", TODAY, sent=10_000, bounced=600, bounced__reputation=520)
+    run(store)
+    alerts = open_alerts(store)
+    assert alerts[("block_rate", "provider", "microsoft")].severity == "critical"
+    assert "5.20%" in alerts[("block_rate", "provider", "microsoft")].message
+
+
+def test_no_source_is_new_before_the_reports_reach_back_far_enough(store):
+    with store.begin() as s:  # the first day of reports: everything would look new
+        _dmarc(s, 1, "203.0.113.66", NOW - timedelta(days=1), False)
+    run(store)
+    assert open_alerts(store) == {}
