@@ -19,7 +19,7 @@ import ipaddress
 import json
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,74 @@ def sources(session: Session, domain: str, since: date | None = None) -> list[Dm
     return list(session.scalars(query.order_by(DmarcSource.messages.desc(), DmarcSource.source_ip)))
 
 
+@dataclass(frozen=True)
+class WindowSource:
+    """One source of one From domain over a window of days: its messages in the window, and its
+    class (decided on all its mail, by `update_sources`)."""
+
+    domain: str
+    source_ip: str
+    messages: int  # in the window
+    passed: int  # DMARC pass, in the window
+    aligned: int  # DKIM aligned, in the window
+    spf_aligned: int  # SPF aligned, in the window
+    first_seen: date  # the first day of any report naming it (in the window if not yet folded)
+    last_seen: date  # the last day in the window with mail from it
+    reverse_dns: str | None
+    base_domain: str | None
+    country: str | None  # as the reports' enrichment gave it at ingest
+    source_class: str  # "" while `update_sources` has not folded it yet
+    classified_by: str
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.messages if self.messages else None
+
+
+def window_sources(session: Session, start: date, end: date, domain: str | None = None,
+                   limit: int | None = None) -> list[WindowSource]:
+    """The sources with mail in the reports of the days [start, end] (UTC, the rollups' days),
+    most messages first: counted from `dmarc_records` for the window, classed from `dmarc_sources`."""
+    from analysis.rollups import as_date, utc_day
+
+    r, a = DmarcRecord, DmarcAggregateReport
+    day = utc_day(r.interval_begin, session.get_bind().dialect.name)
+    dom = func.lower(func.coalesce(r.header_from, a.domain))
+    messages = func.sum(r.count)
+    query = (select(dom, r.source_ip, messages, func.sum(r.count * r.dmarc_pass.cast(Integer())),
+                    func.sum(r.count * r.dkim_aligned.cast(Integer())),
+                    func.sum(r.count * r.spf_aligned.cast(Integer())), func.min(day), func.max(day),
+                    func.max(r.source_reverse_dns), func.max(r.source_base_domain), func.max(r.source_country))
+             .join(a, a.id == r.report_id)
+             .where(r.interval_begin >= _day_start(start), r.interval_begin < _day_start(end + timedelta(days=1)))
+             .group_by(dom, r.source_ip).order_by(messages.desc(), r.source_ip))
+    if domain is not None:
+        query = query.where(dom == domain.lower().strip("."))
+    if limit:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
+    known: dict[tuple[str, str], DmarcSource] = {}
+    for i in range(0, len(rows), 300):
+        chunk = rows[i:i + 300]
+        for src in session.scalars(select(DmarcSource).where(
+                DmarcSource.domain.in_({row[0] for row in chunk}),
+                DmarcSource.source_ip.in_({row[1] for row in chunk}))):
+            known[(src.domain, src.source_ip)] = src
+    out = []
+    for dom_, ip, n, passed, dkim, spf, first, last, rdns, base, country in rows:
+        src = known.get((dom_, ip))
+        out.append(WindowSource(
+            dom_, ip, int(n or 0), int(passed or 0), int(dkim or 0), int(spf or 0),
+            src.first_seen if src else as_date(first), as_date(last), rdns or (src.reverse_dns if src else None),
+            base or (src.base_domain if src else None), country, src.source_class if src else "",
+            src.classified_by if src else ""))
+    return out
+
+
+def _day_start(d: date) -> datetime:
+    return datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc)
+
+
 def new_sources(session: Session, since: date, domain: str | None = None,
                 failing_only: bool = False) -> list[DmarcSource]:
     """Sources first seen on or after `since` (optionally only those with DMARC failures)."""
@@ -230,14 +298,15 @@ class Impact:
                 "current_policy": self.current_policy}
 
 
-def impact(session: Session, domain: str, day: date | None = None) -> Impact:
+def impact(session: Session, domain: str, day: date | None = None, until: date | None = None) -> Impact:
     """The share of `domain`'s legitimate volume that a p=quarantine/reject policy would lose on
-    `day` (default: the latest day with reports), from the rollups."""
+    `day` (default: the latest day with reports, on or before `until` if given), from the rollups."""
     domain = domain.lower().strip(".")
     base = select(Rollup).where(Rollup.dimension == "sending_domain", Rollup.key == domain)
     if day is None:
-        day = session.scalar(select(func.max(Rollup.day)).where(
-            Rollup.dimension == "sending_domain", Rollup.key == domain, Rollup.metric == "dmarc.messages"))
+        latest = select(func.max(Rollup.day)).where(
+            Rollup.dimension == "sending_domain", Rollup.key == domain, Rollup.metric == "dmarc.messages")
+        day = session.scalar(latest.where(Rollup.day <= until) if until is not None else latest)
     values: dict[str, int] = {}
     if day is not None:
         values = {r.metric: r.value for r in session.scalars(base.where(Rollup.day == day,

@@ -55,7 +55,7 @@ def page_for(pathname: str | None):
     return None
 
 
-def _filter_bar(f: flt.Filters, options: tuple[list[str], list[str], list[str]]) -> html.Div:
+def _filter_bar(f: flt.Filters, options: tuple[Any, Any, Any]) -> html.Div:
     """The filter bar, with its choices filled in: its options callback fires on URL changes
     only, not when the bar first appears."""
     domains, providers, campaigns = options
@@ -119,8 +119,12 @@ def filters_to_search(ctx: DashContext, start: str | None, end: str | None, doma
     return f.query_string() + ("&" + extra if extra else "")
 
 
-def filter_options(ctx: DashContext, search: str | None) -> tuple[list[str], list[str], list[str]]:
-    """The choices of the filter bar: the keys with rollups in the range."""
+Options = list[dict[str, str]]
+
+
+def filter_options(ctx: DashContext, search: str | None) -> tuple[Options, Options, Options]:
+    """The choices of the filter bar: the keys with rollups in the range, the mail that is not
+    attributed (key '') as "unknown"."""
     from dashboard import data
 
     f = ctx.filters(search)
@@ -128,9 +132,9 @@ def filter_options(ctx: DashContext, search: str | None) -> tuple[list[str], lis
         out = []
         for dimension, chosen in (("sending_domain", f.domain), ("provider", f.provider), ("campaign", f.campaign)):
             found = data.keys(session, dimension, f.start, f.end)
-            if chosen and chosen not in found:
-                found.append(chosen)
-            out.append(found)
+            if chosen and flt.key_of(chosen) not in found:
+                found.append(flt.key_of(chosen))
+            out.append(flt.choices(found))
     return out[0], out[1], out[2]
 
 

@@ -13,6 +13,11 @@ import pandas as pd
 
 Figure = dict[str, Any]
 GRID = "#e5e5e5"
+# plotly's default colours, set on each line so that a line's partial-day segment matches it
+COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
+           "#fecb52")
+PARTIAL = "{day}: partial day, so far (dotted)"
+RIGHT = " (right axis)"
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
@@ -45,16 +50,54 @@ def _percent(layout: dict[str, Any], axis: str = "yaxis") -> None:
     layout[axis] = {**layout[axis], "tickformat": ".2%"}
 
 
-def lines(frame: pd.DataFrame, title: str, percent: bool = False, columns: Iterable[str] | None = None) -> Figure:
+def lines(frame: pd.DataFrame, title: str, percent: bool = False, columns: Iterable[str] | None = None,
+          partial: date | None = None, right: Iterable[str] = ()) -> Figure:
+    """One line per column over the days of the index.
+
+    `partial`: the day that is not over yet (today): from the last complete day to it each line
+    is drawn dotted, and the legend says so, so that a day still being counted does not read as
+    a fall. `right`: the columns drawn against a second y axis on the right, with their own
+    scale (a rate of a few percent beside one near 100 %)."""
     columns = list(columns) if columns is not None else list(frame.columns)
     if frame.empty or not columns:
         return empty(title)
-    x = _x(frame.index)
-    data = [{"type": "scatter", "mode": "lines+markers", "name": str(name), "x": x, "y": _y(frame[name]),
-             "marker": {"size": 4}, "connectgaps": False} for name in columns]
+    right = [c for c in right if c in columns]
+    days = list(frame.index)
+    cut = next((i for i, d in enumerate(days) if partial is not None and d >= partial), len(days))
+    days = days[:cut + 1]  # the days after the partial one have not come yet
+    x = _x(days)
+    data = []
+    for n, name in enumerate(columns):
+        y = _y(frame[name])[:len(days)]
+        colour = COLOURS[n % len(COLOURS)]
+        trace = {"type": "scatter", "mode": "lines+markers", "name": str(name) + (RIGHT if name in right else ""),
+                 "x": x, "y": y, "marker": {"size": 4, "color": colour}, "line": {"color": colour},
+                 "connectgaps": False, "legendgroup": str(name)}
+        if name in right:
+            trace["yaxis"] = "y2"
+        if cut == len(days):
+            data.append(trace)
+            continue
+        # the line stops before the partial day (a gap point), whose value keeps its marker and
+        # hover; a dotted segment without hover joins them
+        data.append({**trace, "x": x[:cut] + [x[cut], x[cut]], "y": y[:cut] + [None, y[cut]]})
+        start = max(cut - 1, 0)
+        data.append({**trace, "name": f"{trace['name']} (partial day)", "x": x[start:], "y": y[start:],
+                     "showlegend": False, "hoverinfo": "skip", "mode": "lines",
+                     "line": {"color": colour, "dash": "dot"}})
+    if cut < len(days):
+        # one legend entry for the dotted segments of every line
+        data.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "hoverinfo": "skip",
+                     "name": PARTIAL.format(day=x[cut]), "line": {"color": "#888", "dash": "dot"}})
     layout = _layout(title)
     if percent:
         _percent(layout)
+    if right:
+        layout["yaxis2"] = {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
+                            "automargin": True}
+        layout["margin"] = {**layout["margin"], "r": 50}
+        if percent:
+            _percent(layout, "yaxis2")
     return {"data": data, "layout": layout}
 
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from dash import dash_table, dcc, html
 
+from dashboard.filters import label
+
 CARD = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "10px", "margin": "6px",
         "background": "white"}
 GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(460px, 1fr))", "gap": "4px"}
@@ -24,7 +26,13 @@ def section(title: str, *children: Any) -> html.Div:
 
 
 def pct(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f}%"
+    """A rate as a percentage for a table or a card: 0.973 -> "97.30 %" ("97.3 %" with digits=1)."""
+    return "—" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def points(value: float | None) -> str:
+    """Score points, one decimal: 2.3456 -> "2.3"."""
+    return "" if value is None else f"{value:.1f}"
 
 
 def number(value: float | int | None) -> str:
@@ -68,6 +76,10 @@ def note(text: str) -> html.Div:
 def ignored_note(ignored: list[str], entity: tuple[str, str]) -> list[html.Div]:
     if not ignored:
         return []
-    dimension, key = entity
-    return [note(f"Charts read the rollups of one entity at a time: showing {dimension} {key}; "
+    return [note(f"Charts read the rollups of one entity at a time: showing {entity_label(*entity)}; "
                  f"the {' and '.join(ignored)} filter applies to the tables of events only.")]
+
+
+def entity_label(dimension: str, key: str | None) -> str:
+    """'provider google', 'sending_ip unknown' (the key '' is what is not attributed), 'all mail'."""
+    return "all mail" if dimension == "all" else f"{dimension} {label(key)}"

@@ -20,7 +20,8 @@ from sqlalchemy import Text, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from analysis.rollups import as_date, json_list
-from dashboard.filters import Filters
+from dashboard.components import pct
+from dashboard.filters import UNKNOWN, Filters, key_of, label
 from store.alerts import Alert
 from store.checks import JobRun, PostureCheck
 from store.dmarc_sources import DmarcSource
@@ -63,7 +64,7 @@ def _daily_wide(rows, start: date, end: date) -> pd.DataFrame:
         i = position.get(d if type(d) is date else as_date(d))
         if i is None:
             continue
-        name = name if name else "(unknown)"
+        name = label(name)
         column = columns.get(name)
         if column is None:
             column = columns[name] = [0] * len(days)
@@ -139,9 +140,17 @@ def daily_by_key(session: Session, dimension: str, metric: str, start: date, end
 
 
 def keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
-    """The keys of `dimension` with rollups in the range (the filter bar's choices)."""
-    return [k for k in session.scalars(select(Rollup.key).where(
-        Rollup.dimension == dimension, Rollup.day >= start, Rollup.day <= end).distinct().order_by(Rollup.key)) if k]
+    """The keys of `dimension` with rollups in the range (the filter bar's choices), '' (not
+    attributed) among them."""
+    return list(session.scalars(select(Rollup.key).where(
+        Rollup.dimension == dimension, Rollup.day >= start, Rollup.day <= end).distinct().order_by(Rollup.key)))
+
+
+def matches(column, value: str):
+    """`column` equals a filter's value; UNKNOWN matches what is not attributed (NULL or '')."""
+    if value == UNKNOWN:
+        return (column.is_(None)) | (column == "")
+    return column == value
 
 
 # ---------------------------------------------------------------- scores and alerts
@@ -202,11 +211,11 @@ def _event_filters(query, f: Filters):
     b = BounceEvent
     query = query.where(b.occurred_at >= day_start(f.start), b.occurred_at < day_after(f.end))
     if f.domain:
-        query = query.where(b.from_domain == f.domain)
+        query = query.where(matches(b.from_domain, f.domain))
     if f.provider:
-        query = query.where(b.provider == f.provider)
+        query = query.where(matches(b.provider, f.provider))
     if f.campaign:
-        query = query.where(b.campaign == f.campaign)
+        query = query.where(matches(b.campaign, f.campaign))
     return query
 
 
@@ -283,37 +292,46 @@ def dispositions(session: Session, f: Filters) -> pd.DataFrame:
              .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end))
              .group_by(day, r.disposition))
     if f.domain:
-        query = query.where(r.header_from == f.domain)
+        query = query.where(matches(r.header_from, f.domain))
     rows = [(d, disposition or "none", n) for d, disposition, n in session.execute(query)]
     return _daily_wide(rows, f.start, f.end)
 
 
 def dmarc_sources(session: Session, f: Filters, limit: int = 100) -> list[dict[str, Any]]:
-    """The sources seen in the range, most mail first, with their class and where they are."""
-    s = DmarcSource
-    query = select(s).where(s.last_seen >= f.start, s.first_seen <= f.end)
-    if f.domain:
-        query = query.where(s.domain == f.domain)
-    rows = list(session.scalars(query.order_by(s.messages.desc(), s.source_ip).limit(limit)))
-    countries = {}
-    if rows:
-        countries = dict(session.execute(select(DmarcRecord.source_ip, func.max(DmarcRecord.source_country))
-                                         .where(DmarcRecord.source_ip.in_({r.source_ip for r in rows}))
-                                         .group_by(DmarcRecord.source_ip)).all())
-    return [{"domain": r.domain, "source_ip": r.source_ip, "class": r.source_class, "rule": r.classified_by,
-             "reverse_dns": r.reverse_dns or "", "base_domain": r.base_domain or "",
-             "country": countries.get(r.source_ip) or "", "asn": "",
-             "messages": r.messages, "pass_rate": round(r.passed / r.messages, 4) if r.messages else None,
-             "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()} for r in rows]
+    """The sources with mail in the range, most mail first: messages and pass rate of the range,
+    their class (decided on all their mail), where they are (country and AS from the offline IP
+    database where the reports gave none; base domain and service from parsedmarc's map)."""
+    from analysis.dmarc_intel import window_sources
+
+    return [_source_row(r) for r in window_sources(session, f.start, f.end, _dmarc_domain(f), limit)]
+
+
+def _dmarc_domain(f: Filters) -> str | None:
+    return None if not f.domain else key_of(f.domain)
+
+
+def _source_row(r) -> dict[str, Any]:
+    from analysis.source_info import source_info
+
+    about = source_info(r.source_ip, r.reverse_dns)
+    return {"domain": label(r.domain), "source_ip": r.source_ip, "class": r.source_class or "—",
+            "rule": r.classified_by or "—", "reverse_dns": r.reverse_dns or "",
+            "base_domain": r.base_domain or about.base_domain or "", "service": about.service or "",
+            "country": r.country or about.country or "", "asn": about.as_text, "messages": r.messages,
+            "pass_rate": pct(r.pass_rate, 1), "first_seen": r.first_seen.isoformat(),
+            "last_seen": r.last_seen.isoformat()}
 
 
 def new_dmarc_sources(session: Session, f: Filters, days: int) -> list[dict[str, Any]]:
-    from analysis.dmarc_intel import new_sources
+    """The sources of the range first seen in its last `days` days, with their mail in the range."""
+    from analysis.dmarc_intel import window_sources
 
     since = f.end - timedelta(days=max(days, 1) - 1)
-    return [{"domain": r.domain, "source_ip": r.source_ip, "class": r.source_class,
+    rows = [r for r in window_sources(session, f.start, f.end, _dmarc_domain(f)) if r.first_seen >= since]
+    return [{"domain": label(r.domain), "source_ip": r.source_ip, "class": r.source_class or "—",
              "reverse_dns": r.reverse_dns or "", "messages": r.messages, "failing": r.messages - r.passed,
-             "first_seen": r.first_seen.isoformat()} for r in new_sources(session, since, f.domain)]
+             "first_seen": r.first_seen.isoformat()}
+            for r in sorted(rows, key=lambda r: (r.first_seen, r.domain, r.source_ip))]
 
 
 def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -325,7 +343,7 @@ def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]
     query = (select(func.sum(r.count), dkim_text, spf_text)
              .where(r.interval_begin >= day_start(f.start), r.interval_begin < day_after(f.end)))
     if f.domain:
-        query = query.where(r.header_from == f.domain)
+        query = query.where(matches(r.header_from, f.domain))
     dkim: Counter = Counter()
     spf: Counter = Counter()
     for count, dkim_results, spf_results in session.execute(query.group_by(dkim_text, spf_text).limit(SELECTOR_SAMPLE)):
@@ -341,7 +359,7 @@ def selectors_and_spf(session: Session, f: Filters) -> tuple[list[dict[str, Any]
 
 def dmarc_domains(session: Session, f: Filters) -> list[str]:
     if f.domain:
-        return [f.domain]
+        return [key_of(f.domain)]
     return keys(session, "sending_domain", f.start, f.end)
 
 
@@ -356,7 +374,7 @@ def tls_failures(session: Session, f: Filters) -> list[dict[str, Any]]:
              .join(p, p.id == d.policy_id).join(t, t.id == p.report_id)
              .where(t.begin >= day_start(f.start), t.begin < day_after(f.end)))
     if f.domain:
-        query = query.where(func.lower(p.policy_domain) == f.domain)
+        query = query.where(matches(func.lower(p.policy_domain), f.domain))
     query = query.group_by(d.result_type, mx)
     return [{"result_type": rt, "receiving_mx": mx or "(not given)", "failed_sessions": int(n or 0)}
             for rt, mx, n in session.execute(query.order_by(func.sum(d.failed_sessions).desc()).limit(100))]
@@ -439,7 +457,7 @@ def posture(session: Session) -> dict[str, list[PostureCheck]]:
 def checklist(session: Session, f: Filters, domain: str, checks: list[PostureCheck], one_click: bool,
               complaint_line: float) -> Checklist:
     """The providers' bulk-sender requirements for one sending domain."""
-    frame = daily(session, Filters(f.start, f.end, domain=domain))
+    frame = daily(session, Filters(f.start, f.end, domain=domain or UNKNOWN))
     k = kpis(frame)
     by_check = {c.check: c.status for c in checks}
     spf_ok = by_check.get("spf") == "ok"
@@ -469,7 +487,8 @@ def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, 
     totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", "bounced.reputation", "complaints"))
 
     def group(label: str, values: tuple[str, ...]) -> GroupCounts:
-        rows = totals.loc[[v for v in values if v in totals.index]] if len(totals) else totals
+        keys_ = [key_of(v) for v in values]
+        rows = totals.loc[[k for k in keys_ if k in totals.index]] if len(totals) else totals
         get = (lambda m: int(rows[m].sum()) if m in rows.columns else 0)
         sends, bounced = get("sent"), get("bounced")
         return GroupCounts(label, values, sends, max(sends - bounced, 0), min(bounced, sends) if sends else bounced,

@@ -2,6 +2,8 @@
 
     ?start=2024-05-01&end=2024-05-30&domain=news.example.com&provider=google&campaign=spring
 
+(`provider=(unknown)` and the like pick the mail that is not attributed: the key '').
+
 Rollups are kept per one dimension at a time (analysis/rollups.py), so a page reads the
 rollups of the most specific entity the filters name: campaign, else provider, else sending
 domain, else all mail. `Filters.entity()` says which one; `Filters.ignored()` names the
@@ -16,6 +18,25 @@ from urllib.parse import parse_qs, urlencode
 DEFAULT_DAYS = 30
 MAX_DAYS = 800
 FIELDS = ("domain", "provider", "campaign")
+# The rollups count what is not attributed under the key '' (analysis/rollups.py): the URL and
+# the dropdowns carry it as UNKNOWN, and every table, legend and dropdown shows it as "unknown".
+UNKNOWN = "(unknown)"
+UNKNOWN_LABEL = "unknown"
+
+
+def key_of(value: str) -> str:
+    """The rollup key of a filter or dropdown value ('' for UNKNOWN)."""
+    return "" if value == UNKNOWN else value
+
+
+def label(key: str | None) -> str:
+    """How an entity key is shown: '' (not attributed) as "unknown"."""
+    return key if key and key != UNKNOWN else UNKNOWN_LABEL
+
+
+def choices(keys: list[str]) -> list[dict[str, str]]:
+    """Dropdown options for entity keys, '' among them as "unknown"."""
+    return [{"label": label(k), "value": k or UNKNOWN} for k in keys]
 
 
 @dataclass(frozen=True)
@@ -33,11 +54,11 @@ class Filters:
     def entity(self) -> tuple[str, str]:
         """The (dimension, key) of rollups that answers these filters."""
         if self.campaign:
-            return "campaign", self.campaign
+            return "campaign", key_of(self.campaign)
         if self.provider:
-            return "provider", self.provider
+            return "provider", key_of(self.provider)
         if self.domain:
-            return "sending_domain", self.domain
+            return "sending_domain", key_of(self.domain)
         return "all", ""
 
     def ignored(self) -> list[str]:

@@ -12,7 +12,7 @@ SEVERITY_COLOURS = {"critical": "#c53030", "warning": "#b7791f", "info": "#1a4f8
 
 def _rows(alerts):
     return [{"id": a.id, "severity": a.severity, "status": a.status, "rule": a.rule,
-             "entity": f"{a.dimension} {a.key}".strip(), "message": a.message,
+             "entity": ui.entity_label(a.dimension, a.key), "message": a.message,
              "opened": a.opened_at.strftime("%Y-%m-%d %H:%M"), "last seen": a.last_seen_at.strftime("%Y-%m-%d %H:%M"),
              "seen": a.times_seen,
              "resolved": a.resolved_at.strftime("%Y-%m-%d %H:%M") if a.resolved_at else ""} for a in alerts]

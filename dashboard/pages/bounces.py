@@ -47,7 +47,7 @@ def update(ctx, search):
     page_count = max(1, math.ceil(total / PAGE_SIZE))
     notes = ui.ignored_note(f.ignored(), (dimension, key))
     return (notes, category, reason, provider, [diag, sample_note], page_count,
-            f"{total:,} events in the range (from the rollups of {dimension} {key or ''})".strip())
+            f"{total:,} events in the range (from the rollups of {ui.entity_label(dimension, key)})")
 
 
 def page(ctx, search, page_current, page_size=PAGE_SIZE):

@@ -26,7 +26,7 @@ def layout(f, ctx, search=None):
     found = options(ctx, search, by)
 
     def pick(id_, values):
-        return dcc.Dropdown(id=id_, multi=True, value=values, options=sorted(set(found) | set(values)),
+        return dcc.Dropdown(id=id_, multi=True, value=values, options=choices(found, values),
                             style={"minWidth": "280px"})
     row = {"display": "flex", "gap": "6px", "alignItems": "center"}
     return [ui.section("Groups", html.Div([
@@ -38,15 +38,21 @@ def layout(f, ctx, search=None):
 
 
 def options(ctx, search, by):
+    """The values a group can take: rollup keys ('' as flt.UNKNOWN), or send-log values."""
     f = ctx.filters(search)
     with ctx.sessions() as session:
         if by in data.ROLLUP_COMPARE:
-            return data.keys(session, by, f.start, f.end)
+            return [k or flt.UNKNOWN for k in data.keys(session, by, f.start, f.end)]
         from store.volume import SendLog
 
         column = getattr(SendLog, by)
         return [v for v in session.scalars(select(column).where(
             SendLog.sent_at >= data.day_start(f.start)).distinct().order_by(column).limit(500)) if v]
+
+
+def choices(found, chosen):
+    """Dropdown options: the values found and those already chosen, the unattributed as "unknown"."""
+    return [{"label": flt.label(v), "value": v} for v in sorted(set(found) | set(chosen or ()))]
 
 
 def update(ctx, search, by, a, b):
@@ -58,7 +64,7 @@ def update(ctx, search, by, a, b):
     with ctx.sessions() as session:
         result = data.compare_groups(session, by, a, b, f)
     traces = []
-    for side, name in (("a", "A: " + ", ".join(a)), ("b", "B: " + ", ".join(b))):
+    for side, name in (("a", "A: " + ", ".join(map(flt.label, a))), ("b", "B: " + ", ".join(map(flt.label, b)))):
         rates = result["rates"]
         traces.append({"x": [r.metric for r in rates], "y": [getattr(r, side)[2] for r in rates], "name": name[:60],
                        "error_y": {"type": "data", "symmetric": False,
@@ -93,7 +99,7 @@ def register(app, ctx):
                   prevent_initial_call=True)
     def _options(search, by, a, b):
         found = options(ctx, search, by)
-        return sorted(set(found) | set(a or ())), sorted(set(found) | set(b or ()))
+        return choices(found, a), choices(found, b)
 
     @app.callback(Output("cmp-notes", "children"), Output("cmp-figure", "figure"), Output("cmp-table", "children"),
                   Input("url", "search"), Input("cmp-by", "value"), Input("cmp-a", "value"), Input("cmp-b", "value"))

@@ -5,6 +5,7 @@ from dash import Input, Output, html
 
 from dashboard import charts, data
 from dashboard import components as ui
+from dashboard.filters import label
 from dashboard.pages.overview import COMPLAINT_LINES
 
 NAME, PATH, TITLE = "complaints", "/complaints", "Complaints"
@@ -24,7 +25,7 @@ def campaign_rates(frame) -> list[dict]:
         sent, complaints = int(row.get("sent", 0)), int(row.get("complaints", 0))
         if not sent and not complaints:
             continue
-        rows.append({"campaign": key or "(unknown)", "sent": sent, "complaints": complaints,
+        rows.append({"campaign": label(key), "sent": sent, "complaints": complaints,
                      "complaint_rate": data.ratio(complaints, sent)})
     return sorted(rows, key=lambda r: (-(r["complaint_rate"] or 0), -r["complaints"]))
 

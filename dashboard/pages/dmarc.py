@@ -1,11 +1,12 @@
 """DMARC: compliance and disposition per day, sources by class with where they are, new
-sources, DKIM selectors and SPF domains, and what p=reject would cost."""
+sources, DKIM selectors and SPF domains, and what p=reject would cost — all of the range."""
 from __future__ import annotations
 
 from dash import Input, Output, html
 
 from dashboard import charts, data
 from dashboard import components as ui
+from dashboard.filters import label
 
 NAME, PATH, TITLE = "dmarc", "/dmarc", "DMARC"
 
@@ -30,13 +31,15 @@ def update(ctx, search):
         new = data.new_dmarc_sources(session, f, new_days)
         selectors, spf = data.selectors_and_spf(session, f)
         from analysis.dmarc_intel import impact
-        impacts = [impact(session, d) for d in data.dmarc_domains(session, f)[:10]]
+        # the latest day with reports within the range
+        impacts = [i for i in (impact(session, d, until=f.end) for d in data.dmarc_domains(session, f)[:10])
+                   if i.day is not None and i.day >= f.start]
     dm = data.col(frame, "dmarc.messages")
     compliance = (data.col(frame, "dmarc.pass") / dm.where(dm > 0)).to_frame("DMARC pass")
     compliance["DKIM aligned"] = data.col(frame, "dmarc.aligned") / dm.where(dm > 0)
     compliance_fig = charts.lines(compliance, "DMARC compliance per day", percent=True) if dm.sum() \
         else charts.empty("DMARC compliance per day")
-    impact_rows = [{"domain": i.domain, "day": i.day.isoformat() if i.day else "—",
+    impact_rows = [{"domain": label(i.domain), "day": i.day.isoformat() if i.day else "—",
                     "policy now": i.current_policy or "—", "legitimate": i.legitimate, "would fail": i.would_fail,
                     "share lost": ui.pct(i.share_lost), "unknown sources": i.by_class["unknown"]["messages"]}
                    for i in impacts]

@@ -6,6 +6,7 @@ from dash import Input, Output, html
 
 from dashboard import data
 from dashboard import components as ui
+from dashboard.filters import key_of, label
 
 NAME, PATH, TITLE = "domains", "/domains", "Domains"
 MARK = {True: "✔ yes", False: "✘ no", None: "— not known"}
@@ -18,11 +19,16 @@ def layout(f, ctx, search=None):
 
 
 def _domains(ctx, session, f) -> list[str]:
-    configured = [d.strip().lower().rstrip(".") for d in
-                  getattr(getattr(ctx.settings, "domains", None), "sending_domains", ()) or ()]
+def _configured(ctx) -> list[str]:
+    return [d.strip().lower().rstrip(".") for d in
+            getattr(getattr(ctx.settings, "domains", None), "sending_domains", ()) or () if d.strip()]
+
+
+    """The configured sending domains, then those seen in the range ('' — not attributed — too)."""
+    configured = _configured(ctx)
     seen = data.keys(session, "sending_domain", f.start, f.end)
     out = configured + [d for d in seen if d not in configured]
-    return [f.domain] if f.domain else out
+    return [key_of(f.domain)] if f.domain else out
 
 
 def update(ctx, search):
@@ -35,7 +41,7 @@ def update(ctx, search):
         posture = data.posture(session)
         domains = _domains(ctx, session, f)
         lists = [data.checklist(session, f, d, posture.get(d, []), one_click, complaint_line) for d in domains]
-    rows = [{"domain": c.domain, "authenticated (SPF, DKIM, DMARC)": MARK[c.authenticated],
+    rows = [{"domain": label(c.domain), "authenticated (SPF, DKIM, DMARC)": MARK[c.authenticated],
              "aligned": f"{MARK[c.aligned]} ({ui.pct(c.aligned_rate)})",
              "one-click unsubscribe": MARK[c.one_click],
              "complaints under 0.3 %": f"{MARK[c.complaint_ok]} ({ui.pct(c.complaint_rate, 3)})"} for c in lists]
@@ -44,7 +50,7 @@ def update(ctx, search):
     posture_rows = []
     ips = [ip.strip() for ip in getattr(getattr(ctx.settings, "domains", None), "sending_ips", ()) or ()]
     for subject in sorted(posture):
-        if f.domain and subject != f.domain and subject not in ips:
+        if f.domain and subject != key_of(f.domain) and subject not in ips:
             continue
         for check in posture[subject]:
             posture_rows.append({"subject": subject, "check": check.check, "status": check.status,
@@ -52,12 +58,20 @@ def update(ctx, search):
                                  "checked": check.checked_at.strftime("%Y-%m-%d %H:%M")})
     table = ui.table("do-posture-table", posture_rows, page_size=30, style_data_conditional=[
         {"if": {"filter_query": f"{{status}} = {s}", "column_id": "status"}, "color": c, "fontWeight": "bold"}
-        for s, c in STATUS_COLOURS.items()]) if posture_rows else html.P(
-        "No posture check has run yet (the posture job checks the DNS of [domains] once a day).")
+        for s, c in STATUS_COLOURS.items()]) if posture_rows else html.P(_no_posture(ctx, bool(posture)))
     return checklist, table
 
 
 def register(app, ctx):
+def _no_posture(ctx, any_check: bool) -> str:
+    """Why the posture table is empty: nothing to check, nothing checked yet, or the filter."""
+    if not _configured(ctx):
+        return "No sending domains are configured ([domains] sending_domains in postwatch.toml)."
+    if any_check:
+        return "No posture check for this domain (the posture job checks the domains of [domains] sending_domains)."
+    return "No posture check has run yet (the posture job checks the DNS of [domains] once a day)."
+
+
     @app.callback(Output("do-checklist", "children"), Output("do-posture", "children"), Input("url", "search"))
     def _update(search):
         return update(ctx, search)

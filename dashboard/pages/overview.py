@@ -6,6 +6,7 @@ from dash import Input, Output, html
 
 from dashboard import charts, data
 from dashboard import components as ui
+from dashboard.filters import label
 
 NAME, PATH, TITLE = "overview", "/", "Overview"
 COMPLAINT_LINES = [(0.001, "0.1 %", "#b7791f"), (0.003, "0.3 %", "#c53030")]
@@ -43,27 +44,33 @@ def update(ctx, search):
              card("Complaint rate", "complaint_rate", True, lambda v: v < 0.001),
              card("DMARC aligned", "dmarc_aligned_rate", True, lambda v: v >= 0.98),
              ui.kpi("Open alerts", str(n_open), "now", "#c53030" if n_open else "#1b7f3b")]
+    # today is still being counted: its points are drawn apart (dotted), not as a fall
+    today = ctx.today()
+    partial = today if f.start <= today <= f.end else None
     sent = data.col(now_frame, "sent")
     volume = charts.lines(now_frame.assign(sent=sent, bounced=data.col(now_frame, "bounced"),
                                            complaints=data.col(now_frame, "complaints"))[["sent", "bounced", "complaints"]],
-                          "Volume per day")
-    rates = now_frame.assign(delivery=(sent - data.col(now_frame, "bounced")) / sent.where(sent > 0),
-                             hard_bounces=data.col(now_frame, "hard") / sent.where(sent > 0))
-    rate_fig = charts.lines(rates[["delivery", "hard_bounces"]], "Delivery and hard-bounce rate", percent=True)
+                          "Volume per day", partial=partial)
+    rates = ((sent - data.col(now_frame, "bounced")) / sent.where(sent > 0)).to_frame("delivery rate")
+    rates["hard-bounce rate"] = data.col(now_frame, "hard") / sent.where(sent > 0)
+    # a hard-bounce rate of a few percent is flat on delivery's 0-100 % scale: its own axis
+    rate_fig = charts.lines(rates, "Delivery and hard-bounce rate", percent=True, partial=partial,
+                            right=["hard-bounce rate"])
     complaint = (data.col(now_frame, "complaints") / sent.where(sent > 0)).to_frame("complaint rate")
-    complaint_fig = charts.with_lines(charts.lines(complaint, "Complaint rate", percent=True), COMPLAINT_LINES)
+    complaint_fig = charts.with_lines(charts.lines(complaint, "Complaint rate", percent=True, partial=partial),
+                                      COMPLAINT_LINES)
     dm = data.col(now_frame, "dmarc.messages")
     dmarc = (data.col(now_frame, "dmarc.aligned") / dm.where(dm > 0)).to_frame("DKIM aligned")
     dmarc["DMARC pass"] = data.col(now_frame, "dmarc.pass") / dm.where(dm > 0)
     dmarc_fig = charts.lines(dmarc, "DMARC aligned and pass rate", percent=True)
-    grade_rows = [{"provider": s.key or "(unknown)", "day": s.day.isoformat(), "score": round(s.score, 1),
+    grade_rows = [{"provider": label(s.key), "day": s.day.isoformat(), "score": round(s.score, 1),
                    "grade": s.grade} for s in grades]
     grade_table = ui.table("ov-grade-table", grade_rows, ["provider", "score", "grade", "day"],
                            style_data_conditional=[{"if": {"filter_query": f"{{grade}} = {g}", "column_id": "grade"},
                                                     "color": c, "fontWeight": "bold"}
                                                    for g, c in ui.GRADE_COLOURS.items()]) \
         if grade_rows else html.P("No scores in this range.")
-    alert_rows = [{"severity": a.severity, "rule": a.rule, "entity": f"{a.dimension} {a.key}".strip(),
+    alert_rows = [{"severity": a.severity, "rule": a.rule, "entity": ui.entity_label(a.dimension, a.key),
                    "message": a.message, "since": a.opened_at.strftime("%Y-%m-%d %H:%M")} for a in open_alerts]
     alert_table = ui.table("ov-alert-table", alert_rows) if alert_rows else html.P("No open alerts.")
     notes = ui.ignored_note(f.ignored(), f.entity())

@@ -9,6 +9,7 @@ from dash import Input, Output, dcc, html
 
 from dashboard import charts, data
 from dashboard import components as ui
+from dashboard.filters import label as key_label
 
 NAME, PATH, TITLE = "reputation", "/reputation", "Reputation"
 COMPONENTS = ("complaints", "hard_bounces", "blocks", "dmarc_unaligned", "tls_failures", "blocklists")
@@ -31,25 +32,27 @@ def update(ctx, search, dimension="provider"):
         many = data.scores(session, dimension, f.start, f.end)
         own = data.scores(session, entity_dim, f.start, f.end, entity_key)
     if many:
-        frame = pd.DataFrame([(s.day, s.key or "(unknown)", s.score) for s in many], columns=["day", "key", "score"])
+        frame = pd.DataFrame([(s.day, key_label(s.key), s.score) for s in many], columns=["day", "key", "score"])
         wide = frame.pivot_table(index="day", columns="key", values="score", aggfunc="last")
         wide = wide.reindex([f.start + timedelta(days=i) for i in range(f.days)])
         wide.columns.name = None
         scores_fig = charts.with_lines(charts.lines(wide, f"Score by {dimension}"), _grade_lines(ctx))
     else:
         scores_fig = charts.empty(f"Score by {dimension}")
-    label = f"{entity_dim} {entity_key}".strip() if entity_dim != "all" else "all mail"
+    label = ui.entity_label(entity_dim, entity_key)
     if own:
         entity = pd.DataFrame({"score": [s.score for s in own]}, index=[s.day for s in own])
         entity_fig = charts.with_lines(charts.lines(entity, f"Score of {label}"), _grade_lines(ctx))
-        lost = pd.DataFrame([{c: (s.components.get(c) or {}).get("lost", 0.0) for c in COMPONENTS} for s in own],
-                            index=[s.day for s in own])
+        # points rounded for reading: the hover shows "2.3", not "2.3456"
+        lost = pd.DataFrame([{c: round((s.components.get(c) or {}).get("lost", 0.0), 1) for c in COMPONENTS}
+                             for s in own], index=[s.day for s in own])
         components_fig = charts.stacked(lost, f"Points lost per component, {label}")
         last = own[-1]
         rows = []
         for c in COMPONENTS:
             comp = last.components.get(c) or {}
-            rows.append({"component": c, "lost": comp.get("lost", 0.0), "weight": comp.get("weight"),
+            rows.append({"component": c, "lost": ui.points(comp.get("lost", 0.0)),
+                         "weight": ui.points(comp.get("weight")),
                          "rate": ui.pct(comp.get("rate"), 3) if "rate" in comp else ", ".join(comp.get("zones", [])) or "—",
                          "count": comp.get("count", ""), "of": comp.get("total", ""),
                          "good line": ui.pct(comp.get("good"), 2) if comp.get("good") is not None else "",

@@ -108,3 +108,80 @@ def test_the_dmarc_sources_command(store, database, monkeypatch, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["impact"]["share_lost"] == 0.06 and len(data["sources"]) == 5
     assert {x["source_ip"]: x["class"] for x in data["sources"]}["192.0.2.6"] == "authorised"
+
+
+def _ninety_days(s):
+    """One report a day for 90 days up to D: 100 messages a day from 192.0.2.5, and a public
+    Google address (in parsedmarc's bundled IP database) sending on the last 3 days only."""
+    for i in range(90):
+        day = D - timedelta(days=i)
+        records = [{"ip": "192.0.2.5", "count": 100, "dkim": True, "spf": True}]
+        if i < 3:
+            records.append({"ip": "8.8.8.8", "count": 10})
+        h.dmarc_report(s, day, "w.example", records)
+
+
+def test_window_sources_count_only_the_window(store):
+    from analysis.dmarc_intel import window_sources
+
+    with store() as s, s.begin():
+        _ninety_days(s)
+        update_sources(s, now=NOW)
+    with store() as s:
+        week = {x.source_ip: x for x in window_sources(s, D - timedelta(days=6), D, "W.example")}
+        quarter = {x.source_ip: x for x in window_sources(s, D - timedelta(days=89), D, "w.example")}
+        before = window_sources(s, D - timedelta(days=29), D - timedelta(days=3), "w.example")
+        assert sources(s, "w.example")[0].messages == 9000  # the all-time total kept by update_sources
+    assert week["192.0.2.5"].messages == 700 and quarter["192.0.2.5"].messages == 9000
+    assert week["192.0.2.5"].pass_rate == 1.0 and week["8.8.8.8"].pass_rate == 0.0
+    # the class and first seen are those of all its mail; last seen is the window's
+    assert week["192.0.2.5"].first_seen == D - timedelta(days=89) and week["192.0.2.5"].last_seen == D
+    assert week["192.0.2.5"].source_class == "authorised" and week["8.8.8.8"].source_class == "unknown"
+    assert [x.source_ip for x in before] == ["192.0.2.5"] and before[0].last_seen == D - timedelta(days=3)
+
+
+def test_the_dmarc_sources_days_are_a_window(store, database, monkeypatch, capsys):
+    import json
+
+    from postwatch.cli import main
+    from store import clock
+
+    with store() as s, s.begin():
+        _ninety_days(s)
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    monkeypatch.setattr(clock, "utcnow", lambda: NOW)  # the day after D
+    assert main(["rollups", "update"]) == 0
+    capsys.readouterr()
+
+    def counts(*args) -> dict:
+        assert main(["dmarc", "sources", "w.example", "--json", *args]) == 0
+        return {x["source_ip"]: x["messages"] for x in json.loads(capsys.readouterr().out)["sources"]}
+
+    assert counts("--days", "7") == {"192.0.2.5": 600, "8.8.8.8": 30}  # up to today: D-5 .. D (+ today)
+    assert counts("--days", "90") == {"192.0.2.5": 8900, "8.8.8.8": 30}
+    assert counts("--days", "7", "--end", str(D)) == {"192.0.2.5": 700, "8.8.8.8": 30}
+    assert counts("--days", "10", "--end", str(D - timedelta(days=3))) == {"192.0.2.5": 1000}
+    assert main(["dmarc", "sources", "w.example", "--days", "7"]) == 0
+    out = capsys.readouterr().out
+    assert f"({D - timedelta(days=5)} to {NOW.date()}, 7 days)" in out and "     600  100.0%" in out
+    assert main(["dmarc", "sources", "w.example", "--days", "2", "--end", str(D - timedelta(days=95))]) == 0
+    assert "no DMARC reports name w.example" in capsys.readouterr().out
+
+
+def test_the_dmarc_sources_command_says_where_a_source_is_offline(store, database, monkeypatch, capsys):
+    import json
+
+    from postwatch.cli import main
+    from store import clock
+    from tests.analysis.test_source_info import no_network
+
+    with store() as s, s.begin():
+        _ninety_days(s)
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    monkeypatch.setattr(clock, "utcnow", lambda: NOW)
+    with no_network(monkeypatch):
+        assert main(["dmarc", "sources", "w.example", "--days", "7", "--json"]) == 0
+    got = {x["source_ip"]: x for x in json.loads(capsys.readouterr().out)["sources"]}
+    assert (got["8.8.8.8"]["country"], got["8.8.8.8"]["asn"], got["8.8.8.8"]["as_name"]) == ("US", 15169, "Google LLC")
+    assert got["8.8.8.8"]["service"].startswith("Google")
+    assert got["192.0.2.5"]["country"] is None and got["192.0.2.5"]["asn"] is None  # a documentation address

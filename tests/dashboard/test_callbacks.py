@@ -98,17 +98,21 @@ def test_the_filter_bar_arrives_with_its_choices(ctx):
     bar, _body, _who = route(ctx, "/", SEARCH)
     dropdowns = {c.id: c.options for c in bar.children if getattr(c, "id", "").startswith("f-") and
                  hasattr(c, "options")}
-    assert dropdowns["f-domain"] == [DOMAIN]
-    assert {"google", "microsoft"} <= set(dropdowns["f-provider"])
+    assert _values(dropdowns["f-domain"]) == [DOMAIN]
+    assert {"google", "microsoft"} <= set(_values(dropdowns["f-provider"]))
+
+
+def _values(options) -> list:
+    return [o["value"] for o in options]
 
 
 def test_filter_options_come_from_the_rollups(ctx):
     from dashboard.app import filter_options
 
     domains, providers, campaigns = filter_options(ctx, SEARCH)
-    assert domains == [DOMAIN]
-    assert {"google", "microsoft"} <= set(providers)
-    assert campaigns == ["spring", "summer"]
+    assert _values(domains) == [DOMAIN]
+    assert {"google", "microsoft"} <= set(_values(providers))
+    assert _values(campaigns) == ["spring", "summer"]
 
 
 def test_a_callback_answers_over_http(app):
@@ -289,3 +293,129 @@ def test_alerts_and_jobs(ctx):
     rows = {r["job"]: r for r in jobs.data}
     assert rows["rollups"]["duration_s"] == 2.0 and rows["rollups"]["rows"] == 12
     assert rows["scores"]["last_run"] == "never"
+
+
+# ---------------------------------------------------------------- issue 16: windows, charts, unknown keys
+
+def test_dmarc_sources_follow_the_range_and_show_rates_as_percentages(ctx):
+    from dashboard.pages import dmarc
+
+    sources = dmarc.update(ctx, SEARCH)[5]
+    rows = {r["source_ip"]: r for r in sources.data}
+    assert rows[IPS[0]]["messages"] == 1000 and rows[SPOOF_IP]["messages"] == 100
+    assert rows[IPS[0]]["pass_rate"] == "100.0 %" and rows[SPOOF_IP]["pass_rate"] == "0.0 %"
+    assert rows[SPOOF_IP]["country"] == "NL"  # as the report's enrichment gave it
+    # the only report is of 2024-05-27: a range that ends before it has no sources, no new ones
+    before = dmarc.update(ctx, f"?start={START}&end=2024-05-26")
+    assert "No sources in this range." in _text(before[5]) and "No source first seen" in _text(before[6])
+    impact = dmarc.update(ctx, SEARCH)[4]
+    assert impact.data[0]["share lost"] == "0.00 %"
+
+
+def test_dmarc_sources_are_enriched_offline(store, monkeypatch):
+    from dashboard import data
+    from dashboard.filters import Filters
+    from tests.analysis import history_a as h
+    from tests.analysis.test_source_info import no_network
+
+    with store() as session, session.begin():
+        h.dmarc_report(session, date(2024, 5, 10), "enriched.example", [{"ip": "8.8.8.8", "count": 5}])
+    with store() as session, no_network(monkeypatch):
+        rows = data.dmarc_sources(session, Filters(START, END, domain="enriched.example"))
+    assert len(rows) == 1 and rows[0]["class"] == "—"  # not folded by the dmarc_sources job yet
+    assert (rows[0]["country"], rows[0]["asn"]) == ("US", "AS15169 Google LLC")
+    assert rows[0]["service"].startswith("Google") and rows[0]["reverse_dns"] == ""
+
+
+def test_todays_partial_day_is_drawn_apart_and_said_so(ctx):
+    from dashboard.pages import overview
+
+    today = NOW.date().isoformat()
+    finished = overview.update(ctx, SEARCH)[2]  # the range ends yesterday: nothing partial
+    assert not [t for t in finished["data"] if "partial" in t["name"]]
+    _notes, _cards, volume, rates, complaints, _dmarc, _grades, _alerts = overview.update(
+        ctx, f"?start={START}&end={today}")
+    sent = next(t for t in volume["data"] if t["name"] == "sent")
+    assert sent["x"][-2:] == [today, today] and sent["y"][-2] is None  # the line stops before today
+    dotted = next(t for t in volume["data"] if t["name"] == "sent (partial day)")
+    assert dotted["line"]["dash"] == "dot" and dotted["x"] == [END.isoformat(), today]
+    legend = [t["name"] for t in volume["data"] if t.get("showlegend", True)]
+    assert f"{today}: partial day, so far (dotted)" in legend
+    assert any(t["name"].endswith("(partial day)") for t in rates["data"] + complaints["data"])
+
+
+def test_the_hard_bounce_rate_has_its_own_axis(ctx):
+    from dashboard.pages import overview
+
+    rates = overview.update(ctx, SEARCH)[3]
+    axes = {t["name"]: t.get("yaxis", "y") for t in rates["data"]}
+    assert axes == {"delivery rate": "y", "hard-bounce rate (right axis)": "y2"}
+    assert rates["layout"]["yaxis2"]["overlaying"] == "y" and rates["layout"]["yaxis2"]["side"] == "right"
+    assert rates["layout"]["yaxis2"]["tickformat"].endswith("%")
+    hard = _traces(rates)["hard-bounce rate (right axis)"][BLOCK_DAY.isoformat()]
+    assert hard == pytest.approx(10 / sum(VOLUME.values()))
+
+
+def test_component_losses_are_rounded_for_reading(ctx):
+    from dashboard.pages import reputation
+
+    # the table is of the range's last day: the day Microsoft blocked us
+    _many, _own, components, table = reputation.update(ctx, f"?start={START}&end={BLOCK_DAY}&provider=microsoft")
+    rows = {r["component"]: r for r in table[1].data}
+    assert rows["blocks"]["lost"] != "0.0" and len(rows["blocks"]["lost"].split(".")[1]) == 1
+    assert rows["complaints"]["weight"] == "40.0"
+    lost = [v for t in components["data"] for v in t["y"] if v]
+    assert lost and all(round(v, 1) == v for v in lost)
+
+
+def test_the_bounce_caption_names_the_entity(ctx):
+    from dashboard.pages import bounces
+
+    assert bounces.update(ctx, SEARCH)[-1] == "50 events in the range (from the rollups of all mail)"
+    assert bounces.update(ctx, SEARCH + "&provider=microsoft")[-1].endswith("(from the rollups of provider microsoft)")
+    assert bounces.update(ctx, SEARCH + "&campaign=(unknown)")[-1] == \
+        "0 events in the range (from the rollups of campaign unknown)"
+
+
+@pytest.fixture(scope="module")
+def empty_sessions(tmp_path_factory, database_factory):
+    from store.engine import session_factory, upgrade
+
+    database = database_factory(tmp_path_factory.mktemp("empty"))
+    upgrade(database)
+    return session_factory(database)
+
+
+def test_the_domains_page_says_when_no_domain_is_configured(empty_sessions):
+    from dashboard.app import DashContext
+    from dashboard.pages import domains
+    from ingest.config import DomainsConfig
+    from postwatch.config import Config
+
+    bare = DashContext(empty_sessions, Config(), lambda: NOW)
+    assert "No sending domains are configured ([domains] sending_domains in postwatch.toml)." in \
+        _text(domains.update(bare, SEARCH)[1])
+    configured = DashContext(empty_sessions, Config(domains=DomainsConfig(sending_domains=("a.example",))),
+                             lambda: NOW)
+    assert "No posture check has run yet" in _text(domains.update(configured, SEARCH)[1])
+
+
+def test_the_unattributed_key_is_shown_as_unknown(ctx):
+    from dashboard import data
+    from dashboard.app import filter_options
+    from dashboard.filters import UNKNOWN, parse
+    from dashboard.pages import compare
+
+    # bounces and complaints that name no sending IP count under sending_ip ''
+    found = compare.options(ctx, SEARCH, "sending_ip")
+    assert found[0] == UNKNOWN and set(IPS) <= set(found)
+    assert {"label": "unknown", "value": UNKNOWN} in compare.choices(found, [])
+    notes, fig, _table = compare.update(ctx, SEARCH, "sending_ip", [UNKNOWN], [IPS[1]])
+    assert [t["name"] for t in fig["data"]] == ["A: unknown", f"B: {IPS[1]}"]
+    with ctx.sessions() as session:
+        by_ip = data.daily_by_key(session, "sending_ip", "bounced", START, END)
+    assert "unknown" in by_ip.columns and "" not in by_ip.columns
+    # the filter bar keeps it as a choice, labelled, and the charts read the key ''
+    campaigns = filter_options(ctx, SEARCH + f"&campaign={UNKNOWN}")[2]
+    assert {"label": "unknown", "value": UNKNOWN} in campaigns and all(c["label"] for c in campaigns)
+    assert parse(f"?campaign={UNKNOWN}", NOW.date()).entity() == ("campaign", "")
