@@ -18,12 +18,12 @@ def layout(f, ctx, search=None):
             ui.section("Authentication posture", html.Div(id="do-posture"))]
 
 
-def _domains(ctx, session, f) -> list[str]:
 def _configured(ctx) -> list[str]:
     return [d.strip().lower().rstrip(".") for d in
             getattr(getattr(ctx.settings, "domains", None), "sending_domains", ()) or () if d.strip()]
 
 
+def _domains(ctx, session, f) -> list[str]:
     """The configured sending domains, then those seen in the range ('' — not attributed — too)."""
     configured = _configured(ctx)
     seen = data.keys(session, "sending_domain", f.start, f.end)
@@ -62,7 +62,6 @@ def update(ctx, search):
     return checklist, table
 
 
-def register(app, ctx):
 def _no_posture(ctx, any_check: bool) -> str:
     """Why the posture table is empty: nothing to check, nothing checked yet, or the filter."""
     if not _configured(ctx):
@@ -72,6 +71,7 @@ def _no_posture(ctx, any_check: bool) -> str:
     return "No posture check has run yet (the posture job checks the DNS of [domains] once a day)."
 
 
+def register(app, ctx):
     @app.callback(Output("do-checklist", "children"), Output("do-posture", "children"), Input("url", "search"))
     def _update(search):
         return update(ctx, search)
