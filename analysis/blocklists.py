@@ -2,9 +2,12 @@
 
 A DNSBL is asked by name: `4.3.2.1.zen.spamhaus.org` for 1.2.3.4 (IPv6: the 32 nibbles,
 reversed), `example.com.dbl.spamhaus.org` for a domain. An A answer in 127.0.0.0/8 is a
-listing (its TXT says why); NXDOMAIN is clean. 127.255.255.x is the zone refusing the query
-(Spamhaus says so to public resolvers) and, like a timeout, is recorded as an error — never
-as a listing, and never as clean.
+listing (its TXT says why); NXDOMAIN is clean — but only from a zone that has just listed
+its test entry: each run first asks every zone for the entry it documents as always listed
+(RFC 5782: 127.0.0.2, the domain `test`; dbltest.com for Spamhaus DBL, configurable) and for
+the one no zone may list (127.0.0.1, `invalid`). A zone failing that test, an error code
+(Spamhaus 127.255.255.x, URIBL/SURBL 127.0.0.1: the query refused), a time-out or a server
+failure gives `unknown`: never a listing, never clean.
 """
 from __future__ import annotations
 
@@ -13,12 +16,15 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Mapping
 
 import dns.exception
 import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from analysis.config import BlocklistsConfig
+from analysis.dns import failure
 from analysis.jobs import JobContext, job
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.checks import BlocklistCheck
@@ -26,6 +32,18 @@ from store.checks import BlocklistCheck
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("sending_ip", "sending_domain")
+# RFC 5782 section 5: every IP zone lists 127.0.0.2 and no zone lists 127.0.0.1; every domain
+# zone lists "test" and none lists "invalid"
+TEST_ENTRY = {"sending_ip": "127.0.0.2", "sending_domain": "test"}
+NEVER_LISTED = {"sending_ip": "127.0.0.1", "sending_domain": "invalid"}
+# answers that are the zone refusing the query, not a listing: code -> (what, what to do)
+ERROR_CODES = {
+    "127.255.255.252": ("typing error in the zone name", "check the zone's name in [blocklists]"),
+    "127.255.255.254": ("public/open resolver", "ask through a resolver of your own ([dns] nameservers)"),
+    "127.255.255.255": ("excessive number of queries", "ask less often, or through the zone's query service"),
+    "127.0.0.1": ("query blocked", "ask through a resolver of your own ([dns] nameservers)"),  # URIBL, SURBL
+}
+_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 def listed(session: Session, day: date) -> dict[tuple[str, str], list[str]]:
@@ -44,9 +62,19 @@ def listed(session: Session, day: date) -> dict[tuple[str, str], list[str]]:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # listed | clean | error
+    status: str  # listed | clean | unknown
     answer: str | None = None
-    error: str | None = None
+    error: str | None = None  # why it is unknown
+
+
+@dataclass(frozen=True)
+class ZoneTest:
+    """Whether a zone's answers count this run: `reason` says why not."""
+
+    dimension: str
+    zone: str
+    entry: str
+    reason: str | None = None
 
 
 def query_name(dimension: str, key: str, zone: str) -> str:
@@ -59,28 +87,90 @@ def query_name(dimension: str, key: str, zone: str) -> str:
     return key.strip(".").lower() + "." + zone
 
 
-def check(resolver: dns.resolver.Resolver, dimension: str, key: str, zone: str) -> Verdict:
-    name = query_name(dimension, key, zone)
+def test_entries(entries: tuple[str, ...]) -> dict[str, str]:
+    """[blocklists] test_entries ("ZONE=ENTRY") as zone -> entry."""
+    out = {}
+    for item in entries:
+        zone, _, entry = item.partition("=")
+        out[zone.strip().strip(".").lower()] = entry.strip()
+    return out
+
+
+def test_entry(dimension: str, zone: str, entries: Mapping[str, str]) -> str:
+    """The entry `zone` must list: the configured one, else RFC 5782's."""
+    entry = entries.get(zone.strip(".").lower())
+    if entry is None or _is_ip(entry) != (dimension == "sending_ip"):
+        return TEST_ENTRY[dimension]
+    return entry
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ask(resolver: dns.resolver.Resolver, name: str) -> tuple[list[str] | None, str | None]:
+    """(the A records, None); ([], None) when the name is not listed; (None, failure) when the DNS failed."""
     try:
         answer = resolver.resolve(name, "A")
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return Verdict("clean")
-    except dns.exception.Timeout:
-        return Verdict("error", error=f"timeout asking {zone}")
-    except dns.resolver.NoNameservers as exc:
-        return Verdict("error", error=f"no server answered for {zone} ({_first_line(exc)})")
+        return [], None
     except dns.exception.DNSException as exc:
-        return Verdict("error", error=f"{type(exc).__name__} asking {zone}: {_first_line(exc)}")
-    addrs = sorted(r.address for r in answer)
-    refused = [a for a in addrs if a.startswith("127.255.255.")]
-    if refused:
-        return Verdict("error", answer=", ".join(addrs),
-                       error=f"{zone} refused the query ({refused[0]}): use a resolver the zone accepts")
-    listing = [a for a in addrs if ipaddress.ip_address(a) in ipaddress.ip_network("127.0.0.0/8")]
-    if not listing:  # e.g. a resolver that answers every name with an advertising page
-        return Verdict("error", answer=", ".join(addrs), error=f"{zone} answered outside 127.0.0.0/8")
+        return None, failure(exc)
+    return sorted(r.address for r in answer), None
+
+
+def _not_a_listing(zone: str, addrs: list[str]) -> str | None:
+    """Why these A records are not a listing (an error code, an answer outside 127/8); None if they are."""
+    for addr in addrs:
+        if addr in ERROR_CODES or addr.startswith("127.255.255."):
+            what, todo = ERROR_CODES.get(addr, ("an error code", "see the zone's documentation"))
+            return f"{zone} refused the query ({addr}: {what}): {todo}"
+    outside = [a for a in addrs if ipaddress.ip_address(a) not in _LOOPBACK]
+    if outside:  # e.g. a resolver that answers every name with an advertising page
+        return f"{zone} answered {outside[0]}, outside 127.0.0.0/8: is the resolver rewriting NXDOMAIN?"
+    return None
+
+
+def test_zone(resolver: dns.resolver.Resolver, dimension: str, zone: str, entry: str) -> ZoneTest:
+    """Ask `zone` for its test entry (must be listed) and for the entry no zone lists."""
+    zone = zone.strip(".")
+    name = query_name(dimension, entry, zone)
+    addrs, failed = _ask(resolver, name)
+    if failed:
+        return ZoneTest(dimension, zone, entry, f"{failed} asking {zone} for its test entry {entry}")
+    if not addrs:
+        return ZoneTest(dimension, zone, entry,
+                        f"{zone} did not list its test entry {entry} ({name}): its answers cannot be trusted")
+    problem = _not_a_listing(zone, addrs)
+    if problem:
+        return ZoneTest(dimension, zone, entry, problem)
+    never = NEVER_LISTED[dimension]
+    addrs, failed = _ask(resolver, query_name(dimension, never, zone))
+    if failed:
+        return ZoneTest(dimension, zone, entry, f"{failed} asking {zone} for {never}")
+    if addrs:
+        return ZoneTest(dimension, zone, entry, _not_a_listing(zone, addrs)
+                        or f"{zone} lists {never}, which no zone may list: it answers every name as listed")
+    return ZoneTest(dimension, zone, entry)
+
+
+def check(resolver: dns.resolver.Resolver, dimension: str, key: str, zone: str) -> Verdict:
+    """What `zone` says of one target (its test entry asked beforehand: see test_zone)."""
+    name = query_name(dimension, key, zone)
+    addrs, failed = _ask(resolver, name)
+    if failed:
+        return Verdict("unknown", error=f"{failed} asking {zone}")
+    if not addrs:
+        return Verdict("clean")
+    problem = _not_a_listing(zone, addrs)
+    if problem:
+        return Verdict("unknown", answer=", ".join(addrs), error=problem)
     text = _txt(resolver, name)
-    return Verdict("listed", answer=", ".join(listing) + (f" {text}" if text else ""))
+    return Verdict("listed", answer=", ".join(addrs) + (f" {text}" if text else ""))
 
 
 def _txt(resolver: dns.resolver.Resolver, name: str) -> str:
@@ -89,10 +179,6 @@ def _txt(resolver: dns.resolver.Resolver, name: str) -> str:
     except dns.exception.DNSException:
         return ""
     return " ".join(b"".join(r.strings).decode("utf-8", "replace") for r in answer)[:500]
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def targets(session: Session, domains, blocklists, today: date) -> list[tuple[str, str]]:
@@ -135,12 +221,27 @@ def _rollup_keys(session: Session, start: date, end: date) -> set[tuple[str, str
 
 def run_checks(session: Session, resolver: dns.resolver.Resolver, pairs: list[tuple[str, str]],
                ip_zones: tuple[str, ...], domain_zones: tuple[str, ...], now: datetime,
-               workers: int = 8) -> int:
-    """Ask every zone about every target, store the day's results; returns rows new or changed."""
+               workers: int = 8, entries: tuple[str, ...] = BlocklistsConfig.test_entries) -> int:
+    """Test every zone, then ask those that passed about every target; store the day's results.
+
+    Returns the rows new or changed. A zone's test is asked once per run; a zone that fails it
+    is not asked about the targets, which are `unknown` with the zone's reason.
+    """
+    configured = test_entries(entries)
     questions = [(dim, key, zone) for dim, key in pairs
                  for zone in (ip_zones if dim == "sending_ip" else domain_zones)]
+    zones = sorted({(dim, zone) for dim, _, zone in questions})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        verdicts = list(pool.map(lambda q: check(resolver, *q), questions))
+        tests = dict(zip(zones, pool.map(lambda z: test_zone(resolver, *z, test_entry(*z, configured)), zones)))
+        for t in tests.values():
+            if t.reason:
+                log.warning("blocklist zone %s: %s; its results are unknown this run", t.zone, t.reason)
+
+        def ask(dim: str, key: str, zone: str) -> Verdict:
+            reason = tests[(dim, zone)].reason
+            return Verdict("unknown", error=reason) if reason else check(resolver, dim, key, zone)
+
+        verdicts = list(pool.map(lambda q: ask(*q), questions))
     day = now.date()
     existing = {(r.dimension, r.key, r.zone): r for r in session.scalars(
         select(BlocklistCheck).where(BlocklistCheck.day == day))}
@@ -156,7 +257,7 @@ def run_checks(session: Session, resolver: dns.resolver.Resolver, pairs: list[tu
             written += 1
             continue
         changed = (row.status, row.answer, row.error) != (verdict.status, verdict.answer, verdict.error)
-        row.checked_at, row.checks = now, row.checks + 1
+        row.checked_at, row.checks = now, row.checks + 1  # the same day's row: no new one
         if changed:
             row.status, row.error = verdict.status, verdict.error
             if verdict.answer is not None or not row.listed:
@@ -169,7 +270,8 @@ def run_checks(session: Session, resolver: dns.resolver.Resolver, pairs: list[tu
 
 
 def alert_listings(session: Session, pairs: list[tuple[str, str]], now: datetime) -> int:
-    """Raise a `blocklist` alert for each target listed at its last check; resolve the clean ones."""
+    """Raise a `blocklist` alert for each target listed at its last check; resolve those clean on
+    every zone. `unknown` neither raises nor resolves."""
     day = now.date()
     rows = session.scalars(select(BlocklistCheck).where(BlocklistCheck.day == day))
     by_target: dict[tuple[str, str], list[BlocklistCheck]] = {}
@@ -189,11 +291,14 @@ def alert_listings(session: Session, pairs: list[tuple[str, str]], now: datetime
                 details={"zones": [r.zone for r in now_listed], "answers": {r.zone: r.answer for r in now_listed}})
             raised += created
         elif checks and all(r.status == "clean" for r in checks) and target in open_alerts:
+            # every zone must say clean: an unknown answer says neither listed nor delisted
             resolve_alert(session, open_alerts[target], now)
     return raised
 
 
-@job("blocklists", every=timedelta(hours=1), order=5)
+# after the rollups (whose sending IPs and domains it checks: run before them, a second
+# `postwatch analyze` would find new targets) and before the scores (which read its listings)
+@job("blocklists", every=timedelta(hours=1), order=12)
 def blocklists_job(ctx: JobContext) -> int:
     """Check the sending IPs and domains against the DNSBL/URIBL zones; alert on listings."""
     from analysis.dns import make_resolver
@@ -206,6 +311,6 @@ def blocklists_job(ctx: JobContext) -> int:
             return 0
         resolver = make_resolver(cfg.dns)
         written = run_checks(session, resolver, pairs, cfg.blocklists.ip_zones, cfg.blocklists.domain_zones,
-                             now, cfg.blocklists.workers)
+                             now, cfg.blocklists.workers, cfg.blocklists.test_entries)
         alert_listings(session, pairs, now)
     return written

@@ -88,6 +88,25 @@ class BlocklistsConfig:
     from_rollups: bool = True  # also check the sending IPs/domains seen in the last lookback_days
     lookback_days: int = 7
     workers: int = 8  # look-ups in flight at once
+    # "ZONE=ENTRY": the entry each zone documents as always listed, asked before its answers
+    # count; a zone not named here is asked for RFC 5782's (127.0.0.2, or the domain "test")
+    test_entries: tuple[str, ...] = ("dbl.spamhaus.org=dbltest.com", "multi.surbl.org=test.surbl.org")
+
+    def __post_init__(self) -> None:
+        import ipaddress
+
+        ip_zones = {z.strip(".").lower() for z in self.ip_zones}
+        for entry in self.test_entries:
+            zone, sep, name = (part.strip() for part in entry.partition("="))
+            if not sep or not zone or not name:
+                raise ValueError(f"blocklists.test_entries: {entry!r} is not ZONE=ENTRY "
+                                 "(e.g. dbl.spamhaus.org=dbltest.com)")
+            if zone.strip(".").lower() in ip_zones:
+                try:
+                    ipaddress.ip_address(name)
+                except ValueError:
+                    raise ValueError(f"blocklists.test_entries: {zone} is an IP zone (blocklists.ip_zones), so "
+                                     f"its test entry must be an IP address, not {name!r}") from None
 
 
 @dataclass(frozen=True)

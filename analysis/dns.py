@@ -5,12 +5,23 @@ server and production uses the system resolver.
 """
 from __future__ import annotations
 
-
+import dns.exception
 import dns.resolver
 
 from analysis.config import DnsConfig
 
 
+def failure(exc: dns.exception.DNSException) -> str:
+    """A failed look-up in a few words a person reads: 'time-out', 'SERVFAIL', ..."""
+    if isinstance(exc, dns.exception.Timeout):
+        return "time-out"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        text = str(exc)
+        for rcode in ("SERVFAIL", "REFUSED"):
+            if rcode in text:
+                return f"{rcode} from the DNS server"
+        return "no DNS server answered"
+    return type(exc).__name__
 
 
 def make_resolver(config: DnsConfig) -> dns.resolver.Resolver:

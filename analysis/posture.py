@@ -5,6 +5,10 @@ For each sending domain: SPF (analysis/spf.py), DMARC, the DKIM key of each sele
 sending IP its PTR and whether that name resolves back to it. Every result is stored; a new
 row only when it differs from the last one, and a difference raises an alert.
 
+A check the DNS did not answer (a time-out, SERVFAIL) is `unknown`: it says nothing about the
+record, so it neither raises nor resolves an alert, and the next known result is compared
+with the last known one. NXDOMAIN, or no record of the type, is `missing`.
+
 MTA-STS: only the `_mta-sts` TXT record is checked. The policy file itself
 (https://mta-sts.DOMAIN/.well-known/mta-sts.txt) needs an HTTPS fetch from the internet,
 which postwatch does not do.
@@ -25,6 +29,7 @@ import dns.reversename
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from analysis.dns import failure
 from analysis.jobs import JobContext, job
 from analysis.spf import DnsTrouble, addresses, check_spf, txt_records
 from store.alerts import Alert, raise_alert, resolve_alert
@@ -42,7 +47,7 @@ OPTIONAL = ("mta_sts", "tls_rpt")  # good practice, not a reason to wake anyone
 class Result:
     subject: str
     check: str
-    status: str  # ok | warning | error | missing
+    status: str  # ok | warning | error | missing | unknown
     summary: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -218,7 +223,7 @@ def ptr(resolver, ip: str) -> Result:
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Result(ip, "ptr", "missing", f"{ip} has no PTR record: many receivers refuse such mail")
     except dns.exception.DNSException as exc:
-        raise DnsTrouble(f"no answer for {name} PTR: {type(exc).__name__}") from None
+        raise DnsTrouble(f"no answer for {name} PTR ({failure(exc)})") from None
     confirmed = [n for n in names if ip in addresses(resolver, n)]
     errors = [] if confirmed else [f"{', '.join(names)} does not resolve back to {ip} (not forward-confirmed)"]
     if len(names) > 1:
@@ -243,7 +248,7 @@ def selectors_in_use(session: Session, domain: str, since: datetime, limit: int 
 
 
 def run_all(resolver, session: Session, domains_cfg, now: datetime) -> list[Result]:
-    """Every check of every configured domain and IP; a check the DNS could not answer is an error."""
+    """Every check of every configured domain and IP; a check the DNS did not answer is `unknown`."""
     checks: list[tuple[str, str, Any]] = []
     for raw in domains_cfg.sending_domains:
         domain = raw.strip().lower().rstrip(".")
@@ -261,7 +266,9 @@ def run_all(resolver, session: Session, domains_cfg, now: datetime) -> list[Resu
     for subject, check, fn in checks:
         try:
             results.append(fn())
-        except (DnsTrouble, ValueError) as exc:
+        except DnsTrouble as exc:
+            results.append(Result(subject, check, "unknown", f"{check} unknown: {exc}", {"dns_error": str(exc)}))
+        except ValueError as exc:  # e.g. a sending IP that is not an address: the configuration's error
             results.append(Result(subject, check, "error", f"{check} not checked: {exc}", {"dns_error": str(exc)}))
     return results
 
@@ -277,12 +284,15 @@ def severity(result: Result) -> str:
 
 
 def record(session: Session, results: list[Result], now: datetime) -> int:
-    """Store what changed; raise an alert per change (and per problem seen the first time)."""
+    """Store what changed; raise an alert per change (and per problem seen the first time).
+
+    An `unknown` result is stored (it is the current state) but raises nothing; a known result
+    after it is judged against the last known one.
+    """
     written = 0
     for r in results:
-        last = session.scalars(select(PostureCheck).where(PostureCheck.subject == r.subject,
-                                                          PostureCheck.check == r.check)
-                               .order_by(PostureCheck.id.desc()).limit(1)).first()
+        history = select(PostureCheck).where(PostureCheck.subject == r.subject, PostureCheck.check == r.check)
+        last = session.scalars(history.order_by(PostureCheck.id.desc()).limit(1)).first()
         dimension = "sending_ip" if r.check == "ptr" else "sending_domain"
         rule = "posture." + r.check
         if last is not None and last.fingerprint == r.fingerprint:
@@ -292,6 +302,13 @@ def record(session: Session, results: list[Result], now: datetime) -> int:
         session.add(PostureCheck(subject=r.subject, check=r.check, status=r.status, summary=r.summary,
                                  detail=r.detail, fingerprint=r.fingerprint, first_seen_at=now, checked_at=now))
         written += 1
+        if r.status == "unknown":
+            continue  # the DNS did not answer: nothing is known to have changed
+        if last is not None and last.status == "unknown":
+            last = session.scalars(history.where(PostureCheck.status != "unknown", PostureCheck.id < last.id)
+                                   .order_by(PostureCheck.id.desc()).limit(1)).first()
+            if last is not None and last.fingerprint == r.fingerprint:
+                continue  # the same as before the DNS failed
         sev = severity(r)
         if last is None and sev != "critical":
             continue  # the first look: only real problems are news
@@ -306,7 +323,8 @@ def record(session: Session, results: list[Result], now: datetime) -> int:
 
 
 def _settle(session: Session, rule: str, dimension: str, r: Result, now: datetime) -> None:
-    """An unchanged result that is not a problem closes the change's alert after a day."""
+    """An unchanged result that is not a problem closes the change's alert after a day (an
+    unknown one closes nothing)."""
     if r.status not in ("ok", "warning"):
         return
     alert = session.scalars(select(Alert).where(Alert.status == "open", Alert.rule == rule,

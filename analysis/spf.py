@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.resolver
 
+from analysis.dns import failure
+
 LOOKUP_LIMIT = 10
 VOID_LIMIT = 2
 MECHANISMS = ("all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists")
@@ -22,7 +24,7 @@ _TERM = re.compile(r"^([+\-~?]?)([a-z0-9]+)(?:([:/=])(.*))?$", re.I)
 
 
 class DnsTrouble(Exception):
-    """The DNS did not answer (timeout, SERVFAIL): the check cannot say anything."""
+    """The DNS did not answer (time-out, SERVFAIL): the check cannot say anything."""
 
 
 def txt_records(resolver: dns.resolver.Resolver, name: str) -> list[str] | None:
@@ -32,7 +34,7 @@ def txt_records(resolver: dns.resolver.Resolver, name: str) -> list[str] | None:
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return None
     except dns.exception.DNSException as exc:
-        raise DnsTrouble(f"no answer for {name} TXT: {type(exc).__name__}") from None
+        raise DnsTrouble(f"no answer for {name} TXT ({failure(exc)})") from None
     return sorted(b"".join(r.strings).decode("utf-8", "replace") for r in answer)
 
 
@@ -44,7 +46,7 @@ def addresses(resolver: dns.resolver.Resolver, name: str, rtypes=("A", "AAAA")) 
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             continue
         except dns.exception.DNSException as exc:
-            raise DnsTrouble(f"no answer for {name} {rtype}: {type(exc).__name__}") from None
+            raise DnsTrouble(f"no answer for {name} {rtype} ({failure(exc)})") from None
     return sorted(out)
 
 
@@ -166,11 +168,7 @@ def _follow(resolver, target: str, result: SpfResult, seen: set[str], how: str) 
     result.includes.append(target)
     if result.lookups > LOOKUP_LIMIT + 5:  # far past the limit: stop asking
         return
-    try:
-        records = txt_records(resolver, target)
-    except DnsTrouble as exc:
-        result.errors.append(str(exc))
-        return
+    records = txt_records(resolver, target)  # DnsTrouble: the whole record cannot be judged
     record, error = spf_record(records)
     if record is None:
         result.void_lookups += records is None
@@ -183,23 +181,20 @@ def _follow(resolver, target: str, result: SpfResult, seen: set[str], how: str) 
 
 def _resolve_hosts(resolver, mechanism: str, target: str, cidr: str, result: SpfResult) -> None:
     cidr4 = cidr.split("/")[0] if cidr else ""
-    try:
-        if mechanism == "a":
-            hosts = [target]
-        else:
-            try:
-                hosts = sorted(str(r.exchange).rstrip(".") for r in resolver.resolve(target, "MX"))
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-                result.void_lookups += 1
-                return
-            except dns.exception.DNSException as exc:
-                raise DnsTrouble(f"no answer for {target} MX: {type(exc).__name__}") from None
-        found = []
-        for host in hosts[:10]:
-            found += addresses(resolver, host)
-    except DnsTrouble as exc:
-        result.errors.append(str(exc))
-        return
+    # a DnsTrouble goes up: a record whose names the DNS did not answer cannot be judged
+    if mechanism == "a":
+        hosts = [target]
+    else:
+        try:
+            hosts = sorted(str(r.exchange).rstrip(".") for r in resolver.resolve(target, "MX"))
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            result.void_lookups += 1
+            return
+        except dns.exception.DNSException as exc:
+            raise DnsTrouble(f"no answer for {target} MX ({failure(exc)})") from None
+    found = []
+    for host in hosts[:10]:
+        found += addresses(resolver, host)
     if not found:
         result.void_lookups += 1
     for addr in found:

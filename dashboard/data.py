@@ -460,9 +460,11 @@ def checklist(session: Session, f: Filters, domain: str, checks: list[PostureChe
     frame = daily(session, Filters(f.start, f.end, domain=domain or UNKNOWN))
     k = kpis(frame)
     by_check = {c.check: c.status for c in checks}
-    spf_ok = by_check.get("spf") == "ok"
-    dkim_ok = any(name.startswith("dkim:") and status == "ok" for name, status in by_check.items())
-    authenticated = (spf_ok and dkim_ok and by_check.get("dmarc") == "ok") if by_check else None
+    known = {"ok": True, "unknown": None}  # unknown: the DNS did not answer; anything else: not ok
+    dkim = [known.get(status, False) for name, status in by_check.items() if name.startswith("dkim:")]
+    parts = (known.get(by_check.get("spf"), False), True if True in dkim else None if None in dkim else False,
+             known.get(by_check.get("dmarc"), False))
+    authenticated = (False if False in parts else None if None in parts else True) if by_check else None
     aligned_rate, complaint_rate = k["dmarc_aligned_rate"], k["complaint_rate"]
     return Checklist(domain, authenticated, None if aligned_rate is None else aligned_rate >= 0.98, one_click,
                      None if complaint_rate is None else complaint_rate < complaint_line, aligned_rate, complaint_rate)

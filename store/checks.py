@@ -1,7 +1,8 @@
 """Results of the checks the analysis runs against the outside world, and its own run records.
 
 - blocklist checks: one row per day, target (sending IP or domain) and zone, updated by each
-  hourly check of that day, so a day's listings can be read back and a new one noticed;
+  hourly check of that day (never a second row), so a day's listings can be read back and a
+  new one noticed;
 - posture checks: the authentication records of each sending domain and IP; a new row only
   when the result changed, so the history is the list of changes;
 - alert deliveries: one row per alert, channel and notice (opened / escalated / resolved),
@@ -18,8 +19,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models import Base, BigId
 
-BLOCKLIST_STATUSES = ("listed", "clean", "error")
-POSTURE_STATUSES = ("ok", "warning", "error", "missing")
+# unknown: the zone failed its test entry, refused the query (an error code), timed out or
+# failed; rows written before it was introduced say `error` for the same
+BLOCKLIST_STATUSES = ("listed", "clean", "unknown")
+# unknown: the DNS did not answer (time-out, SERVFAIL); missing: NXDOMAIN or no such record
+POSTURE_STATUSES = ("ok", "warning", "error", "missing", "unknown")
 
 
 class BlocklistCheck(Base):
@@ -32,10 +36,10 @@ class BlocklistCheck(Base):
     dimension: Mapped[str] = mapped_column(String(20))  # sending_ip | sending_domain
     key: Mapped[str] = mapped_column(String(255))
     zone: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(8))  # listed | clean | error (at the last check)
+    status: Mapped[str] = mapped_column(String(8))  # listed | clean | unknown (at the last check)
     listed: Mapped[bool] = mapped_column(Boolean)  # listed at any check of the day
     answer: Mapped[str | None] = mapped_column(Text)  # the A record(s) and TXT returned
-    error: Mapped[str | None] = mapped_column(Text)  # timeout, refused, ... (never a listing)
+    error: Mapped[str | None] = mapped_column(Text)  # why it is unknown: test entry, refused, time-out
     first_checked_at: Mapped[datetime]
     checked_at: Mapped[datetime]
     listed_at: Mapped[datetime | None]  # first check of the day that found it listed
@@ -57,7 +61,7 @@ class PostureCheck(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subject: Mapped[str] = mapped_column(String(255))  # the sending domain, or the IP for ptr
     check: Mapped[str] = mapped_column(String(80))  # spf | dkim:SELECTOR | dmarc | mta_sts | tls_rpt | ptr
-    status: Mapped[str] = mapped_column(String(8))  # ok | warning | error | missing
+    status: Mapped[str] = mapped_column(String(8))  # ok | warning | error | missing | unknown
     summary: Mapped[str] = mapped_column(Text)  # one line a person reads
     detail: Mapped[dict[str, Any] | None]  # the record and what was found in it
     fingerprint: Mapped[str] = mapped_column(String(64))  # of status + detail: equal = unchanged

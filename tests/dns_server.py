@@ -2,6 +2,9 @@
 
     server = LocalDNS(); server.add("example.com", "MX", "10 mx.example.com."); server.start()
     DnsConfig(nameservers=(server.address,))
+
+`server.fail(name, "SERVFAIL")` answers that name with SERVFAIL; `server.fail(name, "timeout")`
+never answers it, so the look-up times out.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import threading
 from collections import defaultdict
 
 from dnslib import QTYPE, RCODE, RR
+from dnslib.dns import DNSError
 from dnslib.server import BaseResolver, DNSServer
 
 
@@ -17,6 +21,7 @@ class _Zone(BaseResolver):
         self.records: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.lock = threading.Lock()
         self.queries: list[tuple[str, str]] = []
+        self.failures: dict[str, str] = {}  # name -> SERVFAIL | timeout
 
     def resolve(self, request, handler):
         reply = request.reply()
@@ -26,6 +31,12 @@ class _Zone(BaseResolver):
             self.queries.append((qname, qtype))
             answers = list(self.records.get((qname, qtype), []))
             exists = any(name == qname for name, _ in self.records)
+            failure = self.failures.get(qname)
+        if failure == "timeout":
+            raise DNSError(f"not answering {qname} (a time-out, on purpose)")  # the server sends nothing
+        if failure:
+            reply.header.rcode = getattr(RCODE, failure)
+            return reply
         for value in answers:
             reply.add_answer(*RR.fromZone(f"{qname}. 60 IN {qtype} {value}"))
         if not answers and not exists:
@@ -42,10 +53,16 @@ class LocalDNS:
         with self.zone.lock:
             self.zone.records[(name.rstrip(".").lower(), rtype.upper())].append(value)
 
+    def fail(self, name: str, how: str = "SERVFAIL") -> None:
+        """Answer `name` with an error code (SERVFAIL, REFUSED) or, with "timeout", not at all."""
+        with self.zone.lock:
+            self.zone.failures[name.rstrip(".").lower()] = how
+
     def clear(self) -> None:
         with self.zone.lock:
             self.zone.records.clear()
             self.zone.queries.clear()
+            self.zone.failures.clear()
 
     @property
     def queries(self) -> list[tuple[str, str]]:

@@ -123,6 +123,7 @@ def test_the_spoofing_source_is_classified_unknown_and_alerted(demo):
 def test_the_listing_suppressions_and_volume(demo):
     from analysis.blocklists import listed
     from analysis.demo.scenario import LISTED_IP
+    from store.checks import BlocklistCheck
     from store.suppressions import Suppression
 
     sessions, _config, result = demo
@@ -130,6 +131,8 @@ def test_the_listing_suppressions_and_volume(demo):
     with sessions() as s:
         assert listed(s, first) == {("sending_ip", LISTED_IP): ["bl.spamcop.net"]}
         assert listed(s, last + timedelta(days=1)) == {}
+        # the stand-in resolver answers every zone's test entry: the other results are clean, not unknown
+        assert set(s.scalars(select(BlocklistCheck.status).distinct())) == {"listed", "clean"}
         reasons = dict(s.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason)).all())
     assert reasons.get("userunknown", 0) > 0 and reasons.get("abuse", 0) > 0
     assert "blocked" not in reasons  # a reputation block never suppresses the recipient

@@ -4,9 +4,10 @@ For each day, in order: the day's raw messages go through `ingest.pipeline.Pipel
 (stored raw, detected, parsed, classified, attributed), its send counts through
 `analysis.volume.import_csv` (what `postwatch volume import` does), the blocklist check
 through `analysis.blocklists.run_checks` with a stand-in resolver that answers for the
-demo's listing (a real DNSBL cannot be asked offline), and then the analysis jobs run as the
-scheduler runs them — rollups, DMARC sources, scores, suppressions, alerts — with the clock
-at that day, so scores, suppressions and alerts open and resolve as they would have.
+demo's listing and for every zone's test entry (a real DNSBL cannot be asked offline), and
+then the analysis jobs run as the scheduler runs them — rollups, DMARC sources, scores,
+suppressions, alerts — with the clock at that day, so scores, suppressions and alerts open
+and resolve as they would have.
 
 A day whose messages were all stored before (same bytes, same sha256) is skipped: running
 the demo again with the same arguments adds nothing.
@@ -23,8 +24,9 @@ import dns.resolver
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from analysis.blocklists import alert_listings, query_name, run_checks
+from analysis.blocklists import alert_listings, query_name, run_checks, test_entries, test_entry
 from analysis.demo.scenario import DOMAINS, LISTED_IP, LISTING_ZONE, SENDING_IPS, Scenario
+from analysis.config import BlocklistsConfig
 from analysis.jobs import Job, JobContext
 from analysis.rollups import resolver_from
 from analysis.scheduler import run_all, run_job
@@ -65,17 +67,25 @@ class _Record:
 
 
 class ListingResolver:
-    """Answers DNSBL questions for the demo: LISTED_IP is on LISTING_ZONE while `listed`."""
+    """Answers DNSBL questions for the demo: LISTED_IP is on LISTING_ZONE while `listed`, and
+    every zone lists its test entry (so the other answers count as clean); nothing else is."""
 
-    def __init__(self, zones: tuple[str, ...]) -> None:
+    def __init__(self, blocklists: BlocklistsConfig) -> None:
         self.listed = False
+        zones = tuple(blocklists.ip_zones)
         zone = LISTING_ZONE if LISTING_ZONE in zones or not zones else zones[0]
         self.name = query_name("sending_ip", LISTED_IP, zone)
+        entries = test_entries(blocklists.test_entries)
+        kinds = (("sending_ip", blocklists.ip_zones), ("sending_domain", blocklists.domain_zones))
+        self.tests = {query_name(dim, test_entry(dim, z, entries), z) for dim, zones in kinds for z in zones}
 
     def resolve(self, qname: str, rdtype: str = "A", **_: Any) -> _Answer:
-        if self.listed and qname.rstrip(".").lower() == self.name:
+        name = qname.rstrip(".").lower()
+        if self.listed and name == self.name:
             if rdtype == "TXT":
                 return _Answer([_Record(text=f"Blocked - see https://www.spamcop.net/bl.shtml?{LISTED_IP}")])
+            return _Answer([_Record(address="127.0.0.2")])
+        if name in self.tests and rdtype == "A":
             return _Answer([_Record(address="127.0.0.2")])
         raise dns.resolver.NXDOMAIN()
 
@@ -95,7 +105,7 @@ def run_demo(sessions: sessionmaker[Session], settings: Any, *, days: int = 90, 
     current = [datetime.combine(start, time(), timezone.utc)]
     pipeline = Pipeline(sessions, settings.ingest, clock=lambda: current[0], domains=demo_domains(settings))
     ctx = JobContext(sessions, settings, lambda: current[0])
-    resolver = ListingResolver(tuple(settings.blocklists.ip_zones))
+    resolver = ListingResolver(settings.blocklists)
     blocklists = Job("blocklists", lambda c: _check_blocklists(c, settings, resolver), order=5,
                      description="Check the sending IPs and domains against the DNSBL/URIBL zones")
     providers = resolver_from(settings)
@@ -148,7 +158,8 @@ def _check_blocklists(ctx: JobContext, settings: Any, resolver: ListingResolver)
     pairs = [("sending_ip", ip) for ip in SENDING_IPS] + [("sending_domain", d) for d in DOMAINS]
     with ctx.sessions.begin() as session:
         written = run_checks(session, resolver, pairs, settings.blocklists.ip_zones,
-                             settings.blocklists.domain_zones, now, workers=1)
+                             settings.blocklists.domain_zones, now, workers=1,
+                             entries=settings.blocklists.test_entries)
         alert_listings(session, pairs, now)
     return written
 

@@ -342,12 +342,27 @@ def _moved_by(now: dict[str, Any], before: dict[str, Any] | None) -> str:
 
 
 def _blocklists(session: Session, period: Period) -> Table:
+    """The listings of the period, then the days a zone gave no answer that counts (`unknown`,
+    with the last day's reason): those are not clean days, so they are shown too."""
     c = BlocklistCheck
+    in_period = (c.day >= period.start, c.day <= period.end)
     query = (select(c.dimension, c.key, c.zone, func.count(), func.max(c.day))
-             .where(c.day >= period.start, c.day <= period.end, c.listed.is_(True))
+             .where(*in_period, c.listed.is_(True))
              .group_by(c.dimension, c.key, c.zone).order_by(c.dimension, c.key, c.zone))
-    rows = [(dim.replace("sending_", ""), key, zone, int(days), last) for dim, key, zone, days, last in session.execute(query)]
-    return Table("blocklists", "Blocklist listings", ("kind", "target", "zone", "days_listed", "last_day"), rows)
+    rows = [(dim.replace("sending_", ""), key, zone, "listed", int(days), last)
+            for dim, key, zone, days, last in session.execute(query)]
+    unknown: dict[tuple[str, str, str], list] = {}
+    # `error` is what rows written before `unknown` existed say
+    for dim, key, zone, day, error in session.execute(
+            select(c.dimension, c.key, c.zone, c.day, c.error)
+            .where(*in_period, c.listed.is_(False), c.status.in_(("unknown", "error")))
+            .order_by(c.dimension, c.key, c.zone, c.day)):
+        seen = unknown.setdefault((dim, key, zone), [0, day, error])
+        seen[0], seen[1], seen[2] = seen[0] + 1, day, error
+    rows += [(dim.replace("sending_", ""), key, zone, f"unknown: {error or 'no answer'}", days, last)
+             for (dim, key, zone), (days, last, error) in unknown.items()]
+    title = "Blocklist listings and unknown results" if unknown else "Blocklist listings"
+    return Table("blocklists", title, ("kind", "target", "zone", "state", "days", "last_day"), rows)
 
 
 def _suppressions(session: Session, period: Period, previous: Period) -> Table:

@@ -10,7 +10,8 @@ from dashboard.filters import key_of, label
 
 NAME, PATH, TITLE = "domains", "/domains", "Domains"
 MARK = {True: "✔ yes", False: "✘ no", None: "— not known"}
-STATUS_COLOURS = {"ok": "#1b7f3b", "warning": "#b7791f", "error": "#c53030", "missing": "#c53030"}
+STATUS_COLOURS = {"ok": "#1b7f3b", "warning": "#b7791f", "error": "#c53030", "missing": "#c53030",
+                  "unknown": "#6b7280"}  # unknown: the DNS did not answer; the summary says why
 
 
 def layout(f, ctx, search=None):

@@ -76,7 +76,7 @@ def test_the_sections_read_the_store(fortnight):
     assert [(r[1], r[3], r[4]) for r in d.sources.rows] == [("203.0.113.66", "unknown", "new")]
     assert d.impact.rows[0][:3] == ("send.example.com", date(2026, 6, 11), "none")
     assert d.tls.rows == [("send.example.com", "certificate-expired", "mx1.send.example.com", 50)]
-    assert d.blocklists.rows == [("ip", "192.0.2.10", "bl.example.net", 1, date(2026, 6, 10))]
+    assert d.blocklists.rows == [("ip", "192.0.2.10", "bl.example.net", "listed", 1, date(2026, 6, 10))]
     assert sorted(d.suppressions.rows) == [("add", "abuse", 1, 0), ("add", "userunknown", 1, 1)]
     assert [(a.rule, a.key) for a in d.alerts] == [("complaint_rate", "summer")] and d.alerts_opened == 1
     assert {p.provider for p in d.providers} == {"google", "microsoft"}

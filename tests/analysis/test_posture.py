@@ -14,7 +14,7 @@ from analysis.config import DomainsConfig
 from analysis.spf import check_spf
 from postwatch.config import Config
 from store.alerts import Alert
-from store.checks import PostureCheck
+from store.checks import POSTURE_STATUSES, PostureCheck
 from store.models import DmarcAggregateReport, DmarcRecord, InboundMessage
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=timezone.utc)
@@ -216,7 +216,7 @@ def test_the_job_stores_results_and_alerts_on_changes(store, dns_server):
         assert s.scalars(select(Alert).where(Alert.status == "open")).all() == []
 
 
-def test_a_silent_dns_is_an_error_result_not_a_crash(store):
+def test_a_silent_dns_is_an_unknown_result_not_a_crash_nor_an_alert(store):
     import socket
 
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -229,5 +229,59 @@ def test_a_silent_dns_is_an_error_result_not_a_crash(store):
         s.close()
     with store() as session:
         rows = posture.current(session)
-    assert {r.check: r.status for r in rows}["spf"] == "error"
-    assert "not checked" in rows[0].summary
+        assert session.scalars(select(Alert)).all() == []
+    assert {r.check: r.status for r in rows}["spf"] == "unknown"
+    assert rows[0].summary == f"dmarc unknown: no answer for _dmarc.{D} TXT (time-out)"
+
+
+def test_a_time_out_or_servfail_is_unknown_and_raises_no_alert(store, dns_server):
+    _published(dns_server)
+    dns_server.zone.records.pop((D, "TXT"))
+    _txt(dns_server, D, "v=spf1 ip4:192.0.2.10 include:_spf.esp.example -all")
+    dns_server.fail("_spf.esp.example", "timeout")  # an include that times out: SPF cannot be judged
+    dns_server.fail(f"_dmarc.{D}", "SERVFAIL")
+    dns_server.fail("10.2.0.192.in-addr.arpa", "SERVFAIL")
+    cfg = Config(dns=DnsConfig(nameservers=(dns_server.address,), timeout=0.4),
+                 domains=DomainsConfig(sending_domains=(D,), sending_ips=("192.0.2.10",), dkim_selectors=("sel1",)))
+    posture.posture_job(JobContext(sessions=store, settings=cfg, clock=lambda: NOW))
+    with store() as s:
+        rows = {r.check: r for r in posture.current(s)}
+        assert s.scalars(select(Alert)).all() == []  # unknown is no critical alert
+    assert {c: r.status for c, r in rows.items()} == {"spf": "unknown", "dmarc": "unknown", "ptr": "unknown",
+                                                      "dkim:sel1": "ok", "mta_sts": "missing", "tls_rpt": "ok"}
+    assert rows["spf"].summary == "spf unknown: no answer for _spf.esp.example TXT (time-out)"
+    assert rows["dmarc"].summary == f"dmarc unknown: no answer for _dmarc.{D} TXT (SERVFAIL from the DNS server)"
+    assert "unknown" in POSTURE_STATUSES
+
+
+def test_unknown_between_two_equal_results_is_no_change(store, dns_server):
+    _published(dns_server)
+    ctx = _ctx(store, dns_server, NOW)
+    posture.posture_job(ctx)
+    dns_server.fail(f"_dmarc.{D}", "SERVFAIL")  # a bad day at the DNS
+    assert posture.posture_job(_ctx(store, dns_server, NOW + timedelta(days=1))) == 1
+    dns_server.zone.failures.clear()  # back, as it was
+    assert posture.posture_job(_ctx(store, dns_server, NOW + timedelta(days=2))) == 1
+    with store() as s:
+        history = s.scalars(select(PostureCheck.status).where(PostureCheck.check == "dmarc")
+                            .order_by(PostureCheck.id)).all()
+        assert s.scalars(select(Alert)).all() == []  # neither the failure nor the return is news
+    assert history == ["ok", "unknown", "ok"]
+
+    dns_server.fail(f"_dmarc.{D}", "SERVFAIL")
+    posture.posture_job(_ctx(store, dns_server, NOW + timedelta(days=3)))
+    _published(dns_server, policy="none")  # and it came back weaker: a change from the last known result
+    posture.posture_job(_ctx(store, dns_server, NOW + timedelta(days=4)))
+    with store() as s:
+        alerts = s.scalars(select(Alert)).all()
+    assert [(a.rule, a.severity) for a in alerts] == [("posture.dmarc", "warning")]
+    assert "(was ok" in alerts[0].message
+
+
+def test_nxdomain_stays_missing(store, dns_server):
+    cfg = Config(dns=DnsConfig(nameservers=(dns_server.address,), timeout=2.0),
+                 domains=DomainsConfig(sending_domains=(D,)))
+    posture.posture_job(JobContext(sessions=store, settings=cfg, clock=lambda: NOW))
+    with store() as s:
+        assert {r.check: r.status for r in posture.current(s)} == {
+            "spf": "missing", "dmarc": "missing", "mta_sts": "missing", "tls_rpt": "missing"}

@@ -129,7 +129,7 @@ def test_analyze_and_jobs_commands(tmp_path):
     proc = _run(["analyze"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()]
-    assert names[:1] == ["blocklists"] and {"alerts", "notify", "posture"} <= set(names)
+    assert names[:2] == ["rollups", "blocklists"] and {"alerts", "notify", "posture"} <= set(names)
     assert names.index("alerts") < names.index("notify") < names.index("posture")
     assert all(line.rstrip().endswith("ok") for line in proc.stdout.splitlines())
 
