@@ -19,7 +19,6 @@ from analysis.digest.schedule import Period, Scope
 from analysis.rollups import NOT_BOUNCES, metrics_frame
 from store.alerts import SEVERITIES, Alert
 from store.checks import BlocklistCheck
-from store.dmarc_sources import DmarcSource
 from store.models import BounceEvent, TlsFailureDetail, TlsPolicy, TlsReport
 from store.rollups import Rollup, Score
 from store.suppressions import SuppressionChange
@@ -252,15 +251,16 @@ def _dmarc(session: Session, period: Period, scope: Scope, top: int) -> Table:
 
 
 def _sources(session: Session, period: Period, domains: list[str], top: int) -> Table:
+    """The period's new sources and its sources of unknown class, with their mail in the period."""
+    from analysis.dmarc_intel import window_sources
+
     if not domains:
         return Table("dmarc_sources", "New or unknown sources", (), [])
-    d = DmarcSource
-    query = (select(d).where(d.domain.in_(domains), d.last_seen >= period.start, d.first_seen <= period.end,
-                             (d.first_seen >= period.start) | (d.source_class == "unknown"))
-             .order_by(d.messages.desc(), d.source_ip).limit(top))
-    rows = [(s.domain, s.source_ip, s.reverse_dns or s.base_domain or "", s.source_class,
-             "new" if s.first_seen >= period.start else "", s.messages, s.passed)
-            for s in session.scalars(query)]
+    wanted = set(domains)
+    found = [w for w in window_sources(session, period.start, period.end)
+             if w.domain in wanted and (w.first_seen >= period.start or w.source_class in ("unknown", ""))]
+    rows = [(w.domain, w.source_ip, w.reverse_dns or w.base_domain or "", w.source_class or "unknown",
+             "new" if w.first_seen >= period.start else "", w.messages, w.passed) for w in found[:top]]
     return Table("dmarc_sources", "New or unknown DMARC sources",
                  ("domain", "source_ip", "name", "class", "new", "messages", "dmarc_pass"), rows)
 

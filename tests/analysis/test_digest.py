@@ -74,6 +74,7 @@ def test_the_sections_read_the_store(fortnight):
     assert sum(r[2] for r in d.campaigns.rows) == expected(fortnight, WEEK)["complaints"]
     assert d.dmarc.rows == [("send.example.com", 1880, 1800, 1800, 80, round(1800 / 1880, 4))]
     assert [(r[1], r[3], r[4]) for r in d.sources.rows] == [("203.0.113.66", "unknown", "new")]
+    assert d.sources.rows[0][5] == d.dmarc.rows[0][4] == 80  # its mail of the period, not of all time
     assert d.impact.rows[0][:3] == ("send.example.com", date(2026, 6, 11), "none")
     assert d.tls.rows == [("send.example.com", "certificate-expired", "mx1.send.example.com", 50)]
     assert d.blocklists.rows == [("ip", "192.0.2.10", "bl.example.net", "listed", 1, date(2026, 6, 10))]
