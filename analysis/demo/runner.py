@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.blocklists import alert_listings, query_name, run_checks, test_entries, test_entry
-from analysis.demo.scenario import DOMAINS, LISTED_IP, LISTING_ZONE, SENDING_IPS, Scenario
+from analysis.demo.scenario import DOMAINS, SENDING_IPS, Scenario
+from analysis.demo.stories import DEFAULT, Listing, Story
 from analysis.config import BlocklistsConfig
 from analysis.jobs import Job, JobContext
 from analysis.rollups import resolver_from
@@ -67,14 +68,15 @@ class _Record:
 
 
 class ListingResolver:
-    """Answers DNSBL questions for the demo: LISTED_IP is on LISTING_ZONE while `listed`, and
-    every zone lists its test entry (so the other answers count as clean); nothing else is."""
+    """Answers DNSBL questions for the demo: the story's listed IP is on its zone while `listed`,
+    and every zone lists its test entry (so the other answers count as clean); nothing else is."""
 
-    def __init__(self, blocklists: BlocklistsConfig) -> None:
+    def __init__(self, blocklists: BlocklistsConfig, listing: Listing = DEFAULT.listing) -> None:
         self.listed = False
+        self.listing = listing
         zones = tuple(blocklists.ip_zones)
-        zone = LISTING_ZONE if LISTING_ZONE in zones or not zones else zones[0]
-        self.name = query_name("sending_ip", LISTED_IP, zone)
+        zone = listing.zone if listing.zone in zones or not zones else zones[0]
+        self.name = query_name("sending_ip", listing.ip, zone)
         entries = test_entries(blocklists.test_entries)
         kinds = (("sending_ip", blocklists.ip_zones), ("sending_domain", blocklists.domain_zones))
         self.tests = {query_name(dim, test_entry(dim, z, entries), z) for dim, zones in kinds for z in zones}
@@ -83,8 +85,8 @@ class ListingResolver:
         name = qname.rstrip(".").lower()
         if self.listed and name == self.name:
             if rdtype == "TXT":
-                return _Answer([_Record(text=f"Blocked - see https://www.spamcop.net/bl.shtml?{LISTED_IP}")])
-            return _Answer([_Record(address="127.0.0.2")])
+                return _Answer([_Record(text=self.listing.text.format(ip=self.listing.ip))])
+            return _Answer([_Record(address=self.listing.answer)])
         if name in self.tests and rdtype == "A":
             return _Answer([_Record(address="127.0.0.2")])
         raise dns.resolver.NXDOMAIN()
@@ -92,20 +94,20 @@ class ListingResolver:
 
 def run_demo(sessions: sessionmaker[Session], settings: Any, *, days: int = 90, seed: int = 7,
              end: date | None = None, scale: float = 1.0, clock: Clock = utcnow,
-             on_day: Callable[[date, int], None] | None = None) -> DemoResult:
-    """Fill the store with `days` days of history ending on `end` (default: today)."""
+             on_day: Callable[[date, int], None] | None = None, story: Story = DEFAULT) -> DemoResult:
+    """Fill the store with `days` days of `story` ending on `end` (default: today)."""
     if days < 2:
         raise ValueError("the demo needs at least 2 days (the DMARC and TLS reports of a day arrive the next)")
     real_now = clock()
     end = end or real_now.date()
     now = real_now if end >= real_now.date() else datetime.combine(end, time(23, 59, 59), timezone.utc)
     start = end - timedelta(days=days - 1)
-    scenario = Scenario(start, days, seed=seed, scale=scale)
+    scenario = Scenario(start, days, seed=seed, scale=scale, story=story)
     result = DemoResult(start, end, episodes=scenario.timeline.episodes())
     current = [datetime.combine(start, time(), timezone.utc)]
     pipeline = Pipeline(sessions, settings.ingest, clock=lambda: current[0], domains=demo_domains(settings))
     ctx = JobContext(sessions, settings, lambda: current[0])
-    resolver = ListingResolver(settings.blocklists)
+    resolver = ListingResolver(settings.blocklists, story.listing)
     blocklists = Job("blocklists", lambda c: _check_blocklists(c, settings, resolver), order=5,
                      description="Check the sending IPs and domains against the DNSBL/URIBL zones")
     providers = resolver_from(settings)

@@ -2,8 +2,8 @@
 
 Example Shop sends marketing from news.example.com (192.0.2.10 and .11) and receipts and
 password resets from mail.example.net (198.51.100.20 and .21) to Google, Microsoft, Yahoo
-and Apple mailboxes. Over the period, placed relative to its length so a short demo shows
-them too:
+and Apple mailboxes. What happens over the period is a story (analysis/demo/stories.py);
+the default one, placed relative to the history's length so a short demo shows it too:
 
 - a blocklist listing of 192.0.2.11 (bl.spamcop.net), a few days;
 - then a Microsoft block episode: Outlook.com refuses most mail from news.example.com
@@ -14,8 +14,8 @@ them too:
 - an expired certificate on one inbound MX, seen in the TLS reports.
 
 `plan_day` returns one day: the volume rows (the CSV `postwatch volume import` reads) and the
-raw messages that arrive that day. Everything follows from the seed, the first day and the
-length, so the same arguments give the same bytes (and a re-run stores nothing new).
+raw messages that arrive that day. Everything follows from the story, the seed, the first day
+and the length, so the same arguments give the same bytes (and a re-run stores nothing new).
 """
 from __future__ import annotations
 
@@ -25,62 +25,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
 from analysis.demo import messages as msg
+from analysis.demo.stories import (DEFAULT, DOMAINS, EVERY_DAY, FBL_PROVIDERS, POOLS, SENDING_IPS,  # noqa: F401
+                                   Campaign, Provider, Refusal, Story)
 
-DOMAINS = {"news.example.com": ("news@news.example.com", "Example Shop"),
-           "mail.example.net": ("receipts@mail.example.net", "Example Shop")}
-POOLS = {"news.example.com": ("192.0.2.10", "192.0.2.11"),
-         "mail.example.net": ("198.51.100.20", "198.51.100.21")}
-SENDING_IPS = tuple(ip for pool in POOLS.values() for ip in pool)
-LISTED_IP = "192.0.2.11"
-LISTING_ZONE = "bl.spamcop.net"
-SPOOF_IP = "203.0.113.66"
+# the default story's, for the callers that know the demo by them
+LISTED_IP = DEFAULT.listing.ip
+LISTING_ZONE = DEFAULT.listing.zone
+SPOOF_IP = DEFAULT.spoof.ip
+PROVIDERS = DEFAULT.providers
+CAMPAIGNS = DEFAULT.campaigns
+SPIKE = DEFAULT.spike.campaign
 FORWARDER_IP = "198.18.7.25"  # a university's forwarder re-sending our mail (breaks SPF)
 DKIM_SELECTOR = "pw1"
-
-
-@dataclass(frozen=True)
-class Provider:
-    name: str
-    share: float
-    domains: tuple[str, ...]
-    mx: str
-    mx_ip: str
-
-
-PROVIDERS = (
-    Provider("google", 0.45, ("gmail.com", "googlemail.com"), "gmail-smtp-in.l.google.com", "142.250.27.26"),
-    Provider("microsoft", 0.25, ("outlook.com", "hotmail.com", "live.com"),
-             "outlook-com.olc.protection.outlook.com", "52.101.68.14"),
-    Provider("yahoo", 0.18, ("yahoo.com", "aol.com"), "mta7.am0.yahoodns.net", "67.195.204.72"),
-    Provider("apple", 0.12, ("icloud.com", "me.com"), "mx01.mail.icloud.com", "17.57.155.34"),
-)
-
-
-@dataclass(frozen=True)
-class Campaign:
-    name: str
-    domain: str
-    subject: str
-    size: int  # recipients per send
-    weekdays: tuple[int, ...]  # Monday = 0; the days it goes out
-    hour: int  # UTC hour it goes out
-    hard_rate: float  # share of recipients whose address no longer exists
-    complaint_rate: float = 0.0004  # complaints per delivered message at Yahoo and Microsoft
-    every_other_week: bool = False
-
-
-EVERY_DAY = (0, 1, 2, 3, 4, 5, 6)
-CAMPAIGNS = (
-    Campaign("weekly-newsletter", "news.example.com", "This week at Example Shop", 9000, (1,), 9, 0.009),
-    Campaign("product-update", "news.example.com", "New in the shop", 6000, (3,), 14, 0.007, every_other_week=True),
-    Campaign("welcome-series", "news.example.com", "Welcome to Example Shop", 300, EVERY_DAY, 11, 0.006,
-             complaint_rate=0.0002),
-    Campaign("receipts", "mail.example.net", "Your receipt", 2200, EVERY_DAY, 12, 0.002, complaint_rate=0.0001),
-    Campaign("password-reset", "mail.example.net", "Reset your password", 350, EVERY_DAY, 13, 0.001,
-             complaint_rate=0.0),
-)
-SPIKE = Campaign("flash-sale", "news.example.com", "48 hours only: 60% off everything", 5000, EVERY_DAY, 16,
-                 0.011, complaint_rate=0.011)
 
 FIRST = ("alex", "sam", "maria", "li", "noah", "emma", "lucas", "mia", "omar", "zoe", "ivan", "nina", "raj",
          "sofia", "tom", "ana", "ben", "chloe", "dan", "eva", "felix", "grace", "hugo", "iris", "jack", "kim")
@@ -90,42 +46,39 @@ LAST = ("smith", "garcia", "chen", "muller", "rossi", "kowalski", "silva", "nova
 
 @dataclass(frozen=True)
 class Timeline:
-    """Where the episodes fall in a demo of `days` days starting on `start`."""
+    """Where the story's episodes fall in a demo of `days` days starting on `start`."""
 
     start: date
     days: int
+    story: Story = DEFAULT
 
     def index(self, day: date) -> int:
         return (day - self.start).days
 
     @property
     def listing(self) -> range:
-        first = int(self.days * 0.66)
-        return range(first, first + max(3, self.days // 22))
+        return self.story.listing.span.of(self.days)
 
     @property
     def block(self) -> range:
-        first = int(self.days * 0.7)
-        return range(first, first + max(3, self.days // 15))
+        return self.story.block.span.of(self.days)
 
     @property
     def spike(self) -> range:
-        first = int(self.days * 0.8)
-        return range(first, first + 2)
+        return self.story.spike.span.of(self.days)
 
     @property
     def spoof(self) -> range:
-        return range(self.days - min(7, max(3, self.days // 6)), self.days)
+        return self.story.spoof.span.of(self.days)
 
     @property
     def tls_outage(self) -> range:
-        first = int(self.days * 0.3)
-        return range(first, first + 3)
+        return self.story.tls_outage.span.of(self.days)
 
     def episodes(self) -> dict[str, tuple[date, date]]:
         """Each episode's first and last day, for the summary."""
         out = {}
-        for name in ("listing", "block", "spike", "spoof", "tls_outage"):
+        for name in Story.EPISODES:
             r = getattr(self, name)
             out[name] = (self.start + timedelta(days=r.start), self.start + timedelta(days=min(r.stop, self.days) - 1))
         return out
@@ -138,7 +91,7 @@ class Day:
     day: date
     volume: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # domain, ip, provider, campaign, sent
     messages: list[tuple[datetime, bytes]] = field(default_factory=list)  # (arrival, raw)
-    listed: bool = False  # LISTED_IP is on LISTING_ZONE today
+    listed: bool = False  # the story's listed IP is on its zone today
 
     def volume_csv(self) -> str:
         lines = ["day,sending_domain,sending_ip,provider,campaign,sent"]
@@ -147,10 +100,11 @@ class Day:
 
 
 class Scenario:
-    def __init__(self, start: date, days: int, seed: int = 7, scale: float = 1.0) -> None:
-        self.timeline = Timeline(start, days)
+    def __init__(self, start: date, days: int, seed: int = 7, scale: float = 1.0, story: Story = DEFAULT) -> None:
+        self.story = story
+        self.timeline = Timeline(start, days, story)
         self.seed = seed
-        self.scale = scale
+        self.scale = scale * story.scale
         self.full_mailboxes: dict[str, int] = {}  # address -> mailbox-full bounces so far
 
     # ------------------------------------------------------------------ one day
@@ -171,14 +125,14 @@ class Scenario:
 
     def _campaigns(self, day: date) -> list[Campaign]:
         out = []
-        for c in CAMPAIGNS:
+        for c in self.story.campaigns:
             if day.weekday() not in c.weekdays:
                 continue
             if c.every_other_week and day.isocalendar().week % 2:
                 continue
             out.append(c)
         if self.timeline.index(day) in self.timeline.spike:
-            out.append(SPIKE)
+            out.append(self.story.spike.campaign)
         return out
 
     def _cells(self, day: date, now: datetime):
@@ -188,7 +142,7 @@ class Scenario:
             sent_at = datetime.combine(day, time(c.hour), timezone.utc)
             size = max(1, round(c.size * self.scale * rng.uniform(0.92, 1.08)))
             pool = POOLS[c.domain]
-            for provider in PROVIDERS:
+            for provider in self.story.providers:
                 for n_ip, ip in enumerate(pool):
                     n = round(size * provider.share / len(pool) * rng.uniform(0.9, 1.1))
                     if n > 0 and sent_at <= now:
@@ -199,12 +153,15 @@ class Scenario:
         from_address, from_name = DOMAINS[c.domain]
         cell = _Cell(self, rng, c, provider, ip, sent_at, from_address, from_name, now, out)
         blocked = 0
-        if i in self.timeline.block and c.domain == "news.example.com" and provider.name == "microsoft":
-            # the listed IP is refused throughout, the other on the worst days
-            share = 0.85 if ip == LISTED_IP else (0.55 if (i - self.timeline.block.start) % 3 == 1 else 0.1)
+        b = self.story.block
+        in_block = i in self.timeline.block and c.domain == b.domain and provider.name == b.provider
+        if in_block:
+            # its IP is refused throughout, the domain's other IP on the worst days
+            share = b.share if ip == b.ip else (b.worst_share if (i - self.timeline.block.start) % 3 == 1
+                                                else b.other_share)
             blocked = _count(rng, n, share)
             for _ in range(blocked):
-                cell.block()
+                cell.block(b.refusals)
         for _ in range(_count(rng, n - blocked, c.hard_rate)):
             cell.hygiene()
         if provider.name == "google" and rng.random() < 0.15:
@@ -212,9 +169,11 @@ class Scenario:
         if provider.name in ("google", "apple") and c.name == "weekly-newsletter":
             for address in self._full_mailboxes(rng, provider, n_ip):
                 cell.mailbox_full(address)
-        if provider.name in ("yahoo", "microsoft"):
-            rate = c.complaint_rate
-            if c.domain == "news.example.com" and provider.name == "microsoft" and i in self.timeline.block:
+        if provider.name in FBL_PROVIDERS:
+            spike = self.story.spike
+            rate = (spike.quiet_rate if c.name == spike.campaign.name and provider.name not in spike.providers
+                    else c.complaint_rate)
+            if in_block:
                 rate *= 2  # what got through was read by unhappy people
             for _ in range(_count(rng, n - blocked, rate)):
                 cell.complaint()
@@ -251,9 +210,10 @@ class Scenario:
             if forwarded:
                 rows.append(msg.DmarcRow(FORWARDER_IP, forwarded, False, False, domain, domain, DKIM_SELECTOR,
                                          "lists.university.example", override="forwarded"))
-            if self.timeline.index(day) in self.timeline.spoof and domain == "news.example.com":
-                rows.append(msg.DmarcRow(SPOOF_IP, rng.randint(20, 120), False, False, domain, "bulk-mailer.example",
-                                         "default", "bulk-mailer.example"))
+            spoof = self.story.spoof
+            if self.timeline.index(day) in self.timeline.spoof and domain == spoof.domain:
+                rows.append(msg.DmarcRow(spoof.ip, rng.randint(*spoof.messages), False, False, domain,
+                                         "bulk-mailer.example", "default", "bulk-mailer.example"))
             report_id = _hex(f"{self.seed}:{provider}:{domain}:{day}", 20)
             arrival = begin + timedelta(days=1, hours=rng.randint(1, 8), minutes=rng.randint(0, 59))
             if arrival <= now:
@@ -263,14 +223,15 @@ class Scenario:
 
     def _tls_reports(self, out: Day, rng: random.Random, day: date, i: int, now: datetime) -> None:
         begin = datetime.combine(day, time(), timezone.utc)
-        for provider in ("google", "microsoft"):
+        outage = self.story.tls_outage
+        for provider, fewest, most in self.story.tls_sessions:
             reporter = TLS_REPORTERS[provider]
             for domain in DOMAINS:
-                ok = rng.randint(180, 260) if provider == "google" else rng.randint(60, 120)
+                ok = rng.randint(fewest, most)
                 failures = []
-                if i in self.timeline.tls_outage and domain == "news.example.com":
-                    failures.append(msg.TlsFailure("certificate-expired", f"mx2.{domain}", "192.0.2.53",
-                                                   reporter_ip(provider), rng.randint(40, 90)))
+                if i in self.timeline.tls_outage and domain == outage.domain:
+                    failures.append(msg.TlsFailure("certificate-expired", f"{outage.mx}.{domain}", outage.mx_ip,
+                                                   reporter_ip(provider), rng.randint(*outage.failures)))
                 elif rng.random() < 0.1:
                     failures.append(msg.TlsFailure("validation-failure", f"mx1.{domain}", "192.0.2.52",
                                                    reporter_ip(provider), rng.randint(1, 3)))
@@ -350,16 +311,14 @@ class _Cell:
         }[self.p.name]
         self._dsn(sent, status, text)
 
-    def block(self) -> None:
+    def block(self, refusals: tuple[Refusal, ...]) -> None:
         sent = self._sent()
-        if self.rng.random() < 0.8:
-            self._dsn(sent, "5.7.1", f"550 5.7.1 Unfortunately, messages from [{self.ip}] weren't sent. Please "
-                                     "contact your Internet service provider since part of their network is on "
-                                     "our block list (S3150). You can also refer your provider to "
-                                     "http://mail.live.com/mail/troubleshooting.aspx#errors.", "MAIL FROM")
-        else:
-            self._dsn(sent, "5.7.515", f"550 5.7.515 Access denied, sending domain {self.c.domain} doesn't meet "
-                                       "the required authentication level.", "DATA")
+        draw, share = self.rng.random(), 0.0
+        for refusal in refusals:  # each refusal its weight's share of the draws; the last takes the rest
+            share += refusal.weight
+            if draw < share:
+                break
+        self._dsn(sent, refusal.status, refusal.text.format(ip=self.ip, domain=self.c.domain), refusal.command)
 
     def spam_refusal(self) -> None:
         self._dsn(self._sent(), "5.7.1", f"550-5.7.1 [{self.ip}] Gmail has detected that this message is likely "
