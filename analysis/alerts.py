@@ -38,6 +38,8 @@ from store.models import DmarcAggregateReport, DmarcRecord, TlsFailureDetail, Tl
 from store.rollups import AlertDay, Rollup
 from store.suppressions import utc
 
+# Refusals of the sender (rollup metrics added): the reputation and policy categories.
+BLOCKS = "bounced.reputation+bounced.policy"
 THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "block_rate", "tls_failure_rate", "block_spike",
                    "dmarc_new_source")
 ANOMALY_PREFIX = "anomaly."
@@ -98,7 +100,7 @@ def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: s
     past a line its count cannot carry (analysis/evidence.py: "too few to say")."""
     if denominator < minimum:
         return None  # not enough volume to judge
-    count = _get(frame, day, numerator)
+    count = sum(_get(frame, day, metric) for metric in numerator.split("+"))
     rate = count / denominator
     details = {"day": day.isoformat(), "rate": rate, "count": int(count), unit: int(denominator),
                "warning": warning, "critical": critical,
@@ -122,7 +124,7 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
                          cfg.min_volume, cfg.complaint_rate_warning, cfg.complaint_rate_critical, cfg))
     out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, "hard", sent,
                          cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical, cfg))
-    out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, "bounced.reputation", sent,
+    out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, BLOCKS, sent,
                          cfg.min_volume, cfg.block_rate_warning, cfg.block_rate_critical, cfg))
     sessions = _get(frame, day, "tls.ok") + _get(frame, day, "tls.failed")
     out.append(rate_rule("tls_failure_rate", "TLS failure rate", frame, day, dimension, key, "tls.failed",
@@ -134,11 +136,12 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
 
 
 def block_spike(frame: pd.DataFrame, day: date, dimension: str, key: str, cfg: AlertsConfig) -> Finding:
-    """The day's share of reputation-category bounces at a provider (or of a sending IP), well
-    above its baseline's."""
-    blocks, bounced = _get(frame, day, "bounced.reputation"), _get(frame, day, "bounced")
+    """The day's share of refusals of the sender (reputation and policy bounces) at a provider,
+    or of a sending IP, well above its baseline's."""
+    blocks = sum(_get(frame, day, metric) for metric in BLOCKS.split("+"))
+    bounced = _get(frame, day, "bounced")
     base = frame.loc[[d for d in frame.index if d < day]]
-    base_blocks = float(base["bounced.reputation"].sum()) if "bounced.reputation" in base else 0.0
+    base_blocks = float(sum(base[metric].sum() for metric in BLOCKS.split("+") if metric in base))
     base_bounced = float(base["bounced"].sum()) if "bounced" in base else 0.0
     share = blocks / bounced if bounced else 0.0
     base_share = base_blocks / base_bounced if base_bounced else 0.0
@@ -153,7 +156,7 @@ def block_spike(frame: pd.DataFrame, day: date, dimension: str, key: str, cfg: A
     where = f"at {key}" if dimension == "provider" else f"for {_label(dimension, key)}"
     return Finding("block_spike", dimension, key, severity,
                    f"Block spike {where} on {day}: {int(blocks)} of {int(bounced)} bounces "
-                   f"({_pct(share)}) are reputation refusals, against {_pct(base_share)} over the "
+                   f"({_pct(share)}) are refusals of the sender, against {_pct(base_share)} over the "
                    f"previous {len(base)} days", details)
 
 

@@ -118,7 +118,7 @@ class AlertsConfig:
     complaint_rate_critical: float = 0.003  # ... and never reach 0.3 %
     hard_bounce_rate_warning: float = 0.02
     hard_bounce_rate_critical: float = 0.05
-    block_rate_warning: float = 0.01  # reputation-category bounces (refusals of our IP or domain) / sent
+    block_rate_warning: float = 0.01  # refusals of the sender (reputation and policy bounces) / sent
     block_rate_critical: float = 0.05
     min_volume: int = 100  # sends of the day below which rate rules stay silent
     block_spike_min_count: int = 20  # reputation-category bounces of one provider in the day

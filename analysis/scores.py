@@ -15,7 +15,8 @@ r is the rate the counts can carry (analysis/evidence.py): the rate itself when 
 200 sends is "too few to say", not a 0.5 % complaint rate.
 
 Components: complaint rate (complaints / volume; the Gmail and Yahoo lines 0.1 % and 0.3 %),
-hard-bounce rate, block rate (`reputation`-category bounces / volume), DMARC unaligned
+hard-bounce rate, block rate (refusals of the sender — `reputation` and `policy`-category
+bounces — / volume), DMARC unaligned
 rate (1 - DKIM-aligned / DMARC messages), TLS failure rate, and blocklist listings (any
 listing loses the whole weight). Volume is `sent`, or, when nothing is known of the sends,
 the DMARC messages the receivers reported.
@@ -43,7 +44,7 @@ from analysis.evidence import carried, passes
 from analysis.jobs import JobContext, job
 from store.rollups import Rollup, Score, ScorePending
 
-METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "dmarc.aligned",
+METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "bounced.policy", "dmarc.aligned",
            "tls.ok", "tls.failed")
 
 
@@ -92,6 +93,12 @@ def _rate_component(count: int, total: int, good: float, bad: float, weight: flo
     return out
 
 
+def blocks(m: dict[str, int]) -> int:
+    """Refusals of the sender: the reputation and policy categories (S3150, 5.7.515, Yahoo's
+    TSS04 deferrals, Spamhaus listings, "not accepted for policy reasons" ...)."""
+    return m.get("bounced.reputation", 0) + m.get("bounced.policy", 0)
+
+
 def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
     if not m:
         return False
@@ -113,7 +120,7 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
                                       config.complaint_bad, config.weight_complaints, config)
     c["hard_bounces"] = _rate_component(m.get("hard", 0), volume, config.hard_bounce_good,
                                         config.hard_bounce_bad, config.weight_hard_bounces, config)
-    c["blocks"] = _rate_component(m.get("bounced.reputation", 0), volume, config.block_good,
+    c["blocks"] = _rate_component(blocks(m), volume, config.block_good,
                                   config.block_bad, config.weight_blocks, config)
     dmarc_total = m.get("dmarc.messages", 0)
     c["dmarc_unaligned"] = _rate_component(dmarc_total - m.get("dmarc.aligned", 0), dmarc_total,

@@ -51,10 +51,13 @@ def raise_alert(session: Session, *, rule: str, dimension: str, key: str, severi
         session.add(alert)
         session.flush()
         return alert, True
+    lower = SEVERITIES.index(severity) < SEVERITIES.index(alert.severity)
     if SEVERITIES.index(severity) > SEVERITIES.index(alert.severity):
         alert.severity = severity
     if _utc(now) >= _utc(alert.last_seen_at):  # a past day judged again does not move it back
-        alert.message, alert.details, alert.last_seen_at = message, details, now
+        alert.last_seen_at = now
+        if not lower:  # the message says why the alert has its severity: the worst day's words stay
+            alert.message, alert.details = message, details
     if _utc(now) < _utc(alert.opened_at):  # ... but an episode found to start earlier did
         alert.opened_at = now
     alert.times_seen += 1

@@ -334,3 +334,22 @@ def test_no_source_is_new_before_the_reports_reach_back_far_enough(store):
         _dmarc(s, 1, "203.0.113.66", NOW - timedelta(days=1), False)
     run(store)
     assert open_alerts(store) == {}
+
+
+def test_a_policy_refusal_of_the_sender_counts_as_a_block(store):
+    # Yahoo's TSS04 deferral in reply to MAIL FROM is read as `rejected` (policy category)
+    with store.begin() as s:
+        put(s, "provider", "yahoo", TODAY, sent=10_000, bounced=900, bounced__policy=800)
+    run(store)
+    assert open_alerts(store)[("block_rate", "provider", "yahoo")].severity == "critical"
+
+
+def test_an_escalated_alert_keeps_the_words_of_its_worst_day(store):
+    with store.begin() as s:
+        put(s, "campaign", "spring", TODAY, sent=10_000, complaints=40)
+    run(store)
+    with store.begin() as s:
+        put(s, "campaign", "spring", TODAY, complaints=20)  # better, still over the warning line
+    run(store, NOW + timedelta(minutes=15))
+    [alert] = open_alerts(store).values()
+    assert alert.severity == "critical" and "critical line" in alert.message and alert.times_seen == 2

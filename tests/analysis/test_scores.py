@@ -191,3 +191,8 @@ def test_the_jobs_and_the_scores_command(store, database, monkeypatch, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {r["dimension"] for r in rows} == {"all", "sending_domain", "sending_ip", "provider", "campaign"}
     assert main(["scores", "--day", "2020-01-01"]) == 0 and "no scores on 2020-01-01" in capsys.readouterr().out
+
+
+def test_policy_refusals_of_the_sender_are_blocks():
+    score, g, c = compute({D: {"sent": 10_000, "bounced.policy": 700, "bounced.reputation": 100}}, D, CFG)
+    assert c["blocks"]["count"] == 800 and g == "critical"
