@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from analysis.jobs import JobContext, job
 from analysis.config import AlertsConfig
-from analysis.evidence import passes, wilson_low
+from analysis.evidence import complaint_base, passes, wilson_low
 from analysis.rollups import as_date, mark_days_to_judge, metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
 from store.bulk import upsert_insert
@@ -95,7 +95,7 @@ def _pct(x: float) -> str:
 
 def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: str, key: str,
               numerator: str, denominator: float, minimum: float, warning: float, critical: float,
-              cfg: AlertsConfig, unit: str = "sent") -> Finding | None:
+              cfg: AlertsConfig, unit: str = "sent", of: str | None = None) -> Finding | None:
     """A rate against its two lines; None (no judgement) below `minimum` or when the rate is
     past a line its count cannot carry (analysis/evidence.py: "too few to say")."""
     if denominator < minimum:
@@ -111,7 +111,7 @@ def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: s
     if severity is None and rate >= warning:
         return None  # past the line on too few events: neither fire nor clear
     line = critical if severity == "critical" else warning
-    message = (f"{what} {_pct(rate)} ({int(count)} of {int(denominator)} {unit}) for {_label(dimension, key)} "
+    message = (f"{what} {_pct(rate)} ({int(count)} of {int(denominator)} {of or unit}) for {_label(dimension, key)} "
                f"on {day}: at or above the {severity} line {_pct(line)}") if severity else ""
     return Finding(rule, dimension, key, severity, message, details)
 
@@ -120,8 +120,11 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
                        cfg: AlertsConfig) -> list[Finding]:
     out: list[Finding | None] = []
     sent = _get(frame, day, "sent")
-    out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, "complaints", sent,
-                         cfg.min_volume, cfg.complaint_rate_warning, cfg.complaint_rate_critical, cfg))
+    base, basis = complaint_base(sent, _get(frame, day, "sent.fbl"))
+    if sent >= cfg.min_volume:  # the day's volume decides whether to judge; the base, what the rate is of
+        out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, "complaints", base,
+                             1, cfg.complaint_rate_warning, cfg.complaint_rate_critical, cfg,
+                             of="sent to providers that report complaints" if basis == "sent.fbl" else None))
     out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, "hard", sent,
                          cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical, cfg))
     out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, BLOCKS, sent,

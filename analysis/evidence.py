@@ -40,3 +40,12 @@ def carried(count: float, total: float, min_count: int, z: float, min_events: in
 def passes(count: float, total: float, line: float, min_count: int, z: float, min_events: int = 3) -> bool:
     """Whether count/total is at or past `line` and its counts can carry it (module docstring)."""
     return total > 0 and count / total >= line and carried(count, total, min_count, z, min_events) >= line
+
+
+def complaint_base(sent: float, sent_fbl: float) -> tuple[float, str]:
+    """The complaint rate's denominator and its name: the sends to providers that send a
+    complaint report per complaint (`sent.fbl`: Yahoo, Microsoft, Comcast ... — Gmail and Apple
+    send none, so their mail cannot complain), or all sends when none went to such a provider."""
+    if sent_fbl > 0:
+        return sent_fbl, "sent.fbl"
+    return sent, "sent"

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_org
+from ingest.providers import reporting as complaint_reporting
 from store.bulk import upsert_insert
 from store.watermark import committed_max_id
 from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
@@ -69,6 +70,8 @@ class _Batch:
         self.providers = providers
         self.session = session
         self._domains: list[tuple[Any, str, str, int]] = []  # (day, recipient domain, metric, n)
+        # sends whose provider decides whether they count as `sent.fbl`: (day, keys, provider, domain, n)
+        self._fbl: list[tuple[Any, dict[str, str | None], str | None, str, int]] = []
 
     def add(self, day: Any, dimension: str, key: str | None, metric: str, n: int) -> None:
         if n:
@@ -85,13 +88,27 @@ class _Batch:
         if n:
             self._domains.append((day, domain or "", metric, n))
 
+    def add_sent_fbl(self, day: Any, keys: dict[str, str | None], provider: str | None, domain: str | None,
+                     n: int) -> None:
+        """Count sends to a provider that sends complaint reports as `sent.fbl`, under `all`
+        and each key (the provider is known, or resolved from the domain with the batch)."""
+        if n:
+            self._fbl.append((day, keys, provider, domain or "", n))
+
     def resolve_providers(self) -> None:
-        if not self._domains:
+        domains = {d for _, d, _, _ in self._domains} | {d for _, _, p, d, _ in self._fbl if not p}
+        if not domains and not self._fbl:
             return
-        mapping = self.providers.resolve_many(self.session, {d for _, d, _, _ in self._domains})
+        mapping = self.providers.resolve_many(self.session, domains) if domains else {}
         for day, domain, metric, n in self._domains:
             self.add(day, "provider", mapping.get(domain, ""), metric, n)
         self._domains.clear()
+        reporting = complaint_reporting()
+        for day, keys, provider, domain, n in self._fbl:
+            provider = provider or mapping.get(domain, "")
+            if provider in reporting:
+                self.add_entity(day, {**keys, "provider": provider}, "sent.fbl", n)
+        self._fbl.clear()
 
 
 def _range(column, lo: int, hi: int):
@@ -125,6 +142,13 @@ def _send_log(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -
             select(day, s.provider, domain, sent, delivered).where(where).group_by(day, s.provider, domain)):
         _provider_key(batch, d, provider, rdomain, "sent", n_sent)
         _provider_key(batch, d, provider, rdomain, "delivered", n_delivered)
+    # sends to providers with a feedback loop: the complaint rate's denominator
+    entity = (s.sending_domain, s.sending_ip, s.campaign)
+    for d, sdomain, ip, campaign, provider, rdomain, n_sent in session.execute(
+            select(day, *entity, s.provider, domain, sent).where(where)
+            .group_by(day, *entity, s.provider, domain)):
+        batch.add_sent_fbl(d, {"sending_domain": sdomain, "sending_ip": ip, "campaign": campaign},
+                           provider, rdomain, n_sent)
 
 
 def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:
@@ -249,6 +273,8 @@ def _imports(session: Session, batch: _Batch) -> int:
         keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip,
                 "provider": row.provider, "campaign": row.campaign}
         batch.add_entity(row.day, keys, "sent", n)
+        if row.provider in complaint_reporting():
+            batch.add_entity(row.day, keys, "sent.fbl", n)
         row.rolled, row.pending = row.sent, False
     return len(rows)
 

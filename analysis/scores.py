@@ -14,7 +14,8 @@ r is the rate the counts can carry (analysis/evidence.py): the rate itself when 
 `min_count` events make it, else the lower end of its Wilson interval — so 1 complaint in
 200 sends is "too few to say", not a 0.5 % complaint rate.
 
-Components: complaint rate (complaints / volume; the Gmail and Yahoo lines 0.1 % and 0.3 %),
+Components: complaint rate (complaints / the sends to providers that send complaint reports,
+`sent.fbl`, or the volume when there were none; the Gmail and Yahoo lines 0.1 % and 0.3 %),
 hard-bounce rate, block rate (refusals of the sender — `reputation` and `policy`-category
 bounces — / volume), DMARC unaligned
 rate (1 - DKIM-aligned / DMARC messages), TLS failure rate, and blocklist listings (any
@@ -40,11 +41,11 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
-from analysis.evidence import carried, passes
+from analysis.evidence import carried, complaint_base, passes
 from analysis.jobs import JobContext, job
 from store.rollups import Rollup, Score, ScorePending
 
-METRICS = ("sent", "dmarc.messages", "complaints", "hard", "bounced.reputation", "bounced.policy", "dmarc.aligned",
+METRICS = ("sent", "sent.fbl", "dmarc.messages", "complaints", "hard", "bounced.reputation", "bounced.policy", "dmarc.aligned",
            "tls.ok", "tls.failed")
 
 
@@ -99,12 +100,20 @@ def blocks(m: dict[str, int]) -> int:
     return m.get("bounced.reputation", 0) + m.get("bounced.policy", 0)
 
 
+def _complaint_base(m: dict[str, int], volume: int) -> int:
+    """Sends to providers that report complaints when there were any (see analysis/evidence.py)."""
+    if m.get("sent", 0) > 0:
+        return int(complaint_base(m["sent"], m.get("sent.fbl", 0))[0])
+    return volume
+
+
 def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
     if not m:
         return False
     volume, _ = _volume(m)
-    return volume >= config.min_volume and passes(m.get("complaints", 0), volume, config.complaint_bad,
-                                                  config.min_count, config.wilson_z, config.min_events)
+    return volume >= config.min_volume and passes(m.get("complaints", 0), _complaint_base(m, volume),
+                                                  config.complaint_bad, config.min_count, config.wilson_z,
+                                                  config.min_events)
 
 
 def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
@@ -116,7 +125,7 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
     if volume < config.min_volume:
         return None
     c: dict[str, Any] = {"volume": {"messages": volume, "basis": basis}}
-    c["complaints"] = _rate_component(m.get("complaints", 0), volume, config.complaint_good,
+    c["complaints"] = _rate_component(m.get("complaints", 0), _complaint_base(m, volume), config.complaint_good,
                                       config.complaint_bad, config.weight_complaints, config)
     c["hard_bounces"] = _rate_component(m.get("hard", 0), volume, config.hard_bounce_good,
                                         config.hard_bounce_bad, config.weight_hard_bounces, config)

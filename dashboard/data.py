@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Text, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from analysis.evidence import complaint_base
 from analysis.rollups import as_date, json_list
 from dashboard.components import pct
 from dashboard.filters import UNKNOWN, Filters, key_of, label
@@ -99,6 +100,13 @@ def prefixed(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return out
 
 
+def complaint_rates(frame: pd.DataFrame) -> pd.Series:
+    """Complaints per day over the sends that could complain (analysis.evidence.complaint_base)."""
+    sent, fbl = col(frame, "sent"), col(frame, "sent.fbl")
+    base = fbl.where(fbl > 0, sent)
+    return col(frame, "complaints") / base.where(base > 0)
+
+
 def kpis(frame: pd.DataFrame) -> dict[str, float | int | None]:
     """The headline figures of a period from its daily metrics."""
     total = {m: int(frame[m].sum()) for m in frame.columns}
@@ -107,7 +115,7 @@ def kpis(frame: pd.DataFrame) -> dict[str, float | int | None]:
     return {"sent": sent, "delivered": total.get("delivered", 0), "bounced": total.get("bounced", 0),
             "delivery_rate": ratio(sent - total.get("bounced", 0), sent),
             "hard_bounce_rate": ratio(total.get("hard", 0), sent),
-            "complaint_rate": ratio(total.get("complaints", 0), sent),
+            "complaint_rate": ratio(total.get("complaints", 0), complaint_base(sent, total.get("sent.fbl", 0))[0]),
             "complaints": total.get("complaints", 0),
             "dmarc_messages": dmarc,
             "dmarc_aligned_rate": ratio(total.get("dmarc.aligned", 0), dmarc),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 SHIPPED = "providers.toml"
 FILE = Path(__file__).with_name(SHIPPED)
-KEYS = frozenset({"domains", "hosts", "org_words", "formerly"})
+KEYS = frozenset({"domains", "hosts", "org_words", "formerly", "complaint_reports"})
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Provider:
     hosts: tuple[str, ...] = ()  # host name suffixes of its MX and reporting MTAs
     org_words: tuple[str, ...] = ()  # words naming it in a DMARC / TLS report's organisation
     formerly: tuple[str, ...] = ()  # names earlier versions used for it
+    complaint_reports: bool = False  # sends an ARF report per complaint (a feedback loop)
 
 
 def _strings(spec: dict, key: str, name: str) -> tuple[str, ...]:
@@ -41,9 +42,18 @@ def providers() -> dict[str, Provider]:
         if unknown or name != name.lower() or len(name) > 40:
             raise ValueError(f"{SHIPPED}: providers.{name} has unknown keys {sorted(unknown)} or a name "
                              "that is not lower case and at most 40 characters")
+        reports = spec.get("complaint_reports", False)
+        if not isinstance(reports, bool):
+            raise ValueError(f"{SHIPPED}: providers.{name}.complaint_reports must be true or false")
         out[name] = Provider(name, *(_strings(spec, key, name)
-                                     for key in ("domains", "hosts", "org_words", "formerly")))
+                                     for key in ("domains", "hosts", "org_words", "formerly")), reports)
     return out
+
+
+@functools.cache
+def reporting() -> frozenset[str]:
+    """The providers that send a complaint report per complaint (a feedback loop)."""
+    return frozenset(p.name for p in providers().values() if p.complaint_reports)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from analysis.digest.schedule import Period, Scope
+from analysis.evidence import complaint_base
 from analysis.rollups import NOT_BOUNCES, metrics_frame
 from store.alerts import SEVERITIES, Alert
 from store.checks import BlocklistCheck
@@ -153,14 +154,20 @@ def _figures(now: dict[str, int], before: dict[str, int], settings: Any) -> list
              (a.hard_bounce_rate_warning, a.hard_bounce_rate_critical)),
         rate("block_rate", "Blocked (reputation)", "bounced.reputation", "sent"),
         count("complaints", "Complaints", "complaints"),
-        rate("complaint_rate", "Complaint rate", "complaints", "sent",
-             (a.complaint_rate_warning, a.complaint_rate_critical)),
+        Figure("complaint_rate", "Complaint rate", _rate(now.get("complaints", 0), _complaint_base(now)),
+               _rate(before.get("complaints", 0), _complaint_base(before)), True,
+               (a.complaint_rate_warning, a.complaint_rate_critical)),
         count("dmarc_messages", "DMARC-reported messages", "dmarc.messages", True),
         rate("dmarc_pass_rate", "DMARC pass", "dmarc.pass", "dmarc.messages", better=True),
         Figure("tls_failure_rate", "TLS failures", _rate(now.get("tls.failed", 0), tls_now),
                _rate(before.get("tls.failed", 0), tls_before), True,
                (a.tls_failure_rate_warning, a.tls_failure_rate_critical)),
     ]
+
+
+def _complaint_base(m) -> int:
+    """The sends that could complain: to providers that send complaint reports, when any."""
+    return int(complaint_base(int(m.get("sent", 0)), int(m.get("sent.fbl", 0)))[0])
 
 
 def _days(frame) -> tuple[Table, Table]:
@@ -170,7 +177,8 @@ def _days(frame) -> tuple[Table, Table]:
         sent = int(r.get("sent", 0))
         volume.append((day, sent, int(r.get("delivered", 0)), int(r.get("bounced", 0)), int(r.get("hard", 0))))
         n = int(r.get("complaints", 0))
-        complaints.append((day, sent, n, round(n / sent, 6) if sent else None))
+        base = _complaint_base(r)
+        complaints.append((day, sent, n, round(n / base, 6) if base else None))
     return (Table("volume", "Sent, delivered and bounced, day by day",
                   ("day", "sent", "delivered", "bounced", "hard"), volume),
             Table("complaint_rate", "Complaint rate, day by day",

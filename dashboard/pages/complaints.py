@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dash import Input, Output, html
 
+from analysis.evidence import complaint_base
 from dashboard import charts, data
 from dashboard import components as ui
 from dashboard.filters import label
@@ -25,8 +26,9 @@ def campaign_rates(frame) -> list[dict]:
         sent, complaints = int(row.get("sent", 0)), int(row.get("complaints", 0))
         if not sent and not complaints:
             continue
+        base = int(complaint_base(sent, int(row.get("sent.fbl", 0)))[0])
         rows.append({"campaign": label(key), "sent": sent, "complaints": complaints,
-                     "complaint_rate": data.ratio(complaints, sent)})
+                     "complaint_rate": data.ratio(complaints, base)})
     return sorted(rows, key=lambda r: (-(r["complaint_rate"] or 0), -r["complaints"]))
 
 
@@ -36,7 +38,7 @@ def update(ctx, search):
         frame = data.daily(session, f)
         by_campaign = data.daily_by_key(session, "campaign", "complaints", f.start, f.end)
         by_provider = data.daily_by_key(session, "provider", "complaints", f.start, f.end)
-        totals = data.by_key(session, "campaign", f.start, f.end, ("sent", "complaints"))
+        totals = data.by_key(session, "campaign", f.start, f.end, ("sent", "sent.fbl", "complaints"))
     types = data.prefixed(frame, "complaints.")
     rates = campaign_rates(totals)
     top = [r for r in rates if r["sent"]][:15]

@@ -56,7 +56,7 @@ def update(ctx, search):
     # a hard-bounce rate of a few percent is flat on delivery's 0-100 % scale: its own axis
     rate_fig = charts.lines(rates, "Delivery and hard-bounce rate", percent=True, partial=partial,
                             right=["hard-bounce rate"])
-    complaint = (data.col(now_frame, "complaints") / sent.where(sent > 0)).to_frame("complaint rate")
+    complaint = data.complaint_rates(now_frame).to_frame("complaint rate")
     complaint_fig = charts.with_lines(charts.lines(complaint, "Complaint rate", percent=True, partial=partial),
                                       COMPLAINT_LINES)
     dm = data.col(now_frame, "dmarc.messages")

@@ -146,6 +146,9 @@ def expected(sessions, period: Period, domain: str | None = None) -> dict[str, i
                     if model is not SendLog else q.where(SendLog.sending_domain == domain)
             return s.scalar(q)
         return {"sent": count(SendLog, SendLog.sent_at, SendLog.result.in_(("sent", "bounced"))),
+                # the sends that could complain: Microsoft sends complaint reports, Gmail none
+                "sent_fbl": count(SendLog, SendLog.sent_at, SendLog.result.in_(("sent", "bounced")),
+                                  SendLog.provider == "microsoft"),
                 "delivered": count(SendLog, SendLog.sent_at, SendLog.result == "sent"),
                 "complaints": count(ComplaintEvent, ComplaintEvent.occurred_at),
                 "hard": count(BounceEvent, BounceEvent.occurred_at, BounceEvent.hard.is_(True)),

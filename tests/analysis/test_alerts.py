@@ -353,3 +353,15 @@ def test_an_escalated_alert_keeps_the_words_of_its_worst_day(store):
     run(store, NOW + timedelta(minutes=15))
     [alert] = open_alerts(store).values()
     assert alert.severity == "critical" and "critical line" in alert.message and alert.times_seen == 2
+
+
+def test_the_complaint_rate_is_of_the_sends_that_can_complain(store):
+    """A Gmail-heavy sender: 6 complaints of 2,851 sends is 0.21 % (too few to say), but Gmail and
+    Apple send no complaint reports: 6 of the 821 sends to Yahoo and Microsoft is 0.73 %."""
+    with store.begin() as s:
+        put(s, "campaign", "win-back", TODAY, sent=2_851, sent__fbl=821, complaints=6)
+        put(s, "campaign", "receipts", TODAY, sent=2_851, complaints=6)  # nothing known of the providers
+    run(store)
+    got = {k[2]: a for k, a in open_alerts(store).items() if k[0] == "complaint_rate"}
+    assert list(got) == ["win-back"] and got["win-back"].severity == "critical"
+    assert "6 of 821 sent to providers that report complaints" in got["win-back"].message

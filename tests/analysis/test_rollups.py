@@ -203,3 +203,26 @@ def test_a_queued_send_is_counted_once_it_has_its_result(store):
     with store() as s:
         v = _values(s)
     assert v[(D1, "all", "", "sent")] == 2 and v[(D2, "all", "", "sent")] == 1
+
+
+def test_sends_to_providers_that_report_complaints_are_counted_apart(store):
+    """`sent.fbl`: the complaint rate's denominator — Yahoo and Microsoft send a report per
+    complaint, Gmail and Apple none, so only their sends can complain."""
+    from analysis.volume import import_csv
+
+    with store() as s, s.begin():
+        h.send(s, D1, recipient="a@gmail.com", campaign="spring")
+        h.send(s, D1, recipient="b@yahoo.com", campaign="spring")
+        h.send(s, D1, recipient="c@aol.com", campaign="spring", sending_ip="192.0.2.11")
+        h.send(s, D1, recipient="d@outlook.com", campaign="spring", result="bounced")
+        h.send(s, D1, recipient="e@icloud.com", campaign="spring")
+        import_csv(s, "day,sending_domain,sending_ip,provider,campaign,sent\n"
+                      f"{D1},news.example.com,192.0.2.10,microsoft,autumn,40\n"
+                      f"{D1},news.example.com,192.0.2.10,google,autumn,60\n", now=NOW,
+                   providers=ProviderResolver(ProvidersConfig(mx_lookups=False)))
+        _update(s)
+        v = _values(s)
+    assert v[(D1, "all", "", "sent")] == 105 and v[(D1, "all", "", "sent.fbl")] == 43
+    assert v[(D1, "campaign", "spring", "sent.fbl")] == 3 and v[(D1, "campaign", "autumn", "sent.fbl")] == 40
+    assert v[(D1, "sending_ip", "192.0.2.11", "sent.fbl")] == 1
+    assert v[(D1, "provider", "yahoo", "sent.fbl")] == 2 and (D1, "provider", "google", "sent.fbl") not in v

@@ -196,3 +196,12 @@ def test_the_jobs_and_the_scores_command(store, database, monkeypatch, capsys):
 def test_policy_refusals_of_the_sender_are_blocks():
     score, g, c = compute({D: {"sent": 10_000, "bounced.policy": 700, "bounced.reputation": 100}}, D, CFG)
     assert c["blocks"]["count"] == 800 and g == "critical"
+
+
+def test_the_complaint_component_is_of_the_sends_that_can_complain():
+    score, g, c = compute({D: {"sent": 10_000, "sent.fbl": 2_000, "complaints": 12}}, D, CFG)
+    assert (c["complaints"]["count"], c["complaints"]["total"], c["complaints"]["rate"]) == (12, 2_000, 0.006)
+    assert g == "critical"
+    # nothing sent to a provider with a feedback loop: all sends are the base
+    score, g, c = compute({D: {"sent": 10_000, "complaints": 12}}, D, CFG)
+    assert c["complaints"]["total"] == 10_000
