@@ -69,7 +69,7 @@ def test_sent_digest_verifies_and_carries_the_store_figures(fortnight, sink, dns
     figures = dict(re.findall(r'data-figure="([a-z_]+)">([^<]+)<', html))
     assert figures["sent"] == f"{want['sent']:,}"
     assert figures["complaints"] == f"{want['complaints']:,}"
-    assert figures["complaint_rate"] == f"{want['complaints'] / want['sent'] * 100:.3f}%"
+    assert figures["complaint_rate"] == f"{want['complaints'] / want['sent_fbl'] * 100:.3f}%"
     assert figures["hard_bounce_rate"] == f"{want['hard'] / want['sent'] * 100:.2f}%"
     text = msg.get_body(("plain",)).get_content()
     assert re.search(rf"Sent\s+{want['sent']:,}\s+previous {was['sent']:,}", text)
