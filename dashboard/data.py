@@ -32,7 +32,7 @@ from store.suppressions import Suppression, SuppressionChange
 
 DIAGNOSTIC_SAMPLE = 2000
 SELECTOR_SAMPLE = 20000
-EVENT_COLUMNS = ("id", "occurred_at", "recipient", "provider", "from_domain", "campaign", "status",
+EVENT_COLUMNS = ("id", "occurred_at", "recipient", "provider", "from_domain", "sending_ip", "campaign", "status",
                  "reply_code", "reason", "category", "diagnostic")
 
 
@@ -236,6 +236,7 @@ def bounce_page(session: Session, f: Filters, page: int, size: int) -> list[dict
     for row in session.execute(query):
         item = dict(zip(EVENT_COLUMNS, row))
         item["occurred_at"] = _text_time(item["occurred_at"])
+        item["sending_ip"] = item["sending_ip"] or "unknown"  # not attributed: said, not blank
         item["diagnostic"] = (item["diagnostic"] or "")[:160]
         rows.append(item)
     return rows

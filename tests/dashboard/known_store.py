@@ -82,7 +82,7 @@ def fill(sessions) -> None:
                               action="failed", status="5.7.1", reply_code="550",
                               diagnostic="550 5.7.1 Unfortunately, messages from [192.0.2.11] weren't sent. (S3150)",
                               reason="blocked", hard=False, category="reputation", from_domain=DOMAIN,
-                              campaign="summer"))
+                              campaign="summer", sending_ip="192.0.2.11", attributed_by="diagnostic"))
         spike = datetime.combine(SPIKE_DAY, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=10)
         arf_id = message(b"Subject: complaint\n\nabuse\n", "complaint", spike)
         for i in range(6):  # 6 / 500 = 1.2 % on campaign summer

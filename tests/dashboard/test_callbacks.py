@@ -176,6 +176,9 @@ def test_bounces_trends_diagnostics_and_the_paged_table(ctx):
     assert not {r["id"] for r in first} & {r["id"] for r in second}
     google = bounces.page(ctx, SEARCH + "&provider=google", 0)
     assert len(google) == 10 and {r["reason"] for r in google} == {"userunknown"}
+    # each event on the IP that sent it; one whose IP nothing names says so
+    assert {r["sending_ip"] for r in google} == {"unknown"}
+    assert {r["sending_ip"] for r in bounces.page(ctx, SEARCH + "&provider=microsoft", 0)} == {"192.0.2.11"}
     raw = _text(bounces.raw(ctx, google, {"row": 0, "column": 0}))
     assert "Undelivered Mail Returned to Sender" in raw and "Final-Recipient: rfc822; gone0@gmail.com" in raw
     assert "Click an event" in _text(bounces.raw(ctx, google, None))
