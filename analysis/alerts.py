@@ -1,11 +1,10 @@
-"""Alert rules: the day's rollups against fixed lines and against their own recent past.
+"""Alert rules: each day's rollups against fixed lines and against their own recent past.
 
-Threshold rules (per entity and day): complaint rate, hard-bounce rate, block rate, TLS failure rate (of a
-policy domain, naming the TLS-RPT result types), a block spike at one provider or sending IP,
-DMARC failures from a source never seen before. A rate decides only when its count can carry
-it (analysis/evidence.py). Anomaly rules:
-today's rate of a metric against the trailing baseline's mean + k·stddev. Lines are in
-[alerts] (analysis/ops_config.py).
+Threshold rules (per entity and day): complaint rate, hard-bounce rate, block rate, TLS
+failure rate (of a policy domain, naming the TLS-RPT result types), a block spike at one
+provider or sending IP, DMARC failures from a source never seen before. A rate decides only
+when its count can carry it (analysis/evidence.py). Anomaly rules: the day's rate of a metric
+against the trailing baseline's mean + k·stddev. Lines are in [alerts] (analysis/config.py).
 
 Each rule *judges* an entity — it fires, it is clear, or there is not enough data to say.
 Firing raises (store.alerts.raise_alert: one open alert per rule and entity); clear resolves
@@ -14,8 +13,8 @@ the open alert; no data leaves it alone until `stale_hours` have passed.
 Every day is judged as it happened: the job judges each day whose rollups changed since it
 was last judged (a backlog, the next-day DMARC and TLS reports) and each day missed while it
 did not run, in order, dated that day — so the alert history says when each episode began and
-ended. Blocklist alerts are
-raised and resolved by the blocklist check itself; posture alerts by the posture check.
+ended. Blocklist alerts are raised and resolved by the blocklist check itself; posture alerts
+by the posture check.
 """
 from __future__ import annotations
 
