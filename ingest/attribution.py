@@ -130,9 +130,6 @@ class OwnIps:
         self.mtas = {host.strip().lower().rstrip("."): _ip(ip) for host, _, ip in
                      (e.partition("=") for e in domains.mta_ips)}
 
-    def __bool__(self) -> bool:
-        return bool(self.networks or self.mtas)
-
     def ours(self, ip: str | None) -> bool:
         if not ip or not self.networks:
             return False
