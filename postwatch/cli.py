@@ -190,16 +190,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_parse(args, config) -> int:
     from ingest.parse import prepare
-    from ingest.sources import iter_inputs
+    from ingest.sources import readable_inputs
+    from postwatch.commands_common import report_unreadable
 
     prepare(config.ingest)
     out = sys.stdout
-    for result in _parse_all(iter_inputs(args.paths), config.ingest, args.json):
+    failed: list[str] = []
+    for result in _parse_all(readable_inputs(args.paths, failed), config.ingest, args.json):
         if args.json:
             out.write(result)
         else:
             _print_human(result, out)
-    return 0
+    return report_unreadable(failed)
+
 
 
 PARSE_CHUNK = 64  # inputs per job sent to a worker: one list out, one joined string back
@@ -360,19 +363,20 @@ def cmd_config_show(args, config) -> int:
 
 def cmd_explain(args, config) -> int:
     from ingest.bounce.explain import explain, print_explanation
-    from ingest.sources import iter_inputs
+    from ingest.sources import readable_inputs
+    from postwatch.commands_common import report_unreadable
 
-    for item in iter_inputs(args.paths):
-        item.load()
-        if item.error is not None:
-            explained = {"kind": "unknown", "error": item.error, "events": []}
-        else:
-            explained = explain(item.raw, config.ingest, config.domains)
+    failed: list[str] = []
+    for item in readable_inputs(args.paths, failed):
+        if item.load() is None:  # gone, or unreadable, since it was listed
+            failed.append(item.error)
+            continue
+        explained = explain(item.raw, config.ingest, config.domains)
         if args.json:
             sys.stdout.write(json.dumps({"file": item.name, **explained}, default=str) + "\n")
         else:
             print_explanation(item.name, explained, sys.stdout)
-    return 0
+    return report_unreadable(failed)
 
 
 def _collector_logging(args) -> None:

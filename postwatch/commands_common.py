@@ -1,5 +1,6 @@
 """What several command modules share: the store a command opens, its job context, date
-arguments and the one-line failure. Imports stay inside the functions (start-up stays light)."""
+arguments, the one-line failure and the list of inputs that could not be read. Imports stay
+inside the functions (start-up stays light)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,17 @@ def job_context(config):
     from store.clock import utcnow
 
     return JobContext(sessions=open_store(config), settings=config, clock=utcnow)
+
+
+def report_unreadable(failed: list[str]) -> int:
+    """The inputs of `parse`, `explain` or `ingest` that could not be read (`PATH: why`), one
+    line each on standard error once the others were read; the exit status: 1 when any."""
+    sys.stdout.flush()  # the results first, when both go to one terminal
+    for line in failed:
+        print(f"postwatch: {line}", file=sys.stderr)
+    if len(failed) > 1:
+        print(f"postwatch: {len(failed)} inputs could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def fail(message: str) -> int:

@@ -8,6 +8,7 @@ import time
 
 from ingest.pipeline import Outcome, Pipeline
 from ingest.sources import count_inputs, iter_inputs
+from postwatch.commands_common import report_unreadable
 from store.engine import session_factory, upgrade
 
 
@@ -50,8 +51,6 @@ class Summary:
             out.write("\nquarantined, by reason:\n")
             for reason, n in self.reasons.most_common():
                 out.write(f"  {n:>5}  {reason}\n         e.g. {self.examples[reason]}\n")
-        for line in self.unreadable:
-            out.write(f"not read: {line}\n")
 
 
 def run_ingest(args, config) -> int:
@@ -84,7 +83,7 @@ def run_ingest(args, config) -> int:
     else:
         print(f"store: {config.database.url}")
         summary.print()
-    return 1 if summary.unreadable else 0
+    return report_unreadable(summary.unreadable)
 
 
 def run_reprocess(args, config) -> int:

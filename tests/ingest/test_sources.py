@@ -53,3 +53,46 @@ def test_an_eml_starting_with_a_from_line_is_one_message(tmp_path):
     path.write_bytes(b"From MAILER-DAEMON Tue Nov  3 10:00:00 2026\n" + postfix_dsn()
                      + b"\n\nFrom nobody Tue Nov  3 10:00:00 2026\n")
     assert len(list(iter_inputs([str(path)]))) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_an_input_in_error(tmp_path, monkeypatch):
+    """As root every folder can be listed whatever its mode, so the refusal is made here."""
+    import os
+
+    import ingest.sources
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.eml").write_bytes(postfix_dsn())
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "b.eml").write_bytes(postfix_dsn())
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(ingest.sources.os, "scandir", scandir)
+    items = list(iter_inputs([str(tmp_path)]))
+    assert [(i.name, i.error) for i in items] == [
+        (str(tmp_path / "locked"), f"{tmp_path / 'locked'}: cannot read the folder: permission denied"),
+        (str(tmp_path / "open" / "b.eml"), None)]
+
+
+def test_a_file_that_cannot_be_opened_is_an_input_in_error(tmp_path, monkeypatch):
+    import ingest.sources
+
+    (tmp_path / "a.eml").write_bytes(postfix_dsn())
+    monkeypatch.setattr(ingest.sources.os, "access", lambda path, mode: False)
+    (item,) = iter_inputs([str(tmp_path / "a.eml")])
+    assert item.error == f"{tmp_path / 'a.eml'}: cannot read it: permission denied"
+
+
+def test_symbolic_links_to_files_are_read_and_to_folders_are_not_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.eml").write_bytes(postfix_dsn())
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "link.eml").symlink_to(tmp_path / "real" / "a.eml")
+    (tmp_path / "top" / "folder").symlink_to(tmp_path / "real")
+    items = list(iter_inputs([str(tmp_path / "top")]))
+    assert [(i.name, i.error) for i in items] == [(str(tmp_path / "top" / "link.eml"), None)]

@@ -86,7 +86,7 @@ def test_a_bad_configuration_is_a_sentence_and_exit_2(tmp_path):
 
 def test_a_missing_path_is_reported(tmp_path):
     proc = run(["ingest", "--no-progress", str(tmp_path / "absent")], cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "no such file" in proc.stdout
+    assert proc.returncode == 1 and f"postwatch: {tmp_path / 'absent'}: no such file or folder" in proc.stderr
 
 
 def test_every_command_has_help():
