@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -231,17 +232,46 @@ class Spool:
                 pass
 
     def clean_tmp(self, older_than: float = 3600.0) -> int:
-        """Remove half-written files a crash left in `tmp/` (they never got a `250`)."""
+        """Remove the half-written files a killed process left in `tmp/` (none got a `250`, and
+        none was acknowledged to an IMAP server): those whose writer, the process named in the
+        file name, is gone, and any older than `older_than` seconds (a name not of this spool's
+        form, or a process id used again since). A file a live collector is writing is kept,
+        so a collector starting beside another on the same spool takes nothing from it."""
         now, removed = time.time(), 0
         for e in os.scandir(self.tmp):
             try:
-                if now - e.stat().st_mtime > older_than:
+                if not _writer_alive(e.name) or now - e.stat().st_mtime > older_than:
                     os.unlink(e.path)
                     removed += 1
-            except FileNotFoundError:
+            except FileNotFoundError:  # renamed into new/ meanwhile
                 pass
         return removed
 
+    def recover(self) -> int:
+        """The first step of every collector and spool worker: clear `tmp/` of what a killed
+        process left (`clean_tmp`), and say so; returns how many files were removed."""
+        removed = self.clean_tmp()
+        if removed:
+            log.info("spool: removed %d half-written file(s) from %s, left by a process stopped while "
+                     "writing them (none had been acknowledged)", removed, self.tmp)
+        return removed
+
+_NAME = re.compile(r"\d{20}-(\d+)-\d{8}\.msg")
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that is writing the `tmp/` file `name` still runs (True when the
+    name does not say: then only its age decides)."""
+    m = _NAME.fullmatch(name)
+    if not m:
+        return True
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; or not a process id
+        return True
+    return True
 
 def _entry(path: Path, meta: dict[str, Any], raw: bytes) -> Entry:
     env = meta.get("envelope")

@@ -88,14 +88,18 @@ def _worker_main(config: Any, parent: int, listening: int | None, limits: Client
 
 
 def _spool_worker(config: Any, workers: int):
-    """The schema brought up to date, and a worker that stores the spool through the pipeline."""
+    """The spool cleared of what a killed process left (every collector's first step: the
+    SMTP collector, its spool worker, the IMAP collector, drain), the schema brought up to
+    date, and a worker that stores the spool through the pipeline."""
     from ingest.pipeline import Pipeline
     from ingest.spool_worker import SpoolWorker
     from store.engine import session_factory, upgrade
 
+    spool = Spool(config.spool.dir)
+    spool.recover()
     upgrade(config.database)
     pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains)
-    return SpoolWorker(Spool(config.spool.dir), pipeline, batch_size=config.spool.batch_size, workers=workers)
+    return SpoolWorker(spool, pipeline, batch_size=config.spool.batch_size, workers=workers)
 
 
 def start_worker(config: Any, listening: socket.socket | None = None,
@@ -157,9 +161,7 @@ def run_smtp(config: Any, drain: bool = True) -> int:
     except ValueError as exc:
         raise CollectorError(str(exc)) from None
     sock = bind(config.smtp.listen)
-    removed = spool.clean_tmp()
-    if removed:
-        log.info("spool: removed %d half-written file(s) left by a crash (none had been acknowledged)", removed)
+    spool.recover()
     waiting = spool.count_messages()
     if waiting:
         log.info("spool: %d message(s) left from the last run; ingesting them", waiting)
@@ -248,6 +250,11 @@ def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.Proce
                     continue
                 log.error("smtp: acceptor %d exited (status %s); starting it again", i, proc.exitcode)
                 shared.limits.release(i)  # its sessions died with it
+                spool = Spool(shared.config.spool.dir)
+                try:
+                    spool.recover()  # and the file it was writing, if any, with them
+                finally:
+                    spool.close()
                 if time.monotonic() - started[i] < 5:
                     time.sleep(1)  # dying at start: do not spin
                 acceptors[i], started[i] = _start_acceptor(shared, i), time.monotonic()
