@@ -29,13 +29,21 @@ class Input:
     error: str | None = None
     path: str | None = None  # a single-message file, read by `load()` where it is parsed
 
+    def __post_init__(self) -> None:
+        # A file name need not be UTF-8: it is shown (and stored as an origin, which the store
+        # could not hold with the undecodable bytes in it) with those bytes as \xNN.
+        if not self.name.isascii():
+            self.name = _shown(self.name)
+        if self.error is not None and not self.error.isascii():
+            self.error = _shown(self.error)
+
     def load(self) -> bytes | None:
         """The bytes, read now if they were not; None (and `error` set) when unreadable."""
         if self.raw is None and self.error is None and self.path is not None:
             try:
                 self.raw = Path(self.path).read_bytes()
             except OSError as exc:
-                self.error = _cannot_read(self.path, exc)
+                self.error = _shown(_cannot_read(self.path, exc))
         return self.raw
 
 
@@ -144,6 +152,10 @@ def _file(path: Path, mode: int) -> Iterator[Input]:
         yield Input(str(path), error=_cannot_read(path, exc))
         return
     yield Input(str(path), raw)
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _why(exc: OSError) -> str:

@@ -81,3 +81,17 @@ def test_unreadable_entries_inside_a_folder_of_many_are_named(tmp_path):
         f"postwatch: {folder / '100-gone.eml'}: no such file or folder (a symbolic link to "
         f"{folder / 'nothing'}, which does not exist)",
         "postwatch: 2 inputs could not be read"]
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_shown_with_the_byte_escaped(tmp_path):
+    """Linux file names are bytes; one that is not UTF-8 was a traceback in `ingest` (the store
+    cannot hold the name as an origin)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.eml")).write_bytes(postfix_dsn())
+    shown = str(folder / "caf\\xe9.eml")
+    proc = run(["ingest", "--no-progress", "--json", str(folder)], cwd=tmp_path, check=False)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(proc.stdout)["kinds"]["bounce"] == {"messages": 1, "parsed": 1}
+    (row,) = map(json.loads, run(["parse", "--json", str(folder)], cwd=tmp_path).stdout.splitlines())
+    assert row["file"] == shown and row["kind"] == "bounce"
