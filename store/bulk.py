@@ -4,15 +4,18 @@ For facts that come by the thousand (the records of DMARC aggregate reports), wh
 ORM's and SQLAlchemy's bookkeeping per row costs more than the database's work. Rows are
 written inside the session's transaction and hold what an ORM object would: each value goes
 through its column type's own bind processor (on SQLite), or is sent as that processor
-would send it (on PostgreSQL: a JSON column as json.dumps text, so None is JSON null).
+would send it (on PostgreSQL: a JSON column as json.dumps text, so None is JSON null; a NUL
+in a text value as U+FFFD, as store.engine does for every other statement).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
 
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, String, Table, insert
 from sqlalchemy.orm import Session
+
+from store.engine import without_nul
 
 
 def upsert_insert(session: Session):
@@ -35,7 +38,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
     names = ", ".join(quote(name) for name in columns)
     if dialect.name == "postgresql":
         _copy(conn, table, names, [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)],
-              rows)
+              [i for i, name in enumerate(columns) if isinstance(table.c[name].type, String)], rows)
     elif dialect.name == "sqlite":
         procs = [(i, p) for i, name in enumerate(columns)
                  if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
@@ -51,11 +54,16 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
 
 
-def _copy(conn, table: Table, names: str, as_json: list[int], rows: list[Sequence[Any]]) -> None:
+def _copy(conn, table: Table, names: str, as_json: list[int], texts: list[int], rows: list[Sequence[Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(f"COPY {conn.dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as copy:
             for row in rows:
+                for i in texts:
+                    v = row[i]
+                    if type(v) is str and "\x00" in v:
+                        row = without_nul(row)
+                        break
                 if as_json:
                     row = list(row)
                     for i in as_json:

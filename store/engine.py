@@ -23,6 +23,41 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+# PostgreSQL text cannot hold a NUL character ("text fields cannot contain NUL"), and one in a
+# value taken from a message (a diagnostic, an address, a header) would fail the whole
+# transaction, and with it every message of the batch, again at each retry. It is written as
+# U+FFFD instead, by this listener on every statement and by store.bulk's COPY. SQLite keeps it.
+NUL_STANDIN = "\ufffd"
+
+
+def _has_nul(values) -> bool:
+    for v in values.values() if isinstance(values, dict) else values:
+        if type(v) is str and "\x00" in v:
+            return True
+    return False
+
+
+def without_nul(values):
+    """`values` (a dict, tuple or list of parameters) with NUL in its strings replaced."""
+    def clean(v):
+        return v.replace("\x00", NUL_STANDIN) if type(v) is str else v
+
+    if isinstance(values, dict):
+        return {k: clean(v) for k, v in values.items()}
+    return type(values)(clean(v) for v in values) if isinstance(values, (tuple, list)) else values
+
+
+def _text_without_nul(conn, cursor, statement, parameters, context, executemany):
+    if not parameters:
+        return statement, parameters
+    if executemany:
+        if any(_has_nul(p) for p in parameters):
+            parameters = [without_nul(p) for p in parameters]
+    elif isinstance(parameters, (dict, tuple, list)) and _has_nul(parameters):
+        parameters = without_nul(parameters)
+    return statement, parameters
+
+
 def make_engine(config: DatabaseConfig) -> Engine:
     """A new engine for `config.url`; a SQLite file's folder is created when missing."""
     url = make_url(config.url)
@@ -34,7 +69,10 @@ def make_engine(config: DatabaseConfig) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, echo=config.echo, pool_pre_ping=True)
+    engine = create_engine(url, echo=config.echo, pool_pre_ping=True)
+    if url.get_backend_name() == "postgresql":
+        event.listen(engine, "before_cursor_execute", _text_without_nul, retval=True)
+    return engine
 
 
 def get_engine(config: DatabaseConfig) -> Engine:

@@ -1,9 +1,9 @@
 """The IMAP collector: fetch new messages by UID, spool them, and only then move them away.
 
 Per mailbox: select the folder, fetch UIDs above the last one seen in bounded batches
-(sizes first, then bodies), write each batch to the spool (fsync'd), have it stored
-(`store` returns each message's status), and move the batch to the processed folder, or to
-the quarantine folder when postwatch could not read it. UIDVALIDITY and the last UID are
+(sizes first, then bodies, at most FETCH_BYTES of them at a time), write them to the spool
+(fsync'd), have them stored (`store` returns each message's status), and move them to the
+processed folder, or to the quarantine folder when postwatch could not read them. UIDVALIDITY and the last UID are
 kept in a state file, so a restart resumes. Then IDLE (or poll) and do it again. A lost
 connection is retried with back-off, and the log says so.
 """
@@ -30,6 +30,10 @@ log = logging.getLogger("ingest.collectors.imap")
 # A batch of spool paths -> for each, "parsed", "ignored" or "quarantined"
 StoreBatch = Callable[[list[Path]], list[str]]
 SEARCH_WINDOW = 5000  # UIDs searched at a time: memory stays flat on a huge mailbox
+# Bodies fetched at a time, in bytes (a larger message comes alone): a batch of large
+# messages (the bounces of one big mailing, each returning it whole) is held a few at a time,
+# not imap.batch_size of them at once.
+FETCH_BYTES = 32 << 20
 
 
 class IMAPCollectorError(RuntimeError):
@@ -230,26 +234,33 @@ class IMAPCollector:
 
     def _batch(self, client, uids: list[int]) -> int:
         mb = self.mailbox
-        sizes = client.fetch(uids, ["RFC822.SIZE"])
-        wanted = [u for u in uids if u in sizes and int(sizes[u].get(b"RFC822.SIZE") or 0) <= self.max_bytes]
+        sizes = {u: int(v.get(b"RFC822.SIZE") or 0) for u, v in client.fetch(uids, ["RFC822.SIZE"]).items()}
+        wanted = [u for u in uids if u in sizes and sizes[u] <= self.max_bytes]
         too_big = [u for u in uids if u in sizes and u not in wanted]
         for u in too_big:
             log.warning("imap %s: UID %d is %s bytes, over ingest.max_message_bytes; moved to %s unread",
-                        mb, u, sizes[u].get(b"RFC822.SIZE"), self.config.quarantine_folder)
+                        mb, u, sizes[u], self.config.quarantine_folder)
+        self._move(client, too_big, self.config.quarantine_folder, "quarantine")
+        done = 0
+        for group in _by_size(wanted, sizes, FETCH_BYTES):
+            done += self._fetch(client, group)
+        return done
+
+    def _fetch(self, client, uids: list[int]) -> int:
+        """Fetch these bodies, spool them, have them stored, move them; how many there were."""
+        mb = self.mailbox
         items, order = [], []
-        if wanted:
-            bodies = client.fetch(wanted, ["BODY.PEEK[]"])
-            for u in wanted:
-                raw = (bodies.get(u) or {}).get(b"BODY[]")
-                if raw is None:  # expunged meanwhile
-                    continue
-                items.append(Item(bytes(raw), "imap", f"imap {mb} uid {u}"))
+        bodies = client.fetch(uids, ["BODY.PEEK[]"])
+        for u in uids:
+            raw = (bodies.get(u) or {}).pop(b"BODY[]", None)  # taken out: the item holds the one copy
+            if raw is not None:  # None: expunged meanwhile
+                items.append(Item(raw if isinstance(raw, bytes) else bytes(raw), "imap", f"imap {mb} uid {u}"))
                 order.append(u)
-            del bodies
+        del bodies
         paths = self.spool.put_many(items)
-        del items
+        del items  # on disk now; the store reads them back a batch of bounded size at a time
         statuses = self.store(paths) if paths else []
-        quarantine = [u for u, s in zip(order, statuses) if s == "quarantined"] + too_big
+        quarantine = [u for u, s in zip(order, statuses) if s == "quarantined"]
         processed = [u for u, s in zip(order, statuses) if s != "quarantined"]
         self._move(client, processed, self.config.processed_folder, "processed")
         self._move(client, quarantine, self.config.quarantine_folder, "quarantine")
@@ -269,6 +280,19 @@ class IMAPCollector:
             else:
                 client.expunge()
         self.moved[what] += len(uids)
+
+
+def _by_size(uids: list[int], sizes: dict[int, int], limit: int):
+    """`uids` in order, in runs of at most `limit` bytes (a larger message alone)."""
+    run, total = [], 0
+    for u in uids:
+        if run and total + sizes[u] > limit:
+            yield run
+            run, total = [], 0
+        run.append(u)
+        total += sizes[u]
+    if run:
+        yield run
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,6 +26,14 @@ from ingest.spool import GroupCommitter, Item, SpoolError
 
 log = logging.getLogger("ingest.collectors.smtp")
 
+# Control characters (NUL, CR, TAB...) and bytes that are not UTF-8 (read as surrogates)
+# have no place in a host name or an address: refused at once, never carried into a spool
+# envelope and from there into the store, which cannot hold them (no database takes a lone
+# surrogate; PostgreSQL text takes no NUL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+_NOT_TEXT = "control characters and bytes that are not UTF-8 are not allowed"
+_EHLO_CONTROL = "501 5.5.4 Syntax: {} hostname (" + _NOT_TEXT + ")"
+
 # Commands a client may repeat in one session before it is told goodbye (floods).
 CALL_LIMITS = {"NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10, "EHLO": 20, "HELO": 20,
                "STARTTLS": 3, "RSET": 1000, "*": 100_000}
@@ -100,6 +108,9 @@ class FeedbackHandler:
 
     def mail(self, server, session, envelope, address, mail_options):
         ip = _peer_ip(session)
+        if _CONTROL.search(address):
+            self.stats.by_reply["501"] += 1
+            return f"501 5.1.7 Bad sender address syntax ({_NOT_TEXT})"
         why = self.limits.message_refusal(ip)
         if why:
             log.warning("smtp %s: refused MAIL FROM <%s>: %s", ip, address, why)
@@ -112,6 +123,9 @@ class FeedbackHandler:
 
     def rcpt(self, server, session, envelope, address, rcpt_options):
         ip = _peer_ip(session)
+        if _CONTROL.search(address):
+            self.stats.by_reply["501"] += 1
+            return f"501 5.1.3 Bad recipient address syntax ({_NOT_TEXT})"
         if len(envelope.rcpt_tos) >= self.config.max_recipients:
             self.stats.by_reply["452"] += 1
             return f"452 4.5.3 Too many recipients (at most {self.config.max_recipients} per message)"
@@ -323,11 +337,21 @@ class CollectorSMTP(SMTP):
         if self._paused or self._writer.transport.is_closing():
             await self._writer.drain()
 
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        if hostname and _CONTROL.search(hostname):
+            await self.push(_EHLO_CONTROL.format("HELO"))
+            return
+        await super().smtp_HELO(hostname)
+
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         # aiosmtpd's, with the reply written at once rather than a write per line
         if not hostname:
             await self.push("501 Syntax: EHLO hostname")
+            return
+        if _CONTROL.search(hostname):
+            await self.push(_EHLO_CONTROL.format("EHLO"))
             return
         self._set_rset_state()
         self.session.extended_smtp = True
@@ -529,14 +553,14 @@ class CollectorSMTP(SMTP):
             self._too_big = False
             status = "354 End data with <CR><LF>.<CR><LF>"
         elif command == "EHLO":
-            if not arg or "EHLO" not in hooks:
+            if not arg or "EHLO" not in hooks or _CONTROL.search(arg):
                 return False
             self._reset_timeout()
             self._set_rset_state()
             session.extended_smtp = True
             status = "\r\n".join(self.event_handler.ehlo(self, session, self.envelope, arg, self._ehlo_lines()))
         elif command == "HELO":
-            if not arg or "HELO" in hooks:
+            if not arg or "HELO" in hooks or _CONTROL.search(arg):
                 return False
             self._reset_timeout()
             self._set_rset_state()

@@ -102,6 +102,31 @@ def test_messages_over_the_size_limit_go_to_quarantine_unread(tmp_path, dovecot,
     assert len(dovecot.folder_files("Quarantine")) == 1
 
 
+def test_large_messages_are_fetched_and_stored_a_few_at_a_time(tmp_path, dovecot, pipeline, store, monkeypatch):
+    """A batch of large messages (the bounces of one big mailing, each returning it whole) is
+    held FETCH_BYTES at a time, and stored BATCH_BYTES at a time, not a batch at once."""
+    import ingest.collectors.imap
+    import ingest.spool_worker
+
+    big = [bounce(i) + b"X-Padding: " + b"p" * 20_000 + b"\r\n" for i in range(6)]
+    for raw in big:
+        dovecot.deliver(raw)
+    dovecot.deliver(bounce(99))
+    monkeypatch.setattr(ingest.collectors.imap, "FETCH_BYTES", 50_000)
+    monkeypatch.setattr(ingest.spool_worker, "BATCH_BYTES", 30_000)
+    fetched, stored = [], []
+    fetch, ingest_ = IMAPCollector._fetch, SpoolWorker._ingest
+    monkeypatch.setattr(IMAPCollector, "_fetch", lambda self, client, uids: fetched.append(len(uids)) or
+                        fetch(self, client, uids))
+    monkeypatch.setattr(SpoolWorker, "_ingest", lambda self, entries, files: stored.append(len(entries)) or
+                        ingest_(self, entries, files))
+    collector, _ = make(tmp_path, dovecot, pipeline, batch_size=100)
+    collector.run(once=True)
+    assert collector.fetched == 7 and count(store) == 7
+    assert fetched == [2, 2, 3] and stored == [2, 2, 2, 1]  # 2 x 20 KB < 50 KB; then the small one
+    assert len(dovecot.folder_files("Processed")) == 7 and dovecot.folder_files("INBOX") == []
+
+
 def test_idle_picks_up_a_new_message_while_waiting(tmp_path, dovecot, pipeline, store):
     collector, _ = make(tmp_path, dovecot, pipeline)
     thread = threading.Thread(target=collector.run, daemon=True)

@@ -305,6 +305,26 @@ def test_nul_bytes_malformed_commands_and_bare_lf(server):
     s.close()
 
 
+@pytest.mark.parametrize("command, reply", [
+    (b"EHLO mx\x00.example.net", b"501 5.5.4"), (b"HELO mx\x00.example.net", b"501 5.5.4"),
+    (b"EHLO caf\xe9.example.net", b"501 5.5.4"), (b"EHLO mx\x01x", b"501 5.5.4"),
+    (b"EHLO ok\r\nMAIL FROM:<a\x00b@example.net>", b"501 5.1.7"),
+    (b"EHLO ok\r\nMAIL FROM:<caf\xe9@example.net>", b"501 5.1.7"),
+    (b"EHLO ok\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+a\x00b@example.com>", b"501 5.1.3"),
+    (b"EHLO ok\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+caf\xe9@example.com>", b"501 5.1.3"),
+    (b"EHLO ok\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+a\x00b@example.com> NOTIFY=NEVER", b"555"),  # aiosmtpd's
+])
+def test_control_characters_and_bytes_not_utf8_in_names_and_addresses_get_501(server, command, reply):
+    """They would go into the spool's envelope, which no store can hold (a lone surrogate) or
+    PostgreSQL cannot (a NUL); a UTF-8 address is fine (SMTPUTF8)."""
+    s = server.raw()
+    out = dialog(s, command + b"\r\n")
+    assert out.split(b"\r\n")[-2].startswith(reply), out
+    out = dialog(s, b"RSET\r\nEHLO ok\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+caf\xc3\xa9@example.com>\r\n")
+    assert out.endswith(b"250 2.1.5 OK\r\n"), out
+    s.close()
+
+
 def test_bare_lf_dot_does_not_end_the_data(server):
     s = server.raw()
     dialog(s, b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<fbl@example.com>\r\nDATA\r\n")

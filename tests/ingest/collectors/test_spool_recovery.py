@@ -137,3 +137,38 @@ def test_serve_as_collector_clears_tmp(tmp_path, database):
         wait_cleared(files, proc)
     finally:
         stop(proc)
+
+
+def test_a_message_the_store_refuses_is_set_aside_and_holds_back_no_other(tmp_path, pipeline, store, caplog):
+    """An envelope with a lone surrogate (as 8-bit bytes in EHLO made one, before the
+    collector refused them) cannot be encoded for any database. The batch it is in is stored
+    file by file, a group file message by message; what is still refused goes to failed/."""
+    from sqlalchemy import text
+
+    from ingest.spool import Item
+    from ingest.spool_worker import SpoolWorker
+    from tests.ingest.collectors.test_smtp_crash import message
+
+    def item(i: int, helo: str = "mx.example.net") -> Item:
+        return Item(message(i), "smtp", f"smtp 192.0.2.1 helo={helo}", "", ("bounces@example.com",))
+
+    spool = Spool(tmp_path / "spool")
+    try:
+        spool.put_many([item(0), item(1, helo="caf\udce9")])
+        group = spool.put_group([item(2), item(3, helo="x\udcff"), item(4)])
+        spool.put_many([item(5)])
+        worker = SpoolWorker(spool, pipeline)
+        stored = worker.drain()
+        set_aside = sorted(p.name for p in worker.set_aside)
+        # the IMAP collector's call: a refused message counts as quarantined (moved to that folder)
+        imap = spool.put_many([item(6), item(7, helo="caf\udce9")])
+        statuses = worker.store_statuses(imap)
+    finally:
+        spool.close()
+    assert stored == 4 and statuses == ["parsed", "quarantined"]
+    with store() as s:
+        origins = sorted(s.execute(text("select origin from inbound_messages")).scalars())
+    assert len(origins) == 5 and all("helo=mx.example.net" in o for o in origins)
+    assert spool.count() == 0 and group.name in set_aside and len(set_aside) == 2
+    assert sorted(p.name for p in (spool.dir / "failed").iterdir()) == sorted(set_aside + [imap[1].name])
+    assert "could not be stored (UnicodeEncodeError" in caplog.text and "move it back to" in caplog.text
