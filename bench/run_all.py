@@ -66,6 +66,7 @@ BENCHES = [
          "--pg-database", "bench_dashboard_quick"] if q else [])), True),
     Bench("imap_large", lambda q: _py("imap_large.py", "300" if q else os.environ.get("IMAP_N", "20000")), True),
     Bench("collectors", lambda q: _py("collectors.py", *(["--count", "400"] if q else [])), True),
+    Bench("long_lines", lambda q: _py("long_lines.py", *(["--sizes", "10000,100000"] if q else [])), False),
     Bench("abuse", lambda q: _py("abuse.py", *(["--quick"] if q else [])), True),
 ]
 

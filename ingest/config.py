@@ -36,6 +36,9 @@ class IngestConfig:
     verp_secret: str = ""  # key of the signed return path bounces+t-TOKEN@
     batch_size: int = 500  # messages per transaction in `postwatch ingest`
     workers: int = 0  # parsing processes for `postwatch ingest`; 0 = one per core, 1 = no extra process
+    # CPU seconds one message may take to parse; past them it is quarantined ("parse took
+    # longer than N s"). The largest report allowed (64 MB of XML) parses in ~8 s. 0 = no limit.
+    parse_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

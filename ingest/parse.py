@@ -1,7 +1,8 @@
 """One raw message (or report file) in, one `ParseResult` out. No store, no side effects.
 
 This is what `postwatch parse --json` runs and what the pipeline stores. Whatever the input,
-it answers: a parser that fails turns into a quarantine reason, never an exception.
+it answers: a parser that fails turns into a quarantine reason, never an exception, and so
+does a parse that runs past its CPU budget (`ingest.parse_timeout`, ingest/budget.py).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 
 from email.utils import getaddresses
 
-from ingest import verp
+from ingest import budget, verp
 from ingest.attribution import attribution_from, received_ips, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
@@ -42,6 +43,14 @@ def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict |
     summary only), and a DMARC failure report may be read without importing parsedmarc.
     """
     config = config or IngestConfig()
+    try:
+        return budget.within(config.parse_timeout, _parse_or_say_why, raw, config, envelope, detail)
+    except budget.OverBudget:
+        return ParseResult(error=f"parse took longer than {config.parse_timeout:g} s of CPU "
+                                 "(ingest.parse_timeout); the message is kept in quarantine")
+
+
+def _parse_or_say_why(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool) -> ParseResult:
     try:
         return _parse(raw, config, envelope, detail)
     except ReportsElsewhere:

@@ -18,20 +18,19 @@ _PER_MESSAGE = ("reporting-mta", "received-from-mta", "arrival-date", "original-
 
 def fields(text: str) -> list[tuple[str, str]]:
     """(lower-case name, unfolded value) for every field line, in order."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, list[str]]] = []  # a value's pieces, joined once (a long fold costs its length)
     for line in text.split("\n"):
         if not line.strip():
-            out.append(("", ""))  # keeps the block structure visible
+            out.append(("", []))  # keeps the block structure visible
             continue
         if line[0] in " \t":
             if out and out[-1][0]:
-                name, value = out[-1]
-                out[-1] = (name, value + " " + line.strip())
+                out[-1][1].append(line.strip())
             continue
         m = _FIELD.match(line)
         if m:
-            out.append((m.group(1).lower(), m.group(2).strip()))
-    return out
+            out.append((m.group(1).lower(), [m.group(2).strip()]))
+    return [(name, " ".join(pieces)) for name, pieces in out]
 
 
 def _mta(value: str | None) -> str | None:

@@ -19,7 +19,7 @@ from ingest.bounce.smtp import (
     clean_address, find_addresses, find_command, find_reply_code, find_status, is_address, prefer_status, unfold,
 )
 from ingest.bounce.text import (
-    Block, bare_names, block_text, cut_returned, expanded_from, read_blocks, unquote,
+    Block, bare_names, block_text, cut_lines, cut_returned, expanded_from, read_blocks, unquote,
 )
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
@@ -169,9 +169,16 @@ def _dsn_text(part: email.message.Message) -> str:
 
 
 def _html_text(html: str) -> str:
-    text = _TAG.sub("\n", html)
-    text = _ANY_TAG.sub("", text)
+    text = _untag(_TAG, "\n", html)
+    text = _untag(_ANY_TAG, "", text)
     return _ENTITY_RE.sub(lambda m: _ENTITY[m.group(0)], text)
+
+
+def _untag(pattern: re.Pattern, repl: str, text: str) -> str:
+    """`pattern.sub(repl, text)` for a pattern that ends at a ">": past the last ">" none can
+    match, and each "<" there would make the search read to the end of the text."""
+    end = text.rfind(">") + 1
+    return pattern.sub(repl, text[:end]) + text[end:]
 
 
 def _senders(msg: email.message.Message, parts: _Parts, rest: str) -> frozenset[str]:
@@ -239,17 +246,17 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     full = "\n".join(parts.text) if parts.text else "\n".join(_html_text(h) for h in parts.html)
     if "\n>" in full:
         full = unquote(full)
+    if not parts.dsn and looks_like_ses(full):
+        return read_ses(full)  # type: ignore[return-value]
+    full = cut_lines(full)  # what follows reads the first MAX_LINE characters of a line
     human = cut_returned(full)
     rest = full[len(human):]
     senders = _senders(msg, parts, rest)
 
-    if not parts.dsn and looks_like_ses(full):
-        return read_ses(full)  # type: ignore[return-value]
-
     fmt = formats.format_of(msg, human)
     records: list[dict] = []
     for text in (() if fmt in formats.IGNORES_OWN_DSN else parts.dsn):
-        _, recs = read_dsn(text)
+        _, recs = read_dsn(cut_lines(text))
         records.extend(r for r in recs if r.get("recipient"))
     if not records and "-recipient:" in human.lower():
         _, recs = read_dsn(human)  # the fields pasted into the text

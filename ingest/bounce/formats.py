@@ -15,7 +15,9 @@ from ingest.bounce.text import Block, Reading, read_blocks
 Reader = Callable[[str, frozenset, email.message.Message], Reading]
 
 # Opening lines of bounces, by MTA: enough to call a message a bounce from its body alone.
-STARTS = re.compile(r"^[>\s]*(?:" + "|".join((
+# `[>\s]*` but within the line: the opening is searched line by line, and a run of blank
+# lines would otherwise be read again from each of them.
+STARTS = re.compile(r"^(?:>|[^\S\n])*(?:" + "|".join((
     r"This message was created automatically by mail delivery software",  # Exim, GMX, mail.ru
     r"Hi\. This is the qmail",  # qmail
     r"This is the (?:Postfix|mail system|MAILER-DAEMON|DragonFly Mail Agent|mail delivery agent|"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+from ingest.bounce.markers import LOCAL_CHAR, RunStartPattern
+
 # RFC 3463 status inside text, most specific shape first (Sisimai's SMTP::Status order).
 _STATUS_AFTER_CODE = re.compile(r"\b[45]\d\d[ -]['\"]?#?([45]\.\d{1,3}\.\d{1,3})\b")  # 550-5.1.1, 550 '5.7.1
 _STATUS_PATTERNS = (
@@ -17,7 +19,10 @@ _STATUS_PATTERNS = (
     re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)"),  # a bare 5.1.1
     re.compile(r"(?<![\d.])(2\.[0-7]\.[0-7])(?![\d.]*\d)"),  # 2.1.5, only when nothing failed
 )
-_DOTTED = re.compile(r"\d+(?:\.\d+){3,}")  # IP addresses and versions hide false statuses
+# IP addresses and versions hide false statuses. Tried only where a run of digits starts
+# (the same matches: one that starts inside a run starts at the run's start too), so that a
+# long run of digits costs its length, not its square.
+_DOTTED = re.compile(r"(?<!\d)\d+(?:\.\d+){3,}")
 _IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 _REPLY_AT_START = re.compile(r"^\W{0,3}([245][0-5]\d)(?:[ \-]|$)")
 _REPLY_ANYWHERE = (re.compile(r"(?<![\w.#/=:-])([45][0-5]\d)(?:[ \-](?!\d+:\d)|$)"),
@@ -51,12 +56,29 @@ _MENTIONED = (
     ("DATA", ("end of data", "while sending message", ">>> data", "failed after i sent the message")),
 )
 
-_ADDR = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{2,}"
-                   r"|[^\s<>()\[\]\"',;:@]+@\[\d{1,3}(?:\.\d{1,3}){3}\]")
+_ADDR = RunStartPattern(rf"(?#run){LOCAL_CHAR}+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]{{2,}}"
+                        rf"|(?#run){LOCAL_CHAR}+@\[\d{{1,3}}(?:\.\d{{1,3}}){{3}}\]", LOCAL_CHAR)
+CACHED_TEXT = 4096  # longer texts are read again rather than kept
+
+
+def _short_texts_cached(fn):
+    """`fn(text)` with a cache of the last 512 texts no longer than CACHED_TEXT: a long
+    text (a bounce's whole block) is read again, never kept, so the cache holds a few MB at
+    most however long the bounces are."""
+    cached = functools.lru_cache(maxsize=512)(fn)
+
+    @functools.wraps(fn)
+    def call(text):
+        return fn(text) if text and len(text) > CACHED_TEXT else cached(text)
+
+    call.cache_clear, call.cache_info = cached.cache_clear, cached.cache_info  # type: ignore[attr-defined]
+    return call
+
+
 _CONTINUATION = re.compile(r"^([245]\d\d)[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
 
 
-@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
+@_short_texts_cached  # the same diagnostic is read by several steps
 def find_status(text: str | None) -> str | None:
     """The RFC 3463 status a text names, or None; an IP address or version is not one."""
     if not text or "." not in text:
@@ -127,7 +149,7 @@ def prefer_status(field: str | None, said: str | None, code: str | None) -> str 
     return field
 
 
-@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
+@_short_texts_cached  # the same diagnostic is read by several steps
 def find_reply_code(text: str | None) -> str | None:
     """The SMTP reply code a diagnostic carries: the leading one, else the first one in it."""
     if not text:
@@ -143,7 +165,7 @@ def find_reply_code(text: str | None) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=512)  # the same diagnostic is read by several steps
+@_short_texts_cached  # the same diagnostic is read by several steps
 def find_command(text: str | None) -> str | None:
     if not text:
         return None

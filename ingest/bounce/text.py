@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 from ingest.bounce.markers import (
-    ADDRESS, AFTER_ADDRESS, BOILERPLATE, GENERIC_LABEL, LINE_START, NOT_A_RECIPIENT_LINE, PHRASE_BEFORE,
+    ADDRESS, AFTER_ADDRESS, BOILERPLATE, GENERIC_LABEL, LINE_START, NOT_A_RECIPIENT_LINE,
     PROSE_AFTER, SENDMAIL_REPLY,
-    RETURNED_MESSAGE, SKIP_LINE,
+    RETURNED_MESSAGE, SKIP_LINE, phrase_before,
 )
 from ingest.bounce.smtp import clean_address, is_address
 
@@ -27,26 +27,64 @@ class Block:
     lines: list[str] = field(default_factory=list)
 
 
+# How much of a line the readers look at. SMTP keeps a reply line to 512 characters (RFC
+# 5321 4.5.3.1.5); the longest lines of real bounces are Exchange's prose (~750) and SES
+# notifications' JSON (~1,040, read whole by ingest/bounce/ses.py before any cut). A line
+# is read as far as a diagnostic is kept (extract.MAX_DIAGNOSTIC), and what lies beyond
+# is never matched: the readers' patterns then cost at most this much per line, whatever
+# one line of a hostile bounce holds.
+MAX_LINE = 2000
+
+
+def cut_lines(text: str, most: int = MAX_LINE) -> str:
+    """`text` with each line cut to its first `most` characters (the same text when none is longer)."""
+    if len(text) <= most:
+        return text
+    lines = text.split("\n")
+    if max(map(len, lines)) <= most:
+        return text
+    return "\n".join(line[:most] for line in lines)
+
+
 def cut_returned(text: str) -> str:
     """The text before the copy of the original message starts."""
     m = RETURNED_MESSAGE.search(text)
-    return text[:m.start()] if m else text
+    if m is None:
+        return text
+    start = m.start()
+    if m.group("hops") is not None:  # Office 365's table starts with the blank lines above it
+        while start > 0:
+            above = text.rfind("\n", 0, start - 1) + 1
+            if text[above:start - 1].strip():
+                break
+            start = above
+    return text[:start]
+
+
+def _rest(line: str, end: int) -> str:
+    after = AFTER_ADDRESS.match(line, end)
+    return after.group("rest") if after else ""
 
 
 def recipient_in(line: str) -> tuple[str, str] | None:
-    """(address, rest of the line) when a line names a recipient in a recipient's position."""
+    """(address, rest of the line) when a line names a recipient in a recipient's position.
+
+    Each address is judged by the text before it, matched in place (never copied) and
+    only as far back as a pattern can reach, so that a line of many addresses costs its
+    length, not its length times the number of addresses.
+    """
+    head = LINE_START.match(line).end()  # no line start reaches further (its parts are greedy)
     for m in ADDRESS.finditer(line):
-        before = line[:m.start()]
-        after = AFTER_ADDRESS.match(line, m.end())
-        rest = after.group("rest") if after else ""
-        if SENDMAIL_REPLY.fullmatch(before) and line.startswith("...", m.end()):
+        start = m.start()
+        if SENDMAIL_REPLY.fullmatch(line, 0, start) and line.startswith("...", m.end()):
             rest = TRANSCRIPT_MARK + line
-        elif LINE_START.fullmatch(before):
-            if NOT_A_RECIPIENT_LINE.search(rest) or (PROSE_AFTER.match(rest) and not line[m.start()] == "<"):
+        elif start <= head and LINE_START.fullmatch(line, 0, start):
+            rest = _rest(line, m.end())
+            if NOT_A_RECIPIENT_LINE.search(rest) or (PROSE_AFTER.match(rest) and not line[start] == "<"):
                 return None
-        elif not PHRASE_BEFORE.search(before[-90:]):
+        elif not phrase_before(line[max(0, start - 90):start]):
             continue
-        elif GENERIC_LABEL.match(before) and rest.strip(" \t.>"):
+        elif GENERIC_LABEL.match(line, 0, start) and _rest(line, m.end()).strip(" \t.>"):
             continue  # "Label: address" counts only when the address ends the line
         else:
             rest = line  # the sentence that names the recipient says what happened to it

@@ -125,22 +125,22 @@ def _feedback_text(part: email.message.Message) -> str:
 
 def parse_fields(text: str) -> dict[str, list[str]]:
     """Header-style fields (folded lines joined), each name lower-cased, every value kept."""
-    out: dict[str, list[str]] = {}
-    last: str | None = None
+    pieces: dict[str, list[list[str]]] = {}  # joined once at the end: a long fold costs its length
+    last: list[str] | None = None
     for line in text.splitlines():
         if not line.strip():
             continue
         if line[0] in " \t" and last is not None:
-            out[last][-1] = f"{out[last][-1]} {line.strip()}".strip()
+            last.append(line.strip())
             continue
         name, sep, value = line.partition(":")
         name = name.strip().lower()
         if not sep or not name or " " in name:
             last = None
             continue
-        out.setdefault(name, []).append(value.strip())
-        last = name
-    return out
+        last = [value.strip()]
+        pieces.setdefault(name, []).append(last)
+    return {name: [" ".join(p for p in value if p) for value in values] for name, values in pieces.items()}
 
 
 def _first(fields: dict[str, list[str]], *names: str) -> str | None:
