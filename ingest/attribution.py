@@ -10,9 +10,9 @@ import email
 import email.message
 import ipaddress
 import re
-from email.utils import getaddresses
 
 from ingest.config import DomainsConfig
+from ingest.headers import addresses
 from ingest.message import IndexedMessage, header_text
 from ingest.mimesplit import message_from_bytes
 from ingest.types import Attribution
@@ -35,7 +35,7 @@ def first_address(value: str) -> str | None:
     m = _PLAIN_FROM(value)
     if m:
         return m.group(1) or m.group(2)
-    addrs = [a for _, a in getaddresses([value]) if "@" in a]
+    addrs = [a for _, a in addresses(value) if "@" in a]
     return addrs[0] if addrs else None
 
 

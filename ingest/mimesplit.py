@@ -25,6 +25,12 @@ class _Decline(Exception):
     pass
 
 
+class ShapeLimit(ValueError):
+    """The message has more parts, or deeper nesting, than the reader was allowed to build;
+    the text says which. Reading stops there: each level of nesting makes every line of the
+    levels inside it cost more, so a hostile message would cost time in depth times size."""
+
+
 # FeedParser's headerRE: `From `, a (possibly empty) field name and a colon, or a blank start.
 _HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]").match
 # A run of such lines, read at once; then its fields, when no line needs FeedParser's special
@@ -107,8 +113,10 @@ class _Parser:
     """FeedParser over the whole text, its position the offset where the next line starts
     (lines end at "\\n" only, as FeedParser's do once carriage returns are gone)."""
 
-    def __init__(self, text: str, factory, policy):
+    def __init__(self, text: str, factory, policy, max_depth: int | None = None, max_parts: int | None = None):
         self.text = text
+        self.max_depth = max_depth
+        self.max_parts = max_parts
         self.end = len(text)
         self.pos = 0
         self.prev = 0  # where the line readline() last returned starts
@@ -174,6 +182,10 @@ class _Parser:
         self.parts += 1
         if len(self.stack) > self.depth:
             self.depth = len(self.stack)
+            if self.max_depth is not None and self.depth - 1 > self.max_depth:
+                raise ShapeLimit(f"MIME nesting deeper than {self.max_depth} levels")
+        if self.max_parts is not None and self.parts > self.max_parts:
+            raise ShapeLimit(f"more than {self.max_parts} MIME parts")
 
     def pop_message(self):
         msg = self.stack.pop()
@@ -365,12 +377,13 @@ def message_from_bytes(raw: bytes, factory):
     return found[0] if found is not None else None
 
 
-def read_message(raw: bytes, factory) -> tuple | None:
+def read_message(raw: bytes, factory, max_depth: int | None = None, max_parts: int | None = None) -> tuple | None:
     """(the message, its number of parts, its deepest nesting: the root is 0), or None when
-    the email package must read it (see `message_from_bytes`)."""
+    the email package must read it (see `message_from_bytes`). Raises ShapeLimit past
+    `max_depth` levels of nesting or `max_parts` parts."""
     if b"\r" in raw:
         return None
-    parser = _Parser(raw.decode("ascii", "surrogateescape"), factory, compat32)
+    parser = _Parser(raw.decode("ascii", "surrogateescape"), factory, compat32, max_depth, max_parts)
     try:
         parser.parse_part()
     except _Decline:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from email.utils import getaddresses
-
 from ingest import budget, verp
 from ingest.attribution import attribution_from, received_ips, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
 from ingest.detect import detect_kind
+from ingest.headers import addresses
 from ingest.message import UnreadableMessage, load_message, looks_like_message
 from ingest.parsers.arf import parse_arf
 from ingest.parsers.reports import ReportsElsewhere, parse_report_bytes, parse_report_mail
@@ -119,7 +118,7 @@ def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, confi
     if not candidates:
         return
     found = None
-    for _, address in getaddresses(candidates):
+    for _, address in (pair for c in candidates for pair in addresses(c)):
         found = verp.decode(address, config.verp_secret or None) if "@" in address else None
         if found is not None:
             break

@@ -40,6 +40,11 @@ def _load(text: str) -> dict | None:
     return None
 
 
+def _text(value: object) -> str | None:
+    """A field the notification gives as a string; None when it holds a number, list... instead."""
+    return value if isinstance(value, str) else None
+
+
 def _strip_type(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
@@ -71,7 +76,7 @@ def read_ses(text: str) -> list[dict]:
                 "diagnostic_type": "smtp" if rec.get("diagnosticCode") else None,
                 "reporting_mta": _strip_type(bounce.get("reportingMTA")),
                 "remote_mta": _strip_type(bounce.get("remoteMtaIp")),
-                "last_attempt_date": bounce.get("timestamp"),
+                "last_attempt_date": _text(bounce.get("timestamp")),
             })
     elif kind == "Delivery" and isinstance(data.get("delivery"), dict):
         delivery = data["delivery"]
@@ -85,6 +90,6 @@ def read_ses(text: str) -> list[dict]:
                 "diagnostic": _strip_type(delivery.get("smtpResponse")),
                 "reporting_mta": _strip_type(delivery.get("reportingMTA")),
                 "remote_mta": _strip_type(delivery.get("remoteMtaIp")),
-                "last_attempt_date": delivery.get("timestamp"),
+                "last_attempt_date": _text(delivery.get("timestamp")),
             })
     return out

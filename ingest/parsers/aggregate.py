@@ -66,7 +66,8 @@ def read_aggregate(text: str, pm: Any, cfg: Any, sources: dict[str, Any] | None 
         return _report(report, text[:root_end + 1], pm, cfg, sources if cfg.offline else None)
     except NotPlain:
         raise
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError) as exc:
+        # parsedmarc reads it, or says why not (a date past what the platform holds...)
         raise NotPlain(f"{type(exc).__name__}: {exc}") from exc
 
 

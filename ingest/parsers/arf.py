@@ -27,11 +27,12 @@ import json
 import quopri
 import re
 from datetime import timezone
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ingest.attribution import attribution_from
 from ingest.config import IngestConfig
+from ingest.headers import addresses
 from ingest.message import header_text, part_text
 from ingest.types import Attribution, ParseResult
 from store.addresses import try_normalise
@@ -181,7 +182,7 @@ def feedback_type_of(msg: email.message.Message) -> str | None:
 # --- recognising the shapes that are not multipart/report ----------------------------
 
 def _sender(msg: email.message.Message) -> str:
-    addrs = getaddresses([str(msg.get("From") or "")])
+    addrs = addresses(str(msg.get("From") or ""))
     return addrs[0][1].strip().lower() if addrs else ""
 
 
@@ -262,7 +263,7 @@ def _addresses(value: str | None) -> list[str]:
     value = value.strip()
     if value.lower().startswith("rfc822;"):
         value = value[7:]
-    found = [a.strip().strip("<>").strip().lower() for _, a in getaddresses([value]) if a]
+    found = [a.strip().strip("<>").strip().lower() for _, a in addresses(value) if a]
     if not found:
         found = [value.strip().strip("<>").strip().lower()]
     return [a for a in found if a]

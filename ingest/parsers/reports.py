@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import email.message
 import hashlib
+import logging
 import re
 from datetime import datetime, timezone
 from typing import Any
 
 from ingest.config import IngestConfig
+from ingest.headers import for_readers
 from ingest.message import normalise_newlines, part_text
 from ingest.parsers.aggregate import NotPlain, mirrors, read_aggregate
 from ingest.parsers.failure import read_failure
+from ingest.parsers.report_shape import describe, describe_failure, tls_problem
 from ingest.parsers.safety import UnsafeReport, check_xml, is_compressed, unpack
 from ingest.types import ParseResult
 
@@ -32,6 +35,7 @@ REPORT_NAME = re.compile(r"\.(xml|zip|gz|json)(\.gz|\.zip)?$", re.I)
 # "A message claiming to be from you has failed the published DMARC policy" (Exim, plain text)
 TEXT_FAILURE = "a message claiming to be from you has failed"
 _BODY_HEAD = 600
+log = logging.getLogger(__name__)
 
 
 class ReportsElsewhere(Exception):
@@ -229,20 +233,26 @@ def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]
         try:
             return "dmarc_aggregate", pm.parse_aggregate_report_xml(text, config=cfg)
         except pm.ParserError as exc:
-            raise UnsafeReport(f"not a valid DMARC aggregate report: {_short(exc)}") from exc
+            why = describe("dmarc_aggregate", text, _short(exc))
+            raise UnsafeReport(f"not a valid DMARC aggregate report: {why}") from exc
     if text.startswith("{"):
+        # parsedmarc passes on fields of any kind (counts that are not numbers, a policy that is
+        # not an object); the summary needs them right, so the structure is checked first
+        problem = tls_problem(text)
+        if problem:
+            raise UnsafeReport(f"not a valid SMTP TLS report: {problem}")
         pm, cfg = _Parsedmarc.get(config.offline)
         try:
             return "smtp_tls", pm.parse_smtp_tls_report_json(text)
         except pm.ParserError as exc:
-            raise UnsafeReport(f"not a valid SMTP TLS report: {_short(exc)}") from exc
+            raise UnsafeReport(f"not a valid SMTP TLS report: {describe('smtp_tls', text, _short(exc))}") from exc
     raise UnsafeReport("not a DMARC aggregate (XML) or SMTP TLS (JSON) report")
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: Exception, most: int = 200) -> str:
     text = " ".join(str(exc).split())
     text = re.sub(r" \(raised at [^)]*\)", "", text)
-    return text[:200] or type(exc).__name__
+    return text[:most]
 
 
 def _result(found: list[tuple[str, dict[str, Any]]]) -> ParseResult:
@@ -322,6 +332,7 @@ def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestCon
     """
     if _Parsedmarc.elsewhere and _Parsedmarc.module is None:
         raise ReportsElsewhere("failure reports are read by another process")
+    raw = for_readers(raw, msg)  # both readers parse it again with the email package
     if not detail:
         found = read_failure(normalise_newlines(raw))
         if found is not None:
@@ -330,11 +341,12 @@ def parse_failure_mail(raw: bytes, msg: email.message.Message, config: IngestCon
     try:
         parsed = pm.parse_report_email(normalise_newlines(raw), config=cfg)
     except pm.ParserError as exc:
-        return _failure_from_arf(msg, f"parsedmarc could not read it: {_short(exc)}")
+        return _failure_from_arf(msg, describe_failure(msg, _short(exc, 400)))
     except (RecursionError, MemoryError):
         raise
-    except Exception as exc:  # parsedmarc promises ParserError only; be sure anyway
-        return _failure_from_arf(msg, f"parsedmarc failed: {type(exc).__name__}: {_short(exc)}")
+    except Exception:  # parsedmarc promises ParserError only; be sure anyway, and say why in words
+        log.debug("parsedmarc failed on a failure report", exc_info=True)
+        return _failure_from_arf(msg, describe_failure(msg, ""))
     if parsed.get("report_type") != "failure":
         kind = {"aggregate": "dmarc_aggregate", "smtp_tls": "smtp_tls"}.get(parsed.get("report_type"))
         if kind:

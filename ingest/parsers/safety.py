@@ -74,6 +74,8 @@ def unzip_bounded(data: bytes, limit: int) -> bytes:
         infos = [i for i in archive.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
         raise UnsafeReport(f"zip archive is unreadable ({exc})") from exc
+    except NotImplementedError as exc:  # a member that needs a later version of zip
+        raise UnsafeReport(f"zip archive needs a feature that cannot be read ({exc})") from exc
     if not infos:
         raise UnsafeReport("zip archive is empty")
     if len(infos) > MAX_ZIP_MEMBERS:
