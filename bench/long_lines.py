@@ -195,9 +195,31 @@ def _open_tags(size: int) -> bytes:
               "<p>550 5.1.1 user unknown</p>" + "<<< 550 " * (size // 8) + "\n").encode()
 
 
+RECORDS = 1000  # under the 2,000 MIME parts a message may hold (each DSN record counts as one)
+
+
+def _repeated_records(size: int) -> bytes:
+    """One recipient named in RECORDS delivery-status records and as often in the text, whose
+    lines grow with SIZE: each record points at the same block of text (read once, not per
+    record: RECORDS times the block was the square of the message)."""
+    record = "Final-Recipient: rfc822; user@example.org\nAction: failed\nStatus: 5.1.1\n\n"
+    words = "x" * max(1, size // RECORDS - 90)
+    said = f"<user@example.org>: host mx.example.org[192.0.2.5] said: 550 5.1.1 {words}\n"
+    raw = postfix("user unknown").decode()
+    raw = raw.replace("<user@example.org>: host", said * RECORDS + "<user@example.org>: host", 1)
+    return raw.replace("Final-Recipient:", record * RECORDS + "Final-Recipient:", 1).encode()
+
+
+def _unknown_shape(size: int) -> bytes:
+    """A bounce of no shape the readers know (flufl.bounce's detectors are the last resort)."""
+    return (_headers("Returned mail", "postmaster@mx.example.org", "text/plain")
+            + "\n" + "Your message to somebody could not be handled at this time, sorry\n" * (size // 66)).encode()
+
+
 LAYOUTS: dict[str, Callable[[int], bytes]] = {
     "blank lines": _blank_lines, "address lines": _address_lines, "recipient lines": _recipient_lines,
     "folded DSN field": _folded_field, "folded ARF field": _folded_arf_field, "open HTML tags": _open_tags,
+    "repeated records": _repeated_records, "unknown shape": _unknown_shape,
 }
 
 

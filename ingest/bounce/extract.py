@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 import re
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ingest.bounce import formats
@@ -223,15 +224,27 @@ def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dic
     return ParseResult(kind="bounce", events=out)  # type: ignore[arg-type]
 
 
+FLUFL_MAX_BYTES = 64 * 1024  # flufl.bounce's heuristic detectors read every line many times over
+
+
 def _flufl_events(msg: email.message.Message) -> list[BounceEvent]:
     """Last resort, for a shape none of our readers knows: flufl.bounce's detectors (Mailman's),
-    which name who bounced but not why. Imported only here: it is never on the common path."""
-    try:
-        from flufl.bounce import scan_message
+    which name who bounced but not why. Imported only here: it is never on the common path.
 
-        found = scan_message(msg)
-    except Exception:  # a detector that trips on odd input must not lose the message
+    Only on messages of at most FLUFL_MAX_BYTES of text (its SimpleMatch costs ~250 ms per
+    100 KB of lines), and each detector on its own: one that trips on odd input (Yale's on a
+    missing From) is skipped, and the next still runs, as scan_message would have."""
+    if _text_size(msg) > FLUFL_MAX_BYTES:
         return []
+    found: set = set()
+    for detector in _flufl_detectors():
+        try:
+            _temporary, permanent = detector().process(msg)
+        except Exception:  # noqa: BLE001 - a detector that trips on odd input must not lose the message
+            continue
+        found.update(permanent)
+        if _temporary or permanent:
+            break
     events: list[BounceEvent] = []
     for raw in sorted(found):
         address = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip().lower()
@@ -239,6 +252,22 @@ def _flufl_events(msg: email.message.Message) -> list[BounceEvent]:
             events.append({"recipient": address, "action": "failed", "status": None, "reply_code": None,
                            "diagnostic": None})
     return events
+
+
+def _flufl_detectors() -> list:
+    """flufl.bounce's detectors in its own order (scan_message's list)."""
+    from flufl.bounce import _scan
+
+    return list(_scan._DETECTORS)
+
+
+def _text_size(msg: email.message.Message) -> int:
+    size = 0
+    for part in msg.walk():
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            size += len(payload)
+    return size
 
 
 def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
@@ -267,10 +296,11 @@ def _events(msg: email.message.Message, depth: int) -> list[BounceEvent]:
     blocks = reading.blocks
     failed = _failed_recipients(msg)
 
+    said: dict[int, _Said] = {}  # what a block says, read once however many records point at it
     if records:
-        events = [_from_record(r, blocks) for r in records]
+        events = [_from_record(r, blocks, said) for r in records]
     elif failed:
-        events = [_from_header(a, blocks, human) for a in failed]
+        events = [_from_header(a, blocks, human, said) for a in failed]
     else:
         events = [_from_block(b) for b in blocks]
     events = _dedupe(events)
@@ -393,22 +423,40 @@ def _block_for(recipient: str | None, blocks: list[Block], *others: str | None) 
     return None
 
 
-def _from_record(rec: dict, blocks: list[Block]) -> BounceEvent:
+@dataclass
+class _Said:
+    """What a block says, read once however many records of a DSN point at it."""
+
+    text: str
+    command: str | None
+    reply_code: str | None
+    status: str | None
+
+
+def _said(block: Block, cache: dict[int, _Said]) -> _Said:
+    found = cache.get(id(block))
+    if found is None:
+        text = unfold(block_text(block.lines))
+        found = cache[id(block)] = _Said(text, find_command(text), find_reply_code(text), find_status(text))
+    return found
+
+
+def _from_record(rec: dict, blocks: list[Block], cache: dict[int, _Said]) -> BounceEvent:
     ev: BounceEvent = dict(rec)  # type: ignore[assignment]
     block = _block_for(ev.get("recipient"), blocks, ev.get("final_recipient"))
     if block is not None:
-        said = unfold(block_text(block.lines))
-        ev["smtp_command"] = find_command(ev.get("diagnostic")) or find_command(said)
+        said = _said(block, cache)
+        ev["smtp_command"] = find_command(ev.get("diagnostic")) or said.command
         dsn_diag = ev.get("diagnostic") or ""
-        if said and (not dsn_diag or (not find_reply_code(dsn_diag) and find_reply_code(said))
-                     or (not find_status(dsn_diag) and find_status(said) and len(dsn_diag) < 40)):
-            ev["diagnostic"] = said
+        if said.text and (not dsn_diag or (not find_reply_code(dsn_diag) and said.reply_code)
+                          or (not find_status(dsn_diag) and said.status and len(dsn_diag) < 40)):
+            ev["diagnostic"] = said.text
     return ev
 
 
-def _from_header(address: str, blocks: list[Block], human: str) -> BounceEvent:
+def _from_header(address: str, blocks: list[Block], human: str, cache: dict[int, _Said]) -> BounceEvent:
     block = _block_for(address, blocks)
-    said = unfold(block_text(block.lines)) if block is not None else ""
+    said = _said(block, cache).text if block is not None else ""
     if not said:
         said = unfold(block_text(human.split("\n")))
     return {"recipient": address, "diagnostic": said or None}
