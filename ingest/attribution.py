@@ -86,7 +86,8 @@ def attribution_from(original: email.message.Message | None) -> Attribution:
 
 # "from HOST (HOST [192.0.2.10])" / "from [IPv6:2001:db8::1]": the client an MTA took the
 # message from, in the part of a Received header before " by ".
-_RECEIVED_FROM = re.compile(r"^\s*from\s+(.*?)(?:\s+by\s|;|$)", re.I | re.S)
+_RECEIVED_FROM = re.compile(r"^\s*from\s(.*?)(?:\sby\s|;|$)", re.I | re.S)
+RECEIVED_TEXT = 1000  # a Received header's "from" clause is short: read no further
 _BRACKETED = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]{3,45})\]")
 # An IP address literal anywhere in a receiver's reply ("[192.0.2.11]", "192.0.2.11", "(2001:db8::1)").
 _IP_LITERAL = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])")
@@ -98,7 +99,7 @@ def received_ips(original: email.message.Message | None) -> list[str]:
         return []
     out: list[str] = []
     for value in original.get_all("Received") or []:
-        m = _RECEIVED_FROM.match(str(value))
+        m = _RECEIVED_FROM.match(str(value)[:RECEIVED_TEXT])
         if not m:
             continue
         for ip in _BRACKETED.findall(m.group(1)):

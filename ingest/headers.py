@@ -160,7 +160,10 @@ def for_readers(raw: bytes, msg: email.message.Message) -> bytes:
                for part in msg.walk()):
         return raw
     out = io.BytesIO()
-    _ReaderGenerator(out, mangle_from_=False, policy=_FOR_READERS).flatten(msg)
+    try:
+        _ReaderGenerator(out, mangle_from_=False, policy=_FOR_READERS).flatten(msg)
+    except (UnicodeError, LookupError, ValueError, TypeError):  # a boundary or charset that cannot be written
+        return raw  # as it came: the reader parses it itself (under the parse budget)
     return out.getvalue()
 
 

@@ -41,7 +41,7 @@ def describe(kind: str, text: str, said: str) -> str:
     problem = aggregate_problem(text) if kind == "dmarc_aggregate" else tls_problem(text)
     if problem:
         return problem
-    if said and not PYTHON_WORDS.search(said):
+    if said and not PYTHON_WORDS.search(said) and not _KEY_ERROR.match(said.strip()):
         return said
     if kind == "dmarc_aggregate":
         return "its XML does not have the structure of a DMARC aggregate report (RFC 7489, appendix C)"
@@ -229,7 +229,10 @@ def _check_tls(data: Any) -> None:
 
 # --- DMARC failure (RFC 6591 ARF, or Exim's plain text) -----------------------------------
 
-_FAILURE_PREFIX = re.compile(r"^Message with subject .*? is not a valid (?:failure DMARC )?report(?:: |$)", re.S)
+_FAILURE_PREFIX = re.compile(r"^(?:Message with subject .*? is not a valid (?:failure DMARC )?report(?:: |$)"
+                             r"|Unable to parse message with subject .*?: )", re.S)
+# What is left of parsedmarc's words when they were a Python KeyError's: the key, quoted.
+_KEY_ERROR = re.compile(r"^'[^']*'$")
 _UNKNOWN_DATE = re.compile(r"^(?:Unexpected error: )?Unknown string format: (.*)", re.S)
 _ONE_OF = ("feedback-type", "version", "user-agent", "source-ip", "reported-domain", "arrival-date",
            "received-date", "original-mail-from", "original-envelope-id", "delivery-result",
@@ -243,7 +246,7 @@ def describe_failure(msg: email.message.Message, said: str) -> str:
     date = _UNKNOWN_DATE.match(said)
     if date:
         return f"a date in it cannot be read: {date.group(1)[:60]!r}"
-    if said and not PYTHON_WORDS.search(said):
+    if said and not PYTHON_WORDS.search(said) and not _KEY_ERROR.match(said.strip()):
         return said
     return failure_problem(msg) or "its fields do not have the form of a DMARC failure report (RFC 6591)"
 

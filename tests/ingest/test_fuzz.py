@@ -193,3 +193,24 @@ def test_a_returned_message_is_text_whatever_its_charset_says(charset):
            + (charset if charset.startswith(b"*") else b"=" + charset) + b"\n\nh\xe9llo\n--b--\n")
     text = part_text(load_message(raw).get_payload()[0])
     assert "Subject: café\n" in text and text.endswith("\n\nh\ufffdllo")
+
+
+def test_parsedmarcs_key_error_is_not_a_reason():
+    """parsedmarc says "Unable to parse message with subject "None": 'received-date'" when a
+    field is missing (a KeyError's text): the reason must describe the input instead."""
+    from ingest.message import load_message
+    from ingest.parsers.report_shape import describe_failure
+
+    msg = load_message(b"From: a@example.org\nSubject: report\nContent-Type: text/plain\n\nnothing\n")
+    why = describe_failure(msg, 'Unable to parse message with subject "None": \'received-date\'')
+    assert "received-date'" not in why and "Unable to parse" not in why and why
+
+
+def test_a_boundary_that_cannot_be_written_again_is_given_as_it_came():
+    from ingest.headers import for_readers
+    from ingest.message import load_message
+
+    raw = (b'Content-Type: multipart/report; boundary="\xff\xfe"\nSubject: ' + b'\xc3\xa9' * 3000
+           + b"\n\n--\xff\xfe\nContent-Type: text/plain\n\nx\n--\xff\xfe--\n")
+    out = for_readers(raw, load_message(raw))  # it raised UnicodeEncodeError writing the boundary
+    assert isinstance(out, bytes) and b"x" in out
