@@ -230,6 +230,10 @@ def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]
                 return "dmarc_aggregate", read_aggregate(text, pm, cfg, _Parsedmarc.sources)
             except NotPlain:
                 pass  # parsedmarc reads it, or says why it cannot
+        span = _date_range_days(text)
+        if span is not None and span > MAX_RANGE_DAYS:  # parsedmarc walks the range a day at a time
+            raise UnsafeReport(f"not a valid DMARC aggregate report: its <date_range> spans {span:,} days "
+                               f"(a report covers at most {MAX_RANGE_DAYS})")
         try:
             return "dmarc_aggregate", pm.parse_aggregate_report_xml(text, config=cfg)
         except pm.ParserError as exc:
@@ -247,6 +251,18 @@ def _parse_text(data: bytes, config: IngestConfig) -> tuple[str, dict[str, Any]]
         except pm.ParserError as exc:
             raise UnsafeReport(f"not a valid SMTP TLS report: {describe('smtp_tls', text, _short(exc))}") from exc
     raise UnsafeReport("not a DMARC aggregate (XML) or SMTP TLS (JSON) report")
+
+
+MAX_RANGE_DAYS = 366  # RFC 7489 reports cover a day, some a week; none a year
+_RANGE = re.compile(r"<begin>\s*(\d{1,20})\s*</begin>\s*<end>\s*(\d{1,20})\s*</end>")
+
+
+def _date_range_days(text: str) -> int | None:
+    """The days between a report's <begin> and <end>, when it gives both as numbers."""
+    m = _RANGE.search(text, 0, 100_000)
+    if m is None:
+        return None
+    return (int(m.group(2)) - int(m.group(1))) // 86400
 
 
 def _short(exc: Exception, most: int = 200) -> str:

@@ -214,3 +214,18 @@ def test_a_boundary_that_cannot_be_written_again_is_given_as_it_came():
            + b"\n\n--\xff\xfe\nContent-Type: text/plain\n\nx\n--\xff\xfe--\n")
     out = for_readers(raw, load_message(raw))  # it raised UnicodeEncodeError writing the boundary
     assert isinstance(out, bytes) and b"x" in out
+
+
+def test_an_aggregate_report_spanning_millennia_is_refused_before_parsedmarc_walks_it():
+    """<end> a few digits longer (4,800 years): parsedmarc buckets the range day by day (3 s)."""
+    from ingest.config import IngestConfig
+    from ingest.parse import parse_bytes
+
+    xml = (b'<?xml version="1.0"?><feedback><report_metadata><org_name>x</org_name><email>a@x.example</email>'
+           b"<report_id>1</report_id><date_range><begin>1538413632</begin><end>153841363222</end></date_range>"
+           b"</report_metadata><policy_published><domain>example.com</domain><p>none</p></policy_published>"
+           b"<record><row><source_ip>192.0.2.1</source_ip><count>1</count><policy_evaluated><disposition>none"
+           b"</disposition><dkim>fail</dkim><spf>fail</spf></policy_evaluated></row><identifiers><header_from>"
+           b"example.com</header_from></identifiers><auth_results></auth_results></record></feedback>")
+    result = parse_bytes(xml, IngestConfig())
+    assert "spans 1,762,765 days" in (result.error or ""), result.error
