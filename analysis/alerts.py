@@ -30,15 +30,13 @@ from sqlalchemy.orm import Session, aliased
 from analysis.jobs import JobContext, job
 from analysis.config import AlertsConfig
 from analysis.evidence import complaint_base, passes, wilson_low
-from analysis.rollups import as_date, mark_days_to_judge, metrics_frame
+from analysis.rollups import BLOCK_METRICS, as_date, mark_days_to_judge, metrics_frame
 from store.alerts import SEVERITIES, Alert, raise_alert, resolve_alert
 from store.bulk import upsert_insert
 from store.models import DmarcAggregateReport, DmarcRecord, TlsFailureDetail, TlsPolicy, TlsReport
 from store.rollups import AlertDay, Rollup
 from store.suppressions import utc
 
-# Refusals of the sender (rollup metrics added): the reputation and policy categories.
-BLOCKS = "bounced.reputation+bounced.policy"
 THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "block_rate", "tls_failure_rate", "block_spike",
                    "dmarc_new_source")
 ANOMALY_PREFIX = "anomaly."
@@ -93,13 +91,13 @@ def _pct(x: float) -> str:
 # ---------------------------------------------------------------- the rules
 
 def rate_rule(rule: str, what: str, frame: pd.DataFrame, day: date, dimension: str, key: str,
-              numerator: str, denominator: float, minimum: float, warning: float, critical: float,
+              numerator: tuple[str, ...], denominator: float, minimum: float, warning: float, critical: float,
               cfg: AlertsConfig, unit: str = "sent", of: str | None = None) -> Finding | None:
     """A rate against its two lines; None (no judgement) below `minimum` or when the rate is
     past a line its count cannot carry (analysis/evidence.py: "too few to say")."""
     if denominator < minimum:
         return None  # not enough volume to judge
-    count = sum(_get(frame, day, metric) for metric in numerator.split("+"))
+    count = sum(_get(frame, day, metric) for metric in numerator)
     rate = count / denominator
     details = {"day": day.isoformat(), "rate": rate, "count": int(count), unit: int(denominator),
                "warning": warning, "critical": critical,
@@ -121,15 +119,15 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
     sent = _get(frame, day, "sent")
     base, basis = complaint_base(sent, _get(frame, day, "sent.fbl"))
     if sent >= cfg.min_volume:  # the day's volume decides whether to judge; the base, what the rate is of
-        out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, "complaints", base,
+        out.append(rate_rule("complaint_rate", "Complaint rate", frame, day, dimension, key, ("complaints",), base,
                              1, cfg.complaint_rate_warning, cfg.complaint_rate_critical, cfg,
                              of="sent to providers that report complaints" if basis == "sent.fbl" else None))
-    out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, "hard", sent,
+    out.append(rate_rule("hard_bounce_rate", "Hard-bounce rate", frame, day, dimension, key, ("hard",), sent,
                          cfg.min_volume, cfg.hard_bounce_rate_warning, cfg.hard_bounce_rate_critical, cfg))
-    out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, BLOCKS, sent,
+    out.append(rate_rule("block_rate", "Block rate", frame, day, dimension, key, BLOCK_METRICS, sent,
                          cfg.min_volume, cfg.block_rate_warning, cfg.block_rate_critical, cfg))
     sessions = _get(frame, day, "tls.ok") + _get(frame, day, "tls.failed")
-    out.append(rate_rule("tls_failure_rate", "TLS failure rate", frame, day, dimension, key, "tls.failed",
+    out.append(rate_rule("tls_failure_rate", "TLS failure rate", frame, day, dimension, key, ("tls.failed",),
                          sessions, max(cfg.tls_min_sessions, 1), cfg.tls_failure_rate_warning,
                          cfg.tls_failure_rate_critical, cfg, unit="sessions"))
     if dimension in ("provider", "sending_ip"):  # a block names the provider that refuses and the IP refused
@@ -140,10 +138,10 @@ def threshold_findings(frame: pd.DataFrame, day: date, dimension: str, key: str,
 def block_spike(frame: pd.DataFrame, day: date, dimension: str, key: str, cfg: AlertsConfig) -> Finding:
     """The day's share of refusals of the sender (reputation and policy bounces) at a provider,
     or of a sending IP, well above its baseline's."""
-    blocks = sum(_get(frame, day, metric) for metric in BLOCKS.split("+"))
+    blocks = sum(_get(frame, day, metric) for metric in BLOCK_METRICS)
     bounced = _get(frame, day, "bounced")
     base = frame.loc[[d for d in frame.index if d < day]]
-    base_blocks = float(sum(base[metric].sum() for metric in BLOCKS.split("+") if metric in base))
+    base_blocks = float(sum(base[metric].sum() for metric in BLOCK_METRICS if metric in base))
     base_bounced = float(base["bounced"].sum()) if "bounced" in base else 0.0
     share = blocks / bounced if bounced else 0.0
     base_share = base_blocks / base_bounced if base_bounced else 0.0

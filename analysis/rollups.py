@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from analysis.dmarc_intel import Classifier
 
+# Refusals of the sender, not of the recipient: the block rate of the score and the alerts.
+BLOCK_METRICS = ("bounced.reputation", "bounced.policy")
 # Reasons that are not a failed delivery: they never count as `bounced`.
 NOT_BOUNCES = ("delivered", "auto_reply")
 # send_log results that reached a receiver: `sent` counts these, `delivered` only the first.

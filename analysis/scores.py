@@ -43,9 +43,10 @@ from sqlalchemy.orm import Session
 from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
 from analysis.evidence import carried, complaint_base, passes
 from analysis.jobs import JobContext, job
+from analysis.rollups import BLOCK_METRICS
 from store.rollups import Rollup, Score, ScorePending
 
-METRICS = ("sent", "sent.fbl", "dmarc.messages", "complaints", "hard", "bounced.reputation", "bounced.policy", "dmarc.aligned",
+METRICS = ("sent", "sent.fbl", "dmarc.messages", "complaints", "hard", *BLOCK_METRICS, "dmarc.aligned",
            "tls.ok", "tls.failed")
 
 
@@ -97,7 +98,7 @@ def _rate_component(count: int, total: int, good: float, bad: float, weight: flo
 def blocks(m: dict[str, int]) -> int:
     """Refusals of the sender: the reputation and policy categories (S3150, 5.7.515, Yahoo's
     TSS04 deferrals, Spamhaus listings, "not accepted for policy reasons" ...)."""
-    return m.get("bounced.reputation", 0) + m.get("bounced.policy", 0)
+    return sum(m.get(metric, 0) for metric in BLOCK_METRICS)
 
 
 def _complaint_base(m: dict[str, int], volume: int) -> int:

@@ -1,13 +1,14 @@
 """Alerts: the model and the one way to raise one (de-duplicated while it is open)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.models import Base, BigId
+from store.timeparse import utc
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -54,18 +55,14 @@ def raise_alert(session: Session, *, rule: str, dimension: str, key: str, severi
     lower = SEVERITIES.index(severity) < SEVERITIES.index(alert.severity)
     if SEVERITIES.index(severity) > SEVERITIES.index(alert.severity):
         alert.severity = severity
-    if _utc(now) >= _utc(alert.last_seen_at):  # a past day judged again does not move it back
+    if utc(now) >= utc(alert.last_seen_at):  # a past day judged again does not move it back
         alert.last_seen_at = now
         if not lower:  # the message says why the alert has its severity: the worst day's words stay
             alert.message, alert.details = message, details
-    if _utc(now) < _utc(alert.opened_at):  # ... but an episode found to start earlier did
+    if utc(now) < utc(alert.opened_at):  # ... but an episode found to start earlier did
         alert.opened_at = now
     alert.times_seen += 1
     return alert, False
-
-
-def _utc(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def resolve_alert(session: Session, alert: Alert, now: datetime) -> None:
