@@ -52,6 +52,28 @@ def try_normalise(address: str | None) -> str | None:
         return None
 
 
+def split_address(address: str | None) -> tuple[str, str]:
+    """`(local, domain)` of an address as it was written: surrounding space and angle brackets
+    dropped, the domain lower-cased without a trailing dot, the local part kept as it is
+    (mailboxes may be case-sensitive). `("", "")` parts for what is missing: `domain_of`
+    of a bare local part is "". The split is at the last "@" (a quoted local part may hold one).
+    """
+    text = (address or "").strip()
+    if text.startswith("<"):
+        text = text[1:]
+    if text.endswith(">"):
+        text = text[:-1]
+    local, at, domain = text.strip().rpartition("@")
+    if not at:
+        return text.strip(), ""
+    return local, domain.strip().rstrip(".").lower()
+
+
+def domain_of(address: str | None) -> str:
+    """The lower-cased domain of an address ("" when it has none): the one domain split."""
+    return split_address(address)[1]
+
+
 def address_hash(address: str, salt: str) -> str:
     """HMAC-SHA256 of the normalised address keyed by `salt`, as 64 hex digits."""
     if not salt:
