@@ -165,14 +165,33 @@ def _parse_command(argv: list[str]) -> bool:
     return False
 
 
+# postwatch's own loggers (one per layer) and the libraries whose INFO and DEBUG lines are
+# their own bookkeeping (a line per flufl.bounce detector, per alembic plugin, per SQL statement).
+OWN_LOGGERS = ("store", "ingest", "sender", "analysis", "dashboard", "postwatch")
+QUIET_LOGGERS = ("flufl.bounce", "alembic", "sqlalchemy", "urllib3", "werkzeug", "asyncio", "mail.log",
+                 "parsedmarc", "mailparser", "matplotlib", "PIL", "imapclient", "filelock", "selenium",
+                 "charset_normalizer", "dash")
+
+
+def setup_logging(verbose: int) -> None:
+    """No option: warnings. -v: postwatch's own DEBUG lines, libraries at INFO and the chatty
+    ones at WARNING. -vv: everything."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose == 0:  # parsedmarc warns about every report's small deviations
+        logging.getLogger("parsedmarc").setLevel(logging.ERROR)
+    elif verbose == 1:
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(only_parse=_parse_command(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.verbose == 0:  # parsedmarc warns about every report's small deviations
-        logging.getLogger("parsedmarc").setLevel(logging.ERROR)
+    setup_logging(args.verbose)
     from ingest.bounce.rules import RulesError
 
     try:
