@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The demo's stories as the analyst sees them: attribution, detection delay, false alarms.
 
-Plays each story (analysis/demo/stories.py: the demo's own and a second sender) through the
+Plays each story (postwatch/demo/stories.py: the demo's own and a second sender) through the
 real pipeline into a temporary SQLite store, day by day, and prints, per story:
 
 - the share of bounces and of complaints attributed to a sending IP;
 - each episode's detection delay: the day the first of its expected alerts opened
-  (analysis/demo/review.py: the rule, dimension and key an analyst looks under) minus the
+  (postwatch/demo/review.py: the rule, dimension and key an analyst looks under) minus the
   episode's first day, and each expected alert's own delay; "missed" when none opened by the
   day after the episode's end;
 - the critical alerts that opened on a day without an episode (a day after an episode's
@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
-from analysis.demo import review  # noqa: E402
-from analysis.demo.runner import run_demo  # noqa: E402
+from postwatch.demo import review  # noqa: E402
+from postwatch.demo.runner import run_demo  # noqa: E402
 
 
 def play(p: review.Play) -> dict:

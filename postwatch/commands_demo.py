@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def cmd_demo(args, config) -> int:
-    from analysis.demo.runner import run_demo, store_has_data
+    from postwatch.demo.runner import run_demo, store_has_data
 
     if args.days < 2 or args.days > 3660:
         print("postwatch: --days must be between 2 and 3660", file=sys.stderr)

@@ -15,8 +15,8 @@ DAYS = 45
 
 @pytest.fixture(scope="module")
 def backlog(tmp_path_factory, database_factory):
-    from analysis.demo.runner import demo_domains
-    from analysis.demo.scenario import Scenario
+    from postwatch.demo.runner import demo_domains
+    from postwatch.demo.scenario import Scenario
     from analysis.jobs import JobContext
     from analysis.rollups import resolver_from
     from analysis.scheduler import run_all

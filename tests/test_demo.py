@@ -19,7 +19,7 @@ DAYS = 14
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, database_factory):
     """One 14-day demo into a fresh store, shared by the tests of this module (it takes seconds)."""
-    from analysis.demo.runner import run_demo
+    from postwatch.demo.runner import run_demo
     from postwatch.config import load
     from store.engine import session_factory, upgrade
 
@@ -107,7 +107,7 @@ def test_the_complaint_spike_is_on_its_campaign(demo):
 
 
 def test_the_spoofing_source_is_classified_unknown_and_alerted(demo):
-    from analysis.demo.scenario import SPOOF_IP
+    from postwatch.demo.scenario import SPOOF_IP
     from store.alerts import Alert
     from store.dmarc_sources import DmarcSource
 
@@ -122,7 +122,7 @@ def test_the_spoofing_source_is_classified_unknown_and_alerted(demo):
 
 def test_the_listing_suppressions_and_volume(demo):
     from analysis.blocklists import listed
-    from analysis.demo.scenario import LISTED_IP
+    from postwatch.demo.scenario import LISTED_IP
     from store.checks import BlocklistCheck
     from store.suppressions import Suppression
 
@@ -141,7 +141,7 @@ def test_the_listing_suppressions_and_volume(demo):
 
 
 def test_running_again_adds_nothing(demo):
-    from analysis.demo.runner import run_demo
+    from postwatch.demo.runner import run_demo
     from store.alerts import Alert
     from store.models import BounceEvent, InboundMessage
     from store.rollups import Rollup

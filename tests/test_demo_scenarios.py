@@ -3,7 +3,7 @@ the real pipeline, as the analyst sees it — its alert opens within a day of it
 the right dimension and key, the entity's grade is not good, the per-IP and per-provider views
 show it, and no critical alert opens on a day without an episode.
 
-Two stories (analysis/demo/stories.py): the demo's own, and a second sender with other dates,
+Two stories (postwatch/demo/stories.py): the demo's own, and a second sender with other dates,
 volumes, providers and IPs, so the rules are not fitted to one story. Each is played once per
 module (about 15 s each).
 """
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from analysis.demo.review import PLAYS, Detection, attributed_share, detections, false_criticals, opened_day
-from analysis.demo.runner import DemoResult
-from analysis.demo.stories import Story
+from postwatch.demo.review import PLAYS, Detection, attributed_share, detections, false_criticals, opened_day
+from postwatch.demo.runner import DemoResult
+from postwatch.demo.stories import Story
 
 # Where a rule misses an episode, it is said here, not fitted away: (story, episode, dimension, key) -> why.
 # The test checks everything else, then is an expected failure while the miss lasts.
@@ -93,7 +93,7 @@ class Played:
 
 @pytest.fixture(scope="module", params=sorted(PLAYS))
 def played(request, tmp_path_factory, database_factory) -> Played:
-    from analysis.demo.runner import run_demo
+    from postwatch.demo.runner import run_demo
     from postwatch.config import load
     from store.engine import session_factory, upgrade
 

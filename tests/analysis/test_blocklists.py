@@ -281,8 +281,8 @@ def test_the_digest_shows_unknown_with_its_reason_never_clean(store, dns_server)
 
 
 def test_the_demo_resolver_answers_the_test_entries(store):
-    from analysis.demo.runner import ListingResolver
-    from analysis.demo.scenario import LISTED_IP, SENDING_IPS, DOMAINS
+    from postwatch.demo.runner import ListingResolver
+    from postwatch.demo.scenario import LISTED_IP, SENDING_IPS, DOMAINS
 
     cfg = BlocklistsConfig()
     resolver = ListingResolver(cfg)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from analysis.demo.stories import DEFAULT, SECOND, Story
+from postwatch.demo.stories import DEFAULT, SECOND, Story
 from store.alerts import Alert
 from store.models import BounceEvent, ComplaintEvent
 

@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.blocklists import alert_listings, query_name, run_checks, test_entries, test_entry
-from analysis.demo.scenario import DOMAINS, SENDING_IPS, Scenario
-from analysis.demo.stories import DEFAULT, Listing, Story
+from postwatch.demo.scenario import DOMAINS, SENDING_IPS, Scenario
+from postwatch.demo.stories import DEFAULT, Listing, Story
 from analysis.config import BlocklistsConfig
 from analysis.jobs import Job, JobContext
 from analysis.rollups import resolver_from

@@ -2,7 +2,7 @@
 
 Example Shop sends marketing from news.example.com (192.0.2.10 and .11) and receipts and
 password resets from mail.example.net (198.51.100.20 and .21) to Google, Microsoft, Yahoo
-and Apple mailboxes. What happens over the period is a story (analysis/demo/stories.py);
+and Apple mailboxes. What happens over the period is a story (postwatch/demo/stories.py);
 the default one, placed relative to the history's length so a short demo shows it too:
 
 - a blocklist listing of 192.0.2.11 (bl.spamcop.net), a few days;
@@ -24,8 +24,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from analysis.demo import messages as msg
-from analysis.demo.stories import (DEFAULT, DOMAINS, EVERY_DAY, FBL_PROVIDERS, POOLS, SENDING_IPS,  # noqa: F401
+from postwatch.demo import messages as msg
+from postwatch.demo.stories import (DEFAULT, DOMAINS, EVERY_DAY, FBL_PROVIDERS, POOLS, SENDING_IPS,  # noqa: F401
                                    Campaign, Provider, Refusal, Story)
 
 # the default story's, for the callers that know the demo by them

@@ -4,7 +4,7 @@ A `Story` says who the mail goes to (the providers and their shares, the campaig
 sender's size) and where each episode falls and what it looks like: which IP is listed on
 which zone, which provider refuses which sending domain's mail and in which words, which
 campaign draws the complaints and where, which IP spoofs which domain, which policy domain's
-MX shows an expired certificate. `analysis.demo.scenario` turns a story into raw messages.
+MX shows an expired certificate. `postwatch.demo.scenario` turns a story into raw messages.
 
 `DEFAULT` is the demo's own history (`postwatch demo`); `SECOND` is another 60 days of the
 same two domains: a sender a third of the size, Gmail-heavy, its episodes elsewhere in the
