@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from analysis.config import DmarcConfig  # noqa: F401  (re-exported)
 from analysis.jobs import JobContext, job
+from store.columns import as_date, json_list, utc_day
 from store.dmarc_sources import DmarcSource
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup, RollupWatermark
@@ -114,7 +115,6 @@ def classifier_from(settings: Any) -> Classifier:
 
 def update_sources(session: Session, *, now: datetime, classifier: Classifier | None = None) -> int:
     """Fold the DMARC records above the watermark into `dmarc_sources`; re-classify what changed."""
-    from analysis.rollups import as_date, utc_day, json_list
     from store.watermark import committed_max_id
 
     classifier = classifier or Classifier()
@@ -225,7 +225,6 @@ def window_sources(session: Session, start: date, end: date, domain: str | None 
                    limit: int | None = None) -> list[WindowSource]:
     """The sources with mail in the reports of the days [start, end] (UTC, the rollups' days),
     most messages first: counted from `dmarc_records` for the window, classed from `dmarc_sources`."""
-    from analysis.rollups import as_date, utc_day
 
     r, a = DmarcRecord, DmarcAggregateReport
     day = utc_day(r.interval_begin, session.get_bind().dialect.name)

@@ -16,18 +16,18 @@ difference is added.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Date, Text, and_, case, cast, delete, func, select, update as sql_update
+from sqlalchemy import Text, and_, case, cast, delete, func, select, update as sql_update
 from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.providers import ProviderResolver, ProvidersConfig, provider_for_org
 from ingest.providers import reporting as complaint_reporting
 from store.bulk import upsert_insert
+from store.columns import as_date, json_list, utc_day
 from store.watermark import committed_max_id
 from store.models import BounceEvent, ComplaintEvent, DmarcAggregateReport, DmarcRecord, TlsPolicy, TlsReport
 from store.rollups import DIMENSIONS, AlertDay, Rollup, RollupWatermark, ScorePending
@@ -47,21 +47,6 @@ REACHED = ("sent", "bounced")
 ENTITY_DIMENSIONS = tuple(d for d in DIMENSIONS if d != "all")
 
 Deltas = dict[tuple[date, str, str, str], int]
-
-
-def utc_day(column, dialect: str):
-    """The UTC calendar day of a timestamp column, in SQL."""
-    if dialect == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
-
-
-def as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 class _Batch:
@@ -234,18 +219,6 @@ def _dmarc(session: Session, batch: _Batch, lo: int, hi: int, dialect: str, clas
             metrics.append("dmarc.aligned")
         for metric in metrics:
             batch.add_entity(d, keys, metric, count)
-
-
-def json_list(value: Any) -> list[Any]:
-    if not value:
-        return []
-    if isinstance(value, list):
-        return value
-    try:
-        out = json.loads(value)
-    except (TypeError, ValueError):
-        return []
-    return out if isinstance(out, list) else []
 
 
 def _tls(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) -> None:

@@ -16,12 +16,12 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import filters as flt
+from dashboard.auth import current_role
 from dashboard.pages import (alerts, bounces, compare, complaints, dmarc, domains, overview, reputation,
                              suppressions, tls)
 from store.clock import Clock, utcnow
 
 PAGES = (overview, bounces, complaints, dmarc, tls, reputation, suppressions, compare, domains, alerts)
-ROLES = ("viewer", "editor")
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,6 @@ class DashContext:
 
     def filters(self, search: str | None) -> flt.Filters:
         return flt.parse(search, self.today())
-
-
-def current_role() -> str | None:
-    """The signed-in user's role ('viewer' | 'editor'), set by the login (dashboard/server.py)."""
-    if not flask.has_request_context():
-        return None
-    role = flask.session.get("role")
-    return role if role in ROLES else None
 
 
 def page_for(pathname: str | None):

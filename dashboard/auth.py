@@ -17,10 +17,10 @@ from collections import OrderedDict, deque
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Flask, Response, abort, g, redirect, render_template_string, request,
-                   session)
+from flask import (Blueprint, Flask, Response, abort, g, has_request_context, redirect, render_template_string,
+                   request, session)
 
-from dashboard.config import User, WebConfig
+from dashboard.config import ROLES, User, WebConfig
 from store.clock import Clock, utcnow
 
 log = logging.getLogger("dashboard.auth")
@@ -172,8 +172,12 @@ def safe_next(target: str | None) -> str:
 
 
 def current_role() -> str | None:
-    """'viewer' or 'editor' for the logged-in user of this request, else None."""
-    return session.get("role")
+    """'viewer' or 'editor' for the logged-in user of this request; None outside a request,
+    or when the signed session holds no known role."""
+    if not has_request_context():
+        return None
+    role = session.get("role")
+    return role if role in ROLES else None
 
 
 def require_editor() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-ROLES = ("collector", "scheduler", "web")
+from postwatch.serving import ROLES  # stdlib only at import: the command line stays light
 
 
 def register(sub) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from postwatch.commands_serve import ROLES  # the one list; that module stays light for the command line
+ROLES = ("collector", "scheduler", "web")
 
 log = logging.getLogger("postwatch.serve")
 web_log = logging.getLogger("postwatch.web")

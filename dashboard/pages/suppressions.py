@@ -100,7 +100,7 @@ def export(ctx, text=None):
 
 
 def register(app, ctx):
-    from dashboard.app import current_role
+    from dashboard.auth import current_role
 
     @app.callback(Output("su-growth", "figure"), Output("su-count", "children"), Input("url", "search"))
     def _update(search):

@@ -253,7 +253,7 @@ def test_suppressions_find_remove_as_editor_only_and_export(ctx):
 
 
 def test_the_role_comes_from_the_signed_session(app):
-    from dashboard.app import current_role
+    from dashboard.auth import current_role
 
     assert current_role() is None
     with app.server.test_request_context("/"):

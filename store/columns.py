@@ -1,0 +1,39 @@
+"""Reading the store's columns the same way on SQLite and PostgreSQL: the UTC day of a
+timestamp in SQL, a day read back as a `date`, a JSON list column read back as a list.
+The rollups, the DMARC intelligence and the dashboard all read them so."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Date, cast, func
+
+
+def utc_day(column, dialect: str):
+    """The UTC calendar day of a timestamp column, in SQL."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def as_date(value: Any) -> date:
+    """A day as the database gives it back (a date, a datetime or 'YYYY-MM-DD...') as a date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def json_list(value: Any) -> list[Any]:
+    """A JSON list column (a list already, or its text); [] for anything else."""
+    if not value:
+        return []
+    if isinstance(value, list):
+        return value
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return out if isinstance(out, list) else []
