@@ -5,7 +5,9 @@ campaign or tag) has one of the group's values. For each group: sends (attempts 
 a receiver), bounced (refused at SMTP time, or a later DSN that is not a delay), blocked (a
 `reputation`-category bounce), delivered (sends - bounced), complaints (over delivered).
 Each rate comes with its Wilson 95 % interval; the two groups are compared with a
-two-proportion z-test (pooled), two-sided p-value.
+two-proportion z-test (pooled), two-sided p-value. `rate_comparisons` is the one place the
+rates are worked out: the `compare` command reads its counts from the send log, the
+dashboard from the rollups, and both hand them to it.
 """
 from __future__ import annotations
 
@@ -59,6 +61,15 @@ class GroupCounts:
     blocked: int
     complaints: int
 
+    @classmethod
+    def of(cls, label: str, values: tuple[str, ...], *, sends: int, bounced: int, blocked: int,
+           complaints: int) -> GroupCounts:
+        """The counts of a group, `delivered` being the sends that did not bounce. Bounces can
+        outnumber sends in the rollups (a DSN for a send outside the range): then every send
+        bounced and none was delivered."""
+        bounced = min(bounced, sends) if sends else bounced
+        return cls(label, values, sends, max(sends - bounced, 0), bounced, blocked, complaints)
+
 
 @dataclass(frozen=True)
 class RateComparison:
@@ -76,6 +87,25 @@ class RateComparison:
             return {"count": t[0], "n": t[1], "rate": t[2], "ci95": [t[3], t[4]]}
         return {"metric": self.metric, "a": side(self.a), "b": side(self.b), "difference": self.a[2] - self.b[2],
                 "z": self.z, "p_value": self.p_value, "significant": self.significant()}
+
+
+RATES = (("delivery", "delivered", "sends"), ("bounce", "bounced", "sends"),
+         ("block", "blocked", "sends"), ("complaint", "complaints", "delivered"))
+
+
+def rate_comparisons(a: GroupCounts, b: GroupCounts) -> list[RateComparison]:
+    """Each rate of `RATES` for groups `a` and `b`, with its interval and the test between them.
+
+    A count larger than its base (complaints about sends that also bounced later, so more
+    complaints than deliveries) is read as the whole base: a rate is never above 1.
+    """
+    rows = []
+    for metric, num, den in RATES:
+        na, nb = getattr(a, den), getattr(b, den)
+        xa, xb = min(getattr(a, num), na), min(getattr(b, num), nb)
+        z, p = two_proportion_test(xa, na, xb, nb)
+        rows.append(RateComparison(metric, _side(xa, na), _side(xb, nb), z, p))
+    return rows
 
 
 def _side(x: int, n: int) -> tuple[int, int, float, float, float]:
@@ -105,20 +135,12 @@ def group_counts(session: Session, by: str, values: tuple[str, ...], since: date
     complaints = session.scalar(
         select(func.count(distinct(c.send_id))).join(s, s.id == c.send_id)
         .where(c.occurred_at >= since, in_group)) or 0
-    sends = sends or 0
-    bounced = (refused or 0) + later_bounces
-    return GroupCounts(label, values, sends, sends - bounced, bounced, blocked, complaints)
+    return GroupCounts.of(label, values, sends=sends or 0, bounced=(refused or 0) + later_bounces,
+                          blocked=blocked, complaints=complaints)
 
 
 def compare(session: Session, by: str, a: tuple[str, ...], b: tuple[str, ...], since: datetime) -> dict[str, Any]:
     """Counts, rates with Wilson 95 % intervals and z-tests of groups `a` and `b`."""
     ga = group_counts(session, by, a, since, "A")
     gb = group_counts(session, by, b, since, "B")
-    rows = []
-    for metric, num, den in (("delivery", "delivered", "sends"), ("bounce", "bounced", "sends"),
-                             ("block", "blocked", "sends"), ("complaint", "complaints", "delivered")):
-        xa, na = getattr(ga, num), getattr(ga, den)
-        xb, nb = getattr(gb, num), getattr(gb, den)
-        z, p = two_proportion_test(xa, na, xb, nb)
-        rows.append(RateComparison(metric, _side(xa, na), _side(xb, nb), z, p))
-    return {"by": by, "since": since.isoformat(), "a": ga, "b": gb, "rates": rows}
+    return {"by": by, "since": since.isoformat(), "a": ga, "b": gb, "rates": rate_comparisons(ga, gb)}

@@ -20,7 +20,7 @@ from sqlalchemy import Text, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from analysis.evidence import complaint_base
-from analysis.rollups import as_date, json_list
+from store.columns import as_date, json_list, utc_day
 from dashboard.components import pct
 from dashboard.filters import UNKNOWN, Filters, key_of, label
 from store.alerts import Alert
@@ -293,7 +293,6 @@ def raw_message(session: Session, event_id: int) -> dict[str, Any] | None:
 
 def dispositions(session: Session, f: Filters) -> pd.DataFrame:
     """Messages per day and disposition (none / quarantine / reject) from the aggregate records."""
-    from analysis.rollups import utc_day
 
     r = DmarcRecord
     day = utc_day(r.interval_begin, session.get_bind().dialect.name)
@@ -393,7 +392,6 @@ def tls_failures(session: Session, f: Filters) -> list[dict[str, Any]]:
 
 def suppression_growth(session: Session, f: Filters) -> pd.DataFrame:
     """Suppressions added per day and reason in the range (from the change log)."""
-    from analysis.rollups import utc_day
 
     c = SuppressionChange
     day = utc_day(c.at, session.get_bind().dialect.name)
@@ -491,7 +489,7 @@ def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, 
     come from the rollups. Pools, tags and DKIM selectors are only in the send log: those go
     through analysis.compare, which reads the send log from the range's start.
     """
-    from analysis.compare import GroupCounts, RateComparison, _side, compare, two_proportion_test
+    from analysis.compare import GroupCounts, compare, rate_comparisons
 
     if by not in ROLLUP_COMPARE:
         return compare(session, by, a, b, day_start(f.start))
@@ -501,16 +499,8 @@ def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, 
         keys_ = [key_of(v) for v in values]
         rows = totals.loc[[k for k in keys_ if k in totals.index]] if len(totals) else totals
         get = (lambda m: int(rows[m].sum()) if m in rows.columns else 0)
-        sends, bounced = get("sent"), get("bounced")
-        return GroupCounts(label, values, sends, max(sends - bounced, 0), min(bounced, sends) if sends else bounced,
-                           get("bounced.reputation"), get("complaints"))
+        return GroupCounts.of(label, values, sends=get("sent"), bounced=get("bounced"),
+                              blocked=get("bounced.reputation"), complaints=get("complaints"))
 
     ga, gb = group("A", a), group("B", b)
-    rates = []
-    for metric, num, den in (("delivery", "delivered", "sends"), ("bounce", "bounced", "sends"),
-                             ("block", "blocked", "sends"), ("complaint", "complaints", "delivered")):
-        xa, na, xb, nb = getattr(ga, num), getattr(ga, den), getattr(gb, num), getattr(gb, den)
-        xa, xb = min(xa, na), min(xb, nb)
-        z, p = two_proportion_test(xa, na, xb, nb)
-        rates.append(RateComparison(metric, _side(xa, na), _side(xb, nb), z, p))
-    return {"by": by, "since": f.start.isoformat(), "a": ga, "b": gb, "rates": rates}
+    return {"by": by, "since": f.start.isoformat(), "a": ga, "b": gb, "rates": rate_comparisons(ga, gb)}

@@ -78,3 +78,38 @@ def test_compare_command(store, database, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "bounce" in text and "A higher" in text and "no evidence of a difference" in text
     assert cmp.FIELDS
+
+
+def test_the_dashboard_and_the_command_give_the_same_rates(store):
+    """More complaints than deliveries (both sends complained of, one also bounced later): the
+    command's rate from the send log used to be above 1 (its interval raised ValueError), the
+    dashboard's from the rollups was clamped at 1. Both now go through rate_comparisons."""
+    from analysis import rollups
+    from analysis.compare import GroupCounts, rate_comparisons
+    from dashboard.data import compare_groups
+    from dashboard.filters import Filters
+
+    with store() as s, s.begin():
+        first = h.send(s, D, recipient="x1@gmail.com", campaign="spring")
+        second = h.send(s, D, recipient="x2@gmail.com", campaign="spring")
+        h.bounce(s, D, "userunknown", recipient=first.recipient, send_id=first.id, campaign="spring")
+        for row in (first, second):
+            h.complaint(s, D, recipient=row.recipient, send_id=row.id, campaign="spring")
+        for i in range(4):
+            row = h.send(s, D, recipient=f"y{i}@gmail.com", campaign="summer")
+        h.complaint(s, D, recipient=row.recipient, send_id=row.id, campaign="summer")
+        rollups.update(s, now=datetime(2026, 5, 5, tzinfo=timezone.utc))
+    with store() as s:
+        command = compare(s, "campaign", ("spring",), ("summer",), SINCE)
+        dashboard = compare_groups(s, "campaign", ("spring",), ("summer",), Filters(SINCE.date(), D))
+    for result in (command, dashboard):
+        a = result["a"]
+        assert (a.sends, a.bounced, a.delivered, a.complaints) == (2, 1, 1, 2)
+    mine = {r.metric: r for r in command["rates"]}
+    theirs = {r.metric: r for r in dashboard["rates"]}
+    assert mine == theirs
+    assert mine["complaint"].a[:3] == (1, 1, 1.0) and mine["complaint"].b[:3] == (1, 4, 0.25)
+    assert all(0 <= r.a[2] <= 1 and 0 <= r.a[3] <= r.a[4] <= 1 for r in mine.values())
+    clamped = GroupCounts.of("A", ("x",), sends=3, bounced=5, blocked=0, complaints=0)
+    assert (clamped.bounced, clamped.delivered) == (3, 0)
+    assert rate_comparisons(clamped, clamped)[1].a[:3] == (3, 3, 1.0)
