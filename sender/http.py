@@ -6,6 +6,7 @@ one-click unsubscribe links of the mail postwatch sends.
     POST   /api/v1/suppressions          {"address", "reason", "scope"?, "expires_at"?}   write token
     DELETE /api/v1/suppressions/ADDRESS  {"reason", "scope"?} (or ?reason=&scope=)       write token
     GET    /unsubscribe/TOKEN            a confirmation page; never unsubscribes
+    GET    /api/v1/openapi.json          this API as an OpenAPI 3.1 document (sender/openapi.json); no token
     POST   /unsubscribe/TOKEN            RFC 8058 one-click: no login, no redirect, 200
 
 `blueprint(...)` makes it; `sender.web.create_app` serves it alone until the dashboard mounts
@@ -16,6 +17,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from functools import cache
+from importlib import resources
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, render_template_string, request
@@ -91,6 +94,10 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
         return _json({"error": exc.message}, exc.status, **exc.headers)
 
     # -- the feed and look-ups ------------------------------------------------------------
+
+    @bp.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        return Response(openapi_text(), mimetype="application/json")
 
     @bp.get("/api/v1/suppressions")
     def feed() -> Response:
@@ -211,6 +218,12 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
                     "sent to it.")
 
     return bp
+
+
+@cache
+def openapi_text() -> str:
+    """The OpenAPI document of this blueprint's routes, kept as data beside it."""
+    return resources.files("sender").joinpath("openapi.json").read_text(encoding="utf-8")
 
 
 # -- request parts ----------------------------------------------------------------------------
