@@ -13,8 +13,9 @@ from dataclasses import replace
 import pytest
 from aiosmtpd.controller import Controller
 
-from ingest.collectors.smtp import (ClientLimits, CollectorSMTP, FeedbackHandler, RecipientPolicy,
-                                    parse_listen, tls_context)
+from ingest.collectors.limits import ClientLimits
+from ingest.collectors.smtp import FeedbackHandler, RecipientPolicy, parse_listen
+from ingest.collectors.smtp_protocol import CollectorSMTP, tls_context
 from ingest.config import SMTPConfig
 from ingest.spool import GroupCommitter, Spool
 from tests.conftest import need
