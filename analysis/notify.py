@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.config import AlertsConfig
+from store.addresses import domain_of
 from store.alerts import SEVERITIES, Alert
 from store.checks import AlertDelivery
 
@@ -139,7 +140,7 @@ def email_message(notices: list[Notice], cfg: AlertsConfig, now: datetime) -> Em
     msg["From"] = cfg.mail_from
     msg["To"] = ", ".join(cfg.mail_to)
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = make_msgid("postwatch", domain=cfg.mail_from.rpartition("@")[2] or "localhost")
+    msg["Message-ID"] = make_msgid("postwatch", domain=domain_of(cfg.mail_from) or "localhost")
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
     lines = []
     for n in _order(notices):

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from analysis.dns import failure
 from analysis.jobs import JobContext, job
 from analysis.spf import DnsTrouble, addresses, check_spf, txt_records
+from store.addresses import domain_of
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.checks import PostureCheck
 from store.models import DmarcAggregateReport, DmarcRecord
@@ -117,7 +118,8 @@ def dmarc(resolver, domain: str) -> Result:
         if not uri.lower().startswith("mailto:"):
             errors.append(f"report address {uri!r} is not a mailto: URI")
             continue
-        target = uri[7:].split("!")[0].rpartition("@")[2].lower()
+        mailbox = uri[7:].split("!")[0]
+        target = domain_of(mailbox) if "@" in mailbox else mailbox.lower()
         if target and target != domain and not target.endswith("." + domain) and target != inherited:
             # RFC 7489 7.1: another domain must agree to receive our reports
             auth = txt_records(resolver, f"{domain}._report._dmarc.{target}") or []

@@ -18,7 +18,7 @@ from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.jobs import JobContext, job
-from store.addresses import HASH_PREFIX, address_hash, normalise
+from store.addresses import HASH_PREFIX, address_hash, normalise, split_address
 from store.models import BounceEvent, ComplaintEvent, DmarcFailureReport, InboundMessage, Quarantine
 from store.suppressions import GLOBAL, add_suppression, erase_address, is_suppressed, utc
 
@@ -40,7 +40,7 @@ class Forgotten:
 
 def _spellings(address: str) -> tuple[set[str], set[str]]:
     """The forms the address may be stored in (A-label and Unicode domain) and its domains."""
-    local, domain = address.split("@", 1)
+    local, domain = split_address(address)
     domains = {domain}
     try:
         domains.add(idna.decode(domain))
@@ -93,7 +93,7 @@ def _needles(spellings: set[str]) -> list[bytes]:
     """The address as it may appear in raw bytes: plain, and as a VERP return path names it."""
     out = []
     for a in spellings:
-        local, domain = a.split("@", 1)
+        local, domain = split_address(a)
         out += [a.encode("utf-8", "replace"), f"+{local}={domain}@".encode("utf-8", "replace")]
     return out
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from analysis.config import ProvidersConfig  # noqa: F401  (re-exported)
 from ingest.providers import providers as _vocabulary
 from ingest.providers import suffix_lookup
+from store.addresses import domain_of
 from store.suppressions import utc
 
 # provider -> its consumer domains
@@ -58,7 +59,7 @@ def provider_for_org(org: str | None) -> str:
     if not org:
         return OTHER
     text = org.strip().lower()
-    domain = text.rpartition("@")[2]
+    domain = domain_of(text) or text  # an organisation is named by its name, its domain or an address
     found = provider_for_domain(domain) or provider_for_host(domain)
     if found:
         return found

@@ -27,7 +27,7 @@ from analysis.suppression_rules import (NEVER, Escalation, Rules, SuppressionRul
                                         load_facts, send_log_model)
 from ingest.bounce.classify import ADDRESS_REASONS
 from ingest.bounce.rules import CATEGORY
-from store.addresses import try_normalise
+from store.addresses import domain_of, try_normalise
 from store.alerts import Alert, raise_alert, resolve_alert
 from store.models import BounceEvent, ComplaintEvent
 from store.watermark import committed_max_id
@@ -137,7 +137,7 @@ def _bounces(session: Session, rules: Rules, now: datetime, out: Outcome, hi: in
         if address is None:
             continue
         category = CATEGORY.get(ev.reason, ev.category)
-        provider = provider_of(ev.provider, ev.recipient_domain or address.split("@", 1)[1])[:40]
+        provider = provider_of(ev.provider, ev.recipient_domain or domain_of(address))[:40]
         row = dict(address=address, reason=ev.reason, occurred_at=utc(ev.occurred_at), bounce_event_id=ev.id,
                    message_key=_message_key(ev), send_id=ev.send_id, provider=provider)
         if category == "delivered":

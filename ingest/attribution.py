@@ -16,6 +16,7 @@ from ingest.headers import addresses
 from ingest.message import IndexedMessage, header_text
 from ingest.mimesplit import message_from_bytes
 from ingest.types import Attribution
+from store.addresses import domain_of
 
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
                   "text/rfc822", "message/partial")
@@ -71,7 +72,7 @@ def attribution_from(original: email.message.Message | None) -> Attribution:
         address = first_address(sender)
         if address:
             out["from_address"] = address.lower()
-            out["from_domain"] = address.rsplit("@", 1)[1].lower().rstrip(">")
+            out["from_domain"] = domain_of(address)
     for key, name in (("subject", "Subject"), ("list_id", "List-Id"), ("feedback_id", "Feedback-ID")):
         value = header_text(original, name)
         if value:

@@ -14,6 +14,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from store.addresses import split_address
+
 PREFIX = "bounces"
 MAC_BYTES = 10  # 80 bits: forging one takes ~2**80 tries
 MAX_ID = 2 ** 64 - 1
@@ -32,7 +34,7 @@ class Verp:
 
 
 def encode_classic(recipient: str, domain: str, prefix: str = PREFIX) -> str:
-    local, _, rdomain = recipient.rpartition("@")
+    local, _, rdomain = recipient.rpartition("@")  # as written: the return path carries it unchanged
     if not local or not rdomain:
         raise ValueError(f"{recipient!r} is not an address")
     return f"{prefix}+{local}={rdomain}@{domain}"
@@ -79,9 +81,8 @@ def read_token(token: str, secret: str | bytes | None, purpose: str = "verp") ->
 
 def decode(address: str, secret: str | bytes | None = None, prefix: str = PREFIX) -> Verp | None:
     """Read a return path; None when it is not one of ours."""
-    address = address.strip().strip("<>")
-    local, at, _domain = address.rpartition("@")
-    if not at:
+    local, domain = split_address(address)
+    if not domain:
         return None
     head, plus, rest = local.partition("+")
     if not plus or head.lower() != prefix or not rest:

@@ -5,6 +5,7 @@ import json
 import sys
 
 from postwatch.commands_common import fail, open_store
+from store.addresses import domain_of
 
 
 def register(sub) -> None:
@@ -122,7 +123,7 @@ def cmd_dkim_keygen(args, config) -> int:
     from sender.dkim import keygen, record_name, txt_record, write_key, zone_text
 
     selector = args.selector or config.sender.dkim_selector
-    domain = (args.domain or config.sender.dkim_domain or config.sender.from_address.rpartition("@")[2]).lower()
+    domain = (args.domain or config.sender.dkim_domain or domain_of(config.sender.from_address)).lower()
     out = Path(args.out or f"var/dkim/{selector}.pem")
     if out.exists():
         return fail(f"{out} already exists: choose another --out (a key in use is never replaced)")

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingest import verp
+from store.addresses import domain_of
 
 SUBJECT, TEXT, HTML = "subject.txt", "body.txt", "body.html"
 UNSUBSCRIBE_MARK = "@@postwatch-unsubscribe-url@@"  # stands in for the link while a row is checked
@@ -72,7 +73,7 @@ class Identity:
 
     @property
     def from_domain(self) -> str:
-        return self.from_address.rpartition("@")[2].lower()
+        return domain_of(self.from_address)
 
     @property
     def feedback_id(self) -> str:

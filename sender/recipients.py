@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.addresses import AddressError, normalise
+from store.addresses import AddressError, normalise, split_address
 
 ADDRESS_COLUMN = "email"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -43,7 +43,7 @@ def check_address(raw: str) -> str:
     sender only mails dot-atom local parts (non-ASCII allowed: SMTPUTF8) at a real domain name.
     """
     address = normalise(raw)
-    local, _, domain = address.rpartition("@")
+    local, domain = split_address(address)
     if len(local.encode()) > 64:
         raise AddressError(f"{raw!r}: the part before @ is longer than 64 octets")
     if _BAD_LOCAL.search(local) or local.startswith(".") or local.endswith(".") or ".." in local:

@@ -26,6 +26,7 @@ from email.utils import format_datetime
 from typing import Callable
 
 from sender.config import SenderConfig
+from store.addresses import domain_of
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -122,7 +123,7 @@ class Transport:
 
     def deliver(self, mail_from: str, recipient: str, data: bytes, smtputf8: bool = False) -> Result:
         """Deliver, retrying a `4xx` answer `sender.retries` times with back-off."""
-        domain = recipient.rpartition("@")[2].lower()
+        domain = domain_of(recipient)
         delay = self.config.retry_backoff
         tries = 0
         while True:

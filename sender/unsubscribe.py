@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from ingest.verp import read_token
-from store.addresses import AddressError, is_hashed, normalise
+from store.addresses import AddressError, is_hashed, normalise, split_address
 from store.suppressions import GLOBAL, Suppression, add_suppression, is_suppressed
 from store.volume import SendLog
 
@@ -75,5 +75,5 @@ def masked(address: str) -> str:
     """`b•••@example.net`: enough for the recipient to recognise, little for anyone else."""
     if is_hashed(address):
         return "(an erased address)"
-    local, _, domain = address.rpartition("@")
+    local, domain = split_address(address)
     return f"{local[:1]}\u2022\u2022\u2022@{domain}"

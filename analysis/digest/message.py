@@ -16,6 +16,7 @@ from pathlib import Path
 from analysis.digest import render
 from analysis.digest.charts import Chart
 from analysis.digest.figures import Digest, Table
+from store.addresses import domain_of
 
 POLICY = SMTP.clone(max_line_length=200)  # CRLF, as it goes on the wire and is signed
 
@@ -58,7 +59,7 @@ def build(digest: Digest) -> Rendered:
 
 def message(rendered: Rendered, *, mail_from: str, to: tuple[str, ...], now: datetime) -> EmailMessage:
     digest, charts = rendered.digest, rendered.charts
-    domain = mail_from.rpartition("@")[2] or "localhost"
+    domain = domain_of(mail_from) or "localhost"
     cids = {c.name: make_msgid(c.name, domain=domain) for c in charts}
     msg = EmailMessage(policy=POLICY)
     msg["From"] = mail_from

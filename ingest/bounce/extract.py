@@ -25,6 +25,7 @@ from ingest.bounce.text import (
 from ingest.config import IngestConfig
 from ingest.message import header_text, part_text
 from ingest.types import BounceEvent, ParseResult
+from store.addresses import domain_of
 
 BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery|mail administrator|"
                          r"mail ?delivery ?(?:sub)?system|mdaemon|mail-?daemon", re.I)
@@ -359,7 +360,7 @@ def _named_in_subject(msg: email.message.Message, senders: frozenset[str]) -> li
 def _sender_domain(msg: email.message.Message) -> str | None:
     """The domain the bounce comes from: where bare local parts in its text live."""
     found = find_addresses(str(msg.get("From") or ""))
-    return found[0].rsplit("@", 1)[1] if found else None
+    return domain_of(found[0]) if found else None
 
 
 _EMBEDDED_START = re.compile(r"^(?:From |Return-Path:|Received:)", re.M)

@@ -11,6 +11,7 @@ import functools
 
 from ingest.bounce.rules import RuleSet
 from ingest.providers import suffix_lookup
+from store.addresses import domain_of
 
 
 def _host(value: str | None) -> str:
@@ -41,7 +42,7 @@ def detect_provider(event: dict, rules: RuleSet) -> str | None:
     if not rules.providers:
         return None
     domains, hosts = _tables(rules)
-    domain = (event.get("recipient") or "").lower().rpartition("@")[2].strip(" >")
+    domain = domain_of(event.get("recipient"))
     found = suffix_lookup(domain, domains) if domain else None
     if found:
         return found

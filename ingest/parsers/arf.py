@@ -35,7 +35,7 @@ from ingest.config import IngestConfig
 from ingest.headers import addresses
 from ingest.message import header_text, part_text
 from ingest.types import Attribution, ParseResult
-from store.addresses import try_normalise
+from store.addresses import domain_of, split_address, try_normalise
 
 FEEDBACK_TYPES = ("message/feedback-report",)
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
@@ -286,7 +286,7 @@ def redacted(addr: str | None) -> bool:
     """True for a recipient a provider has hidden: no domain, or a placeholder local part."""
     if not addr or "@" not in addr:
         return True
-    local, _, domain = addr.rpartition("@")
+    local, domain = split_address(addr)
     return not local or not domain or bool(_REDACTED_LOCAL.match(local.strip("<>\" ")))
 
 
@@ -381,7 +381,7 @@ def _legacy_events(msg: email.message.Message, original: email.message.Message |
         source_ip = _ip(str(original.get("X-Originating-IP") or "")) or None
     sender = _address(str(original.get("From") or "")) if original is not None else None
     return [{"recipient": _recipient_from({}, original), "feedback_type": ftype, "source_ip": source_ip,
-             "reported_domain": sender.rsplit("@", 1)[1] if sender and "@" in sender else None,
+             "reported_domain": domain_of(sender) or None,
              "user_agent": agent, "version": None, "original_mail_from": None,
              "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
              "authentication_results": None, "reporting_mta": None}]
@@ -398,7 +398,7 @@ def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
     for addr in _distinct(a for a in named if a) or [None]:
         events.append({"recipient": addr, "feedback_type": ftype,
                        "source_ip": mail.get("sourceIp"),
-                       "reported_domain": source.rsplit("@", 1)[1].lower() if source and "@" in source else None,
+                       "reported_domain": domain_of(source) or None,
                        "user_agent": complaint.get("userAgent"), "version": None,
                        "original_mail_from": _address(source), "original_rcpt_to": addr,
                        "arrival_date": complaint.get("arrivalDate") or complaint.get("timestamp"),
@@ -412,7 +412,7 @@ def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
         addr = _address(str(senders[0]))
         if addr and "@" in addr:
             attribution["from_address"] = addr
-            attribution["from_domain"] = addr.rsplit("@", 1)[1]
+            attribution["from_domain"] = domain_of(addr)
     if common.get("subject"):
         attribution["subject"] = str(common["subject"])
     return events, attribution
@@ -435,7 +435,7 @@ def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
         to = _address(header_text(msg, "To"))
         return ParseResult(kind="complaint", events=[{
             "recipient": _address(header_text(msg, "From")), "feedback_type": "opt-out",
-            "source_ip": None, "reported_domain": to.rsplit("@", 1)[1] if to and "@" in to else None,
+            "source_ip": None, "reported_domain": domain_of(to) or None,
             "user_agent": "Apple Mail", "version": None, "original_mail_from": None,
             "original_rcpt_to": None, "arrival_date": iso_date(header_text(msg, "Date")),
             "authentication_results": None, "reporting_mta": None}])

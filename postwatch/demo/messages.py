@@ -18,6 +18,8 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
 
+from store.addresses import domain_of, split_address
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -35,12 +37,12 @@ class Sent:
 
     @property
     def from_domain(self) -> str:
-        return self.from_address.rsplit("@", 1)[1]
+        return domain_of(self.from_address)
 
     @property
     def return_path(self) -> str:
         # classic VERP (DESIGN.md): the recipient, readable without the send log
-        local, domain = self.recipient.rsplit("@", 1)
+        local, domain = split_address(self.recipient)
         return f"bounces+{local}={domain}@{self.return_path_domain}"
 
     def headers(self) -> str:
@@ -49,7 +51,7 @@ class Sent:
             f"Return-Path: <{self.return_path}>\n"
             f"Received: from out-{self.sending_ip.rsplit('.', 1)[1]}.{self.from_domain} "
             f"(out-{self.sending_ip.rsplit('.', 1)[1]}.{self.from_domain} [{self.sending_ip}])\n"
-            f"\tby mx.{self.recipient.rsplit('@', 1)[1]}; {_date(self.sent_at)}\n"
+            f"\tby mx.{domain_of(self.recipient)}; {_date(self.sent_at)}\n"
             f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.from_domain}; s=pw1;\n"
             f"\th=from:to:subject:date:message-id:list-unsubscribe; bh=Zm9vYmFy; b=YmFyYmF6\n"
             f"From: {self.from_name} <{self.from_address}>\n"
@@ -196,7 +198,7 @@ def yahoo_arf(sent: Sent, *, when: datetime, report_id: str) -> bytes:
 def microsoft_jmrp(sent: Sent, *, when: datetime, report_id: str) -> bytes:
     """A complaint from Microsoft's JMRP: the recipient is redacted in the report, kept inside."""
     boundary = f"--JMRP_BOUNDARY_{report_id}"
-    rdomain = sent.recipient.rsplit("@", 1)[1]
+    rdomain = domain_of(sent.recipient)
     return (
         f"Return-Path: <staff@{rdomain}>\n"
         "Received: from BN8NAM12HT123.eop-nam12.prod.protection.outlook.com (40.92.0.1)\n"

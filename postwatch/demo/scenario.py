@@ -27,6 +27,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from postwatch.demo import messages as msg
 from postwatch.demo.stories import (DEFAULT, DOMAINS, EVERY_DAY, FBL_PROVIDERS, POOLS, SENDING_IPS,  # noqa: F401
                                    Campaign, Provider, Refusal, Story)
+from store.addresses import domain_of
 
 # the default story's, for the callers that know the demo by them
 LISTED_IP = DEFAULT.listing.ip
@@ -305,7 +306,7 @@ class _Cell:
                                 f"{_hex(rcpt, 10)}si.{self.rng.randint(100, 999)} - gsmtp"),
             "microsoft": ("5.5.0", "550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
                                    f"[{_hex(rcpt, 8).upper()}.eurprd02.prod.outlook.com]"),
-            "yahoo": ("5.0.0", f"554 delivery error: dd This user doesn't have a {rcpt.rsplit('@', 1)[1]} account "
+            "yahoo": ("5.0.0", f"554 delivery error: dd This user doesn't have a {domain_of(rcpt)} account "
                                f"({rcpt}) [0] - mta{self.rng.randint(1000, 9999)}.mail.bf1.yahoo.com"),
             "apple": ("5.1.1", f"550 5.1.1 <{rcpt}>: user does not exist"),
         }[self.p.name]
