@@ -46,6 +46,7 @@ def bare_rate(messages: list[bytes]) -> float:
 
 
 def ingest_rate(messages: list[bytes], url: str) -> tuple[float, dict]:
+    from ingest.envelope import Envelope
     from ingest.pipeline import Pipeline
     from store.config import DatabaseConfig
     from store.engine import session_factory, upgrade
@@ -55,7 +56,7 @@ def ingest_rate(messages: list[bytes], url: str) -> tuple[float, dict]:
     pipeline = Pipeline(session_factory(db))
     counts: dict[str, int] = {}
     t0 = time.perf_counter()
-    for out in pipeline.ingest_many((raw, "bench", None, None) for raw in messages):
+    for out in pipeline.ingest_many((raw, Envelope("bench")) for raw in messages):
         counts[out.status] = counts.get(out.status, 0) + 1
     return len(messages) / (time.perf_counter() - t0), counts
 

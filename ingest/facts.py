@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.attribution import OwnIps, sending_ip
-from ingest.types import ParseResult
+from ingest.outcome import Outcome, Parsed
+from ingest.types import BounceEvent, ComplaintEvent, ParseResult
 from store import models as m
+from store.addresses import domain_of
 from store.bulk import insert_rows
 from store.timeparse import parse_when
 from store.volume import SendLog
-
-if TYPE_CHECKING:
-    from ingest.pipeline import Outcome, _Pending
 
 
 class FactWriter:
@@ -30,7 +29,7 @@ class FactWriter:
         self._dmarc: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._dmarc_keys: dict[tuple, int] = {}
 
-    def write(self, items: list[tuple[_Pending, Outcome]]) -> None:
+    def write(self, items: list[tuple[Parsed, Outcome]]) -> None:
         quarantine: list[dict[str, Any]] = []
         bounces: list[dict[str, Any]] = []
         complaints: list[dict[str, Any]] = []
@@ -67,7 +66,7 @@ class FactWriter:
                 "campaign": _cut(a.get("campaign"), 255), "verp_token": _cut(a.get("verp_token"), 64),
                 "send_id": a.get("send_id")}
 
-    def _load_send_ips(self, items: list[tuple[_Pending, Outcome]]) -> None:
+    def _load_send_ips(self, items: list[tuple[Parsed, Outcome]]) -> None:
         """The sending IPs of the sends the batch's VERP tokens point at, in one query."""
         ids = {a.get("send_id") for p, _ in items if (a := p.result.attribution)} - {None}
         ids -= self._send_ips.keys()
@@ -75,16 +74,17 @@ class FactWriter:
             self._send_ips.update((i, ip) for i, ip in self.session.execute(
                 select(SendLog.id, SendLog.sending_ip).where(SendLog.id.in_(ids))))
 
-    def _sending_ip(self, r: ParseResult, ev: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _sending_ip(self, r: ParseResult, ev: BounceEvent | ComplaintEvent) -> tuple[str | None, str | None]:
         a = r.attribution or {}
-        return sending_ip(self.own, send_log_ip=self._send_ips.get(a.get("send_id")),  # type: ignore[arg-type]
+        send_id = a.get("send_id")
+        return sending_ip(self.own, send_log_ip=self._send_ips.get(send_id) if send_id is not None else None,
                           source_ip=ev.get("source_ip"), received=a.get("received_ips") or (),
                           diagnostic=ev.get("diagnostic"), reporting_mta=ev.get("reporting_mta"))
 
-    def _bounces(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
+    def _bounces(self, p: Parsed, message_id: int) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
         rows = []
-        for ev in p.result.events:
+        for ev in cast("list[BounceEvent]", p.result.events):  # a bounce's events are bounce events
             rcpt = ev.get("recipient")
             ip, by = self._sending_ip(p.result, ev)
             when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
@@ -99,10 +99,10 @@ class FactWriter:
                 sending_ip=ip, attributed_by=by, **attributed))
         return rows
 
-    def _complaints(self, p: _Pending, message_id: int) -> list[dict[str, Any]]:
+    def _complaints(self, p: Parsed, message_id: int) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
         rows = []
-        for ev in p.result.events:
+        for ev in cast("list[ComplaintEvent]", p.result.events):  # a complaint's are complaint events
             rcpt = ev.get("recipient")
             ip, by = self._sending_ip(p.result, ev)
             rows.append(dict(
@@ -120,7 +120,7 @@ class FactWriter:
         self.session.execute(update(m.InboundMessage).where(m.InboundMessage.id == out.message_id)
                              .values(status=out.status, error=out.error))
 
-    def _aggregates(self, p: _Pending, out: Outcome) -> int:
+    def _aggregates(self, p: Parsed, out: Outcome) -> int:
         """Checks each report against the store and the batch; `_write_aggregates` writes them."""
         stored = 0
         reports = _reports(p.result)
@@ -162,7 +162,7 @@ class FactWriter:
         insert_rows(self.session, m.DmarcRecord.__table__, DMARC_RECORD_COLUMNS, rows)
         self._dmarc.clear()
 
-    def _tls(self, p: _Pending, out: Outcome) -> int:
+    def _tls(self, p: Parsed, out: Outcome) -> int:
         stored = 0
         reports = _reports(p.result)
         for rep in reports:
@@ -187,7 +187,7 @@ class FactWriter:
             self._duplicate(out, "TLS report", other)
         return stored
 
-    def _failure(self, p: _Pending, message_id: int) -> int:
+    def _failure(self, p: Parsed, message_id: int) -> int:
         summary = p.result.report or {}
         detail = p.result.detail if isinstance(p.result.detail, dict) else {}
         source = detail.get("source") or {}
@@ -269,7 +269,7 @@ def _cut(value: Any, n: int) -> Any:
 def _domain(address: str | None) -> str | None:
     if not address or "@" not in address:
         return None
-    return address.rsplit("@", 1)[1].lower()[:255]
+    return domain_of(address)[:255]
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,11 +13,12 @@ from ingest.attribution import attribution_from, received_ips, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
 from ingest.detect import detect_kind
+from ingest.envelope import Envelope
 from ingest.headers import addresses
 from ingest.message import UnreadableMessage, load_message, looks_like_message
 from ingest.parsers.arf import parse_arf
 from ingest.parsers.reports import ReportsElsewhere, parse_report_bytes, parse_report_mail
-from ingest.types import ParseResult
+from ingest.types import BounceEvent, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ def prepare(config: IngestConfig) -> None:
     load_rules(config.rules_file)
 
 
-def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict | None = None,
+def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: Envelope | None = None,
                 detail: bool = True) -> ParseResult:
-    """Parse one input. `envelope` (mail_from, rcpt_tos) helps attribute VERP bounces.
+    """Parse one input. The `envelope`'s recipients help attribute VERP bounces.
 
     `detail` False: the caller keeps no `ParseResult.detail` (postwatch parse prints the
     summary only), and a DMARC failure report may be read without importing parsedmarc.
@@ -49,7 +50,7 @@ def parse_bytes(raw: bytes, config: IngestConfig | None = None, envelope: dict |
                                  "(ingest.parse_timeout); the message is kept in quarantine")
 
 
-def _parse_or_say_why(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool) -> ParseResult:
+def _parse_or_say_why(raw: bytes, config: IngestConfig, envelope: Envelope | None, detail: bool) -> ParseResult:
     try:
         return _parse(raw, config, envelope, detail)
     except ReportsElsewhere:
@@ -64,7 +65,7 @@ def _parse_or_say_why(raw: bytes, config: IngestConfig, envelope: dict | None, d
                                  "the message is kept in quarantine")
 
 
-def _parse(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool) -> ParseResult:
+def _parse(raw: bytes, config: IngestConfig, envelope: Envelope | None, detail: bool) -> ParseResult:
     if not raw.strip():
         return ParseResult(error="empty input")
     if len(raw) > config.max_message_bytes:
@@ -105,8 +106,8 @@ def _parse(raw: bytes, config: IngestConfig, envelope: dict | None, detail: bool
 VERP_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 
 
-def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, config: IngestConfig) -> None:
-    candidates: list[str] = list((envelope or {}).get("rcpt_tos") or [])
+def _apply_verp(result: ParseResult, msg, original, envelope: Envelope | None, config: IngestConfig) -> None:
+    candidates: list[str] = list(envelope.rcpt_tos or ()) if envelope is not None else []
     for name in VERP_HEADERS:
         candidates.extend(str(v) for v in msg.get_all(name) or [])
     for ev in result.events:
@@ -133,8 +134,8 @@ def _apply_verp(result: ParseResult, msg, original, envelope: dict | None, confi
     if result.kind == "bounce" and not result.events and found.recipient:
         from ingest.bounce.classify import classify
 
-        event = {"recipient": found.recipient, "action": "failed", "status": None, "reply_code": None,
-                 "diagnostic": None}
+        event: BounceEvent = {"recipient": found.recipient, "action": "failed", "status": None,
+                              "reply_code": None, "diagnostic": None}
         event.update(classify(event, config=config))
         result.events = [event]
         result.error = None

@@ -17,8 +17,6 @@ import os
 import random
 import time
 import zlib
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import select
@@ -27,7 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.attribution import OwnIps
 from ingest.config import DomainsConfig, IngestConfig
+from ingest.envelope import Envelope
 from ingest.facts import FactWriter
+from ingest.outcome import Outcome, Parsed
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
 from store import models as m
@@ -42,51 +42,13 @@ RETRIES = 5  # tries of a transaction that PostgreSQL ended to break a deadlock
 RETRY_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 
-@dataclass
-class Envelope:
-    mail_from: str | None = None
-    rcpt_tos: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos)}
+def _prepare(item: tuple[bytes, Envelope], config: IngestConfig) -> Parsed:
+    raw, envelope = item
+    result = parse_bytes(raw, config, envelope)
+    return Parsed(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), envelope, result)
 
 
-@dataclass
-class Outcome:
-    """What became of one input."""
-
-    message_id: int | None
-    sha256: str
-    kind: str
-    status: str  # parsed | quarantined | ignored
-    error: str | None
-    events: int
-    duplicate: bool = False  # the same bytes were stored before
-    origin: str | None = None
-
-
-@dataclass
-class _Pending:
-    """One input, parsed; made in a worker process, so it carries the compressed bytes only."""
-
-    size: int
-    raw_zlib: bytes
-    sha256: str
-    source: str
-    envelope: Envelope | None
-    origin: str | None
-    result: ParseResult
-    received_at: datetime | None = None
-
-
-def _prepare(item: tuple[bytes, str, Envelope | None, str | None], config: IngestConfig) -> _Pending:
-    raw, source, envelope, origin = item
-    result = parse_bytes(raw, config, envelope.as_dict() if envelope else None)
-    return _Pending(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), source, envelope,
-                    origin, result)
-
-
-def _prepare_many(args: tuple[list, IngestConfig]) -> list[_Pending]:
+def _prepare_many(args: tuple[list, IngestConfig]) -> list[Parsed]:
     items, config = args
     return [_prepare(item, config) for item in items]
 
@@ -117,14 +79,13 @@ class Pipeline:
         self.clock = clock
         prepare(self.config)
 
-    def ingest(self, raw: bytes, source: str, envelope: Envelope | None = None,
-               origin: str | None = None) -> Outcome:
+    def ingest(self, raw: bytes, envelope: Envelope) -> Outcome:
         """Store one message and its facts in one transaction."""
-        return self._commit(self._stamp([_prepare((raw, source, envelope, origin), self.config)]))[0]
+        return self._commit(self._stamp([_prepare((raw, envelope), self.config)]))[0]
 
-    def ingest_many(self, items: Iterable[tuple[bytes, str, Envelope | None, str | None]],
+    def ingest_many(self, items: Iterable[tuple[bytes, Envelope]],
                     batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
-        """Ingest (raw, source, envelope, origin) tuples, at most `batch_size` per transaction.
+        """Ingest (raw, envelope) pairs, at most `batch_size` per transaction.
 
         With more than one worker, messages are parsed in worker processes, a chunk at a time,
         while this one writes what they have parsed: parsing is the costly part and it uses
@@ -158,7 +119,7 @@ class Pipeline:
                     queued += len(chunk)
 
             submit()
-            batch: list[_Pending] = []
+            batch: list[Parsed] = []
             weight = 0  # bytes in the batch
             while in_flight:
                 parsed = in_flight.popleft().get()
@@ -194,10 +155,9 @@ class Pipeline:
         msg = session.get_one(m.InboundMessage, message_id)
         quarantine = session.scalars(select(m.Quarantine).where(m.Quarantine.message_id == message_id)).one()
         raw = zlib.decompress(msg.raw_zlib) if msg.raw_zlib is not None else open(msg.raw_path, "rb").read()
-        envelope = None
-        if msg.envelope_from is not None or msg.envelope_to:
-            envelope = Envelope(msg.envelope_from, tuple(msg.envelope_to or ()))
-        p = _prepare((raw, msg.source, envelope, msg.origin), self.config)
+        envelope = Envelope(msg.source, msg.origin, msg.envelope_from,
+                            None if msg.envelope_to is None else tuple(msg.envelope_to))
+        p = _prepare((raw, envelope), self.config)
         p.received_at = msg.received_at
         out = Outcome(message_id, msg.sha256, p.result.kind, _status(p.result), p.result.error, 0,
                       origin=msg.origin)
@@ -212,13 +172,13 @@ class Pipeline:
         return out
 
 
-    def _stamp(self, batch: list[_Pending]) -> list[_Pending]:
+    def _stamp(self, batch: list[Parsed]) -> list[Parsed]:
         now = self.clock()
         for p in batch:
             p.received_at = now
         return batch
 
-    def _commit(self, batch: list[_Pending]) -> list[Outcome]:
+    def _commit(self, batch: list[Parsed]) -> list[Outcome]:
         try:
             return self._transaction(batch)
         except IntegrityError:
@@ -228,7 +188,7 @@ class Pipeline:
             log.info("batch of %d hit a concurrent duplicate report; storing one by one", len(batch))
             return [out for p in batch for out in self._commit([p])]
 
-    def _transaction(self, batch: list[_Pending]) -> list[Outcome]:
+    def _transaction(self, batch: list[Parsed]) -> list[Outcome]:
         """`_write` in a transaction of its own; again when PostgreSQL ends it to break a
         deadlock or a serialization conflict with another writer (nothing of it was stored)."""
         for attempt in range(1, RETRIES + 1):
@@ -248,21 +208,22 @@ class Pipeline:
             select(m.InboundMessage.sha256, m.InboundMessage.id, m.InboundMessage.kind,
                    m.InboundMessage.status, m.InboundMessage.error).where(m.InboundMessage.sha256.in_(shas)))}
 
-    def _write(self, session: Session, batch: list[_Pending]) -> list[Outcome]:
+    def _write(self, session: Session, batch: list[Parsed]) -> list[Outcome]:
         stored = self._stored(session, {p.sha256 for p in batch})
         outcomes: list[Outcome] = []
-        fresh: dict[str, tuple[_Pending, Outcome]] = {}
+        fresh: dict[str, tuple[Parsed, Outcome]] = {}
         for p in batch:
             old = stored.get(p.sha256)
             if old is not None:
                 outcomes.append(Outcome(old.id, p.sha256, old.kind, old.status, old.error, 0, duplicate=True,
-                                        origin=p.origin))
+                                        origin=p.envelope.origin))
             elif p.sha256 in fresh:  # a second copy inside this batch
                 first = fresh[p.sha256][1]
                 outcomes.append(Outcome(None, p.sha256, first.kind, first.status, first.error, 0,
-                                        duplicate=True, origin=p.origin))
+                                        duplicate=True, origin=p.envelope.origin))
             else:
-                out = Outcome(None, p.sha256, p.result.kind, _status(p.result), p.result.error, 0, origin=p.origin)
+                out = Outcome(None, p.sha256, p.result.kind, _status(p.result), p.result.error, 0,
+                              origin=p.envelope.origin)
                 fresh[p.sha256] = (p, out)
                 outcomes.append(out)
         if fresh:
@@ -289,12 +250,13 @@ class Pipeline:
                                                                        first.status, first.error)
         return outcomes
 
-    def _message_row(self, p: _Pending, status: str) -> dict[str, Any]:
+    def _message_row(self, p: Parsed, status: str) -> dict[str, Any]:
         env = p.envelope
         r = p.result
-        return {"sha256": p.sha256, "received_at": p.received_at, "source": p.source, "origin": p.origin,
-                "envelope_from": env.mail_from if env else None,
-                "envelope_to": list(env.rcpt_tos) if env else None, "size": p.size, "kind": r.kind,
+        return {"sha256": p.sha256, "received_at": p.received_at, "source": env.source, "origin": env.origin,
+                "envelope_from": env.mail_from if env.smtp else None,
+                "envelope_to": list(env.rcpt_tos) if env.rcpt_tos is not None else None, "size": p.size,
+                "kind": r.kind,
                 "status": status, "error": r.error, "raw_zlib": p.raw_zlib, "raw_path": None,
                 "attribution": dict(r.attribution) or None}
 

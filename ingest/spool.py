@@ -5,8 +5,8 @@ A collector answers `250` (or moves an IMAP message away) only after its message
 after the transaction holding it committed, so a crash anywhere loses nothing and a
 restart replays what is left (the pipeline stores the same bytes once).
 
-Two kinds of file. One message: a first line `#postwatch-spool 1 {json}` with the
-envelope, source and origin, then the raw bytes (the IMAP collector writes these, one per
+Two kinds of file. One message: a first line `#postwatch-spool 1 {json}`, the message's
+`Envelope` (`Envelope.to_dict`), then the raw bytes (the IMAP collector writes these, one per
 message, renamed together and their directory fsync'd once). A group: a first line
 `#postwatch-spool 2 {"messages": [{json, "size": N}, ...]}`, then the raw messages one
 after the other. The SMTP collector's group committer writes everything its sessions
@@ -27,10 +27,11 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
+from ingest.envelope import Envelope
 
 log = logging.getLogger(__name__)
 MAGIC = b"#postwatch-spool 1 "
@@ -48,30 +49,19 @@ class Entry:
 
     path: Path
     raw: bytes
-    source: str
-    origin: str | None
-    mail_from: str | None = None
-    rcpt_tos: tuple[str, ...] | None = None  # None: no envelope (not received by SMTP)
-    meta: dict[str, Any] = field(default_factory=dict)
+    envelope: Envelope
 
 
-@dataclass
-class Item:
-    """One message to spool."""
+class Item(NamedTuple):
+    """One message to spool, and how it came."""
 
     raw: bytes
-    source: str
-    origin: str | None = None
-    mail_from: str | None = None
-    rcpt_tos: tuple[str, ...] | None = None  # the SMTP envelope, when there is one
+    envelope: Envelope
 
-    def meta(self, now: float | None = None) -> dict[str, Any]:
-        env = None if self.rcpt_tos is None else {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos)}
-        return {"source": self.source, "origin": self.origin, "envelope": env,
-                "spooled_at": time.time() if now is None else now}
 
-    def header(self) -> bytes:
-        return MAGIC + json.dumps(self.meta(), separators=(",", ":")).encode() + b"\n"
+def _head(envelope: Envelope, now: float) -> dict[str, Any]:
+    """The envelope as the spool writes it, stamped with the time it was spooled."""
+    return (envelope if envelope.spooled_at is not None else replace(envelope, spooled_at=now)).to_dict()
 
 
 class Spool:
@@ -120,9 +110,9 @@ class Spool:
             return []
         try:
             if len(items) == 1:
-                pairs = [self._write_tmp([items[0].header(), items[0].raw])]
+                pairs = [self._write_tmp([_single_head(items[0]), items[0].raw])]
             else:
-                pairs = list(self._pool.map(lambda item: self._write_tmp([item.header(), item.raw]), items))
+                pairs = list(self._pool.map(lambda item: self._write_tmp([_single_head(item), item.raw]), items))
             for tmp, final in pairs:
                 os.rename(tmp, final)
             self._fsync_dir(self.new)
@@ -135,7 +125,7 @@ class Spool:
         now = time.time()
         metas = []
         for item in items:
-            meta = item.meta(now)
+            meta = _head(item.envelope, now)
             meta["size"] = len(item.raw)
             metas.append(meta)
         head = GROUP_MAGIC + json.dumps({"messages": metas}, separators=(",", ":")).encode() + b"\n"
@@ -205,7 +195,7 @@ class Spool:
             except (ValueError, KeyError, TypeError):
                 pass
             # a damaged group (it was fsync'd whole, so only a hand edit does this): keep it all
-            return [Entry(path, data, "spool", None)]
+            return [Entry(path, data, Envelope())]
         if data.startswith(MAGIC):
             head, _, raw = data.partition(b"\n")
             try:
@@ -214,7 +204,7 @@ class Spool:
                 meta = {}
             return [_entry(path, meta, raw)]
         # a file an operator dropped in by hand: all of it is the message
-        return [Entry(path, data, "spool", None)]
+        return [Entry(path, data, Envelope())]
 
     @classmethod
     def read(cls, path: Path) -> Entry:
@@ -274,11 +264,11 @@ def _writer_alive(name: str) -> bool:
     return True
 
 def _entry(path: Path, meta: dict[str, Any], raw: bytes) -> Entry:
-    env = meta.get("envelope")
-    if env:
-        return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"),
-                     env.get("mail_from"), tuple(env.get("rcpt_tos") or ()), meta)
-    return Entry(path, raw, meta.get("source") or "spool", meta.get("origin"), meta=meta)
+    return Entry(path, raw, Envelope.from_dict(meta))
+
+
+def _single_head(item: Item) -> bytes:
+    return MAGIC + json.dumps(_head(item.envelope, time.time()), separators=(",", ":")).encode() + b"\n"
 
 
 def _write_all(fd: int, parts: list[bytes]) -> None:

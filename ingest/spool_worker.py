@@ -19,7 +19,8 @@ from typing import Callable
 
 from sqlalchemy.exc import StatementError
 
-from ingest.pipeline import Envelope, Outcome, Pipeline
+from ingest.outcome import Outcome
+from ingest.pipeline import Pipeline
 from ingest.spool import Entry, Spool
 
 log = logging.getLogger("ingest.spool")
@@ -110,8 +111,7 @@ class SpoolWorker:
                   path.name, _short(reason), failed, self.spool.new, exc_info=reason)
 
     def _ingest(self, entries: list[Entry], files: list[Path]) -> list[tuple[Entry, Outcome]]:
-        items = [(e.raw, e.source, None if e.rcpt_tos is None else Envelope(e.mail_from, e.rcpt_tos), e.origin)
-                 for e in entries]
+        items = [(e.raw, e.envelope) for e in entries]
         # ingest_many yields after each committed batch; these entries are one batch
         outcomes = list(self.pipeline.ingest_many(items, batch_size=len(items), workers=self.workers))
         self.spool.remove(files)  # after the commit: a crash before this replays them, stored once

@@ -111,7 +111,7 @@ class ParseResult:
     """
 
     kind: str = "unknown"
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[BounceEvent | ComplaintEvent] = field(default_factory=list)  # a bounce's or a complaint's
     report: dict[str, Any] | None = None
     error: str | None = None
     attribution: Attribution = field(default_factory=dict)  # type: ignore[assignment]

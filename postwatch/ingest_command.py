@@ -6,7 +6,9 @@ import json
 import sys
 import time
 
-from ingest.pipeline import Outcome, Pipeline
+from ingest.envelope import Envelope
+from ingest.outcome import Outcome
+from ingest.pipeline import Pipeline
 from ingest.sources import count_inputs, iter_inputs
 from postwatch.commands_common import report_unreadable
 from store.engine import session_factory, upgrade
@@ -65,7 +67,7 @@ def run_ingest(args, config) -> int:
             if item.error is not None:
                 summary.unreadable.append(item.error)
                 continue
-            yield item.raw, args.source, None, item.name
+            yield item.raw, Envelope(args.source, item.name)
 
     bar = None
     if not args.no_progress and sys.stderr.isatty():

@@ -307,10 +307,10 @@ class _Run:
     def _file_bounce(self, raw: bytes, return_path: str) -> None:
         if self.pipeline is None:
             return
-        from ingest.pipeline import Envelope
+        from ingest.envelope import Envelope
 
         try:
-            self.pipeline.ingest(raw, "sender", Envelope("", (return_path,)))
+            self.pipeline.ingest(raw, Envelope("sender", mail_from="", rcpt_tos=(return_path,)))
         except Exception:  # the send log already says `bounced`; the event can be re-filed from it
             log.exception("could not file the SMTP-time rejection for %s as a bounce event", return_path)
 

@@ -8,13 +8,14 @@ import logging
 
 from sqlalchemy import select
 
+from ingest.envelope import Envelope
 from store import models as m
 
 
 def test_the_whole_corpus_ingests(corpus, store, pipeline):
     logging.getLogger("parsedmarc").setLevel(logging.ERROR)
     manifest = json.loads((corpus / "manifest.json").read_text())
-    items = [((corpus / c["file"]).read_bytes(), "file", None, c["file"]) for c in manifest]
+    items = [((corpus / c["file"]).read_bytes(), Envelope("file", c["file"])) for c in manifest]
     outcomes = {o.origin: o for o in pipeline.ingest_many(items, batch_size=100)}
     assert set(outcomes) == {c["file"] for c in manifest}
     problems = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.config import IMAPConfig
+from ingest.envelope import Envelope
 from ingest.spool import Item, Spool
 
 log = logging.getLogger("ingest.collectors.imap")
@@ -254,7 +255,7 @@ class IMAPCollector:
         for u in uids:
             raw = (bodies.get(u) or {}).pop(b"BODY[]", None)  # taken out: the item holds the one copy
             if raw is not None:  # None: expunged meanwhile
-                items.append(Item(raw if isinstance(raw, bytes) else bytes(raw), "imap", f"imap {mb} uid {u}"))
+                items.append(Item(raw if isinstance(raw, bytes) else bytes(raw), Envelope("imap", f"imap {mb} uid {u}")))
                 order.append(u)
         del bodies
         paths = self.spool.put_many(items)

@@ -12,7 +12,7 @@ from analysis.providers import (OTHER, PROVIDERS, ProviderResolver, ProvidersCon
                                 provider_for_host, provider_for_org)
 from ingest.bounce.classify import classify
 from ingest.bounce.rules import load_rules
-from ingest.pipeline import Envelope
+from ingest.envelope import Envelope
 from ingest.providers import providers, renamed
 from store.models import BounceEvent
 from store.rollups import Rollup
@@ -81,7 +81,7 @@ def test_the_rollups_count_every_provider_under_its_own_name(store, dns_server):
 def test_an_aol_bounce_is_stored_as_yahoo_and_counted_under_yahoo(store, pipeline):
     raw = postfix_dsn(recipients=[("gone@aol.com", "5.1.1", "550 5.1.1 <gone@aol.com>: Recipient address rejected: "
                                                             "This user doesn't have a aol.com account")])
-    out = pipeline.ingest(raw, "file", Envelope("", ("bounces@example.com",)), origin="aol.eml")
+    out = pipeline.ingest(raw, Envelope("file", "aol.eml", "", ("bounces@example.com",)))
     assert (out.kind, out.events) == ("bounce", 1)
     with store() as s:
         event = s.scalars(select(BounceEvent)).one()

@@ -350,13 +350,14 @@ def test_the_job_is_registered_and_reads_the_configuration(store, h):
 
 
 def test_from_a_real_dsn_through_the_pipeline_to_the_feed(store, pipeline):
+    from ingest.envelope import Envelope
     from tests.ingest.messages import postfix_dsn
 
     out = pipeline.ingest(postfix_dsn(recipients=(
         ("Gone@Example.net", "5.1.1", "550 5.1.1 <Gone@Example.net>: Recipient address rejected: User unknown"),
         ("full@example.net", "4.2.2", "452 4.2.2 <full@example.net>: Mailbox full"),
         ("blocked@example.net", "5.7.1", "550 5.7.1 Service unavailable; client host blocked using Spamhaus"))),
-        "file")
+        Envelope("file"))
     assert out.status == "parsed"
     result = run(store, RULES, T0 + hours(24 * 400))
     assert result.suppressed == 1 and result.evidence == 1

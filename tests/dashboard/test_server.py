@@ -238,6 +238,7 @@ def test_healthz_reports_each_part(store, database, clock):
 
 
 def _known_content(store) -> None:
+    from ingest.envelope import Envelope
     from ingest.pipeline import Pipeline
     from store.alerts import raise_alert
     from store.checks import JobRun
@@ -247,7 +248,7 @@ def _known_content(store) -> None:
     two = postfix_dsn(recipients=(("a@example.net", "5.1.1", "550 5.1.1 User unknown"),
                                   ("b@example.net", "5.2.2", "552 5.2.2 Mailbox full")))
     for raw in (two, vacation_reply(), b"Subject: hi\n\nnothing to see\n", dmarc_xml()):
-        pipeline.ingest(raw, "file")
+        pipeline.ingest(raw, Envelope("file"))
     with store.begin() as s:
         for job, seconds, error in (("rollups", 2.0, None), ("rollups", 4.0, None), ("alerts", 1.5, "boom")):
             s.add(JobRun(job=job, trigger="scheduler", started_at=NOW - timedelta(minutes=10),

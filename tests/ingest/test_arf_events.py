@@ -12,6 +12,7 @@ import base64
 import email
 
 from ingest.detect import detect_kind
+from ingest.envelope import Envelope
 from ingest.parse import parse_bytes
 
 HEAD = """\
@@ -145,8 +146,8 @@ def test_without_original_rcpt_to_a_delivery_header_of_the_original_names_the_re
 
 def test_the_envelope_of_the_report_is_not_a_recipient():
     raw = report(fields(rcpts=()), to="undisclosed-recipients:;")
-    (ev,) = events_of(raw, envelope={"mail_from": "fbl@feedback.example.org",
-                                     "rcpt_tos": ["abuse-reports@send.example.com"]})
+    (ev,) = events_of(raw, envelope=Envelope("smtp", mail_from="fbl@feedback.example.org",
+                                             rcpt_tos=("abuse-reports@send.example.com",)))
     assert ev["recipient"] is None
 
 

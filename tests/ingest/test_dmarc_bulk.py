@@ -9,6 +9,7 @@ import logging
 import pytest
 from sqlalchemy import func, select, text
 
+from ingest.envelope import Envelope
 from ingest.parse import parse_bytes
 from store import models as m
 from store.timeparse import parse_when
@@ -96,7 +97,7 @@ def inputs(tmp_path) -> list[bytes]:
 
 def test_bulk_records_equal_what_orm_objects_stored(tmp_path, store, pipeline):
     raws = inputs(tmp_path)
-    outs = list(pipeline.ingest_many([(raw, "file", None, f"r{i}") for i, raw in enumerate(raws)]))
+    outs = list(pipeline.ingest_many([(raw, Envelope("file", f"r{i}")) for i, raw in enumerate(raws)]))
     assert all(o.kind == "dmarc_aggregate" and o.status == "parsed" for o in outs), [o.error for o in outs]
     with store.begin() as session:  # the same reports again, the way they were written before
         for out, raw in zip(outs, raws):
@@ -124,10 +125,10 @@ def test_a_batch_with_copies_and_a_broken_report(store, pipeline):
     good = feedback(TWO).replace("r-1", "good-1").encode()
     other = feedback(TWO).replace("r-1", "good-2").encode()
     broken = (SAMPLES / "broken/aggregate-not-wellformed.xml").read_bytes()
-    items = [(good, "file", None, "a"), (gzip.compress(good), "file", None, "b"), (broken, "file", None, "c"),
-             (other, "file", None, "d")]
+    items = [(good, Envelope("file", "a")), (gzip.compress(good), Envelope("file", "b")), (broken, Envelope("file", "c")),
+             (other, Envelope("file", "d"))]
     outs = {o.origin: o for o in pipeline.ingest_many(items)}
-    again = pipeline.ingest(gzip.compress(other, mtime=1), "file", origin="e")
+    again = pipeline.ingest(gzip.compress(other, mtime=1), Envelope("file", "e"))
     first, copy = sorted((outs["a"], outs["b"]), key=lambda o: o.status != "parsed")
     assert (first.status, copy.status, outs["d"].status) == ("parsed", "ignored", "parsed")
     assert f"from message {first.message_id}" in copy.error
@@ -162,7 +163,7 @@ def test_large_report_files_are_parsed_by_the_workers_a_few_at_a_time(tmp_path, 
     monkeypatch.setattr(pipeline_module, "parse_bytes", parse_and_tell)
     monkeypatch.setattr(pipeline_module, "PARALLEL_MIN_BYTES", sum(p.stat().st_size for p in paths) - 1)
     monkeypatch.setattr(pipeline_module, "CHUNK_BYTES", 1)
-    items = [(p.read_bytes(), "file", None, p.name) for p in paths]
+    items = [(p.read_bytes(), Envelope("file", p.name)) for p in paths]
     outs = list(pipeline_module.Pipeline(store).ingest_many(items, workers=2))
     assert [o.origin for o in outs] == [p.name for p in paths]
     assert all(o.status == "parsed" and o.events == 1 for o in outs)

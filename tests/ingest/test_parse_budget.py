@@ -18,7 +18,8 @@ from bench.long_lines import qmail
 from ingest import budget
 from ingest.config import IngestConfig
 from ingest.parse import parse_bytes, prepare
-from ingest.pipeline import PARALLEL_MIN, Envelope, Pipeline
+from ingest.envelope import Envelope
+from ingest.pipeline import PARALLEL_MIN, Pipeline
 from postwatch import cli
 from tests.ingest.messages import postfix_dsn
 
@@ -106,8 +107,8 @@ def test_an_inner_call_runs_within_the_outer_budget_and_a_thread_without_one():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_pipeline_quarantines_the_slow_message_and_stores_the_others(store, workers):
     pipeline = Pipeline(store, IngestConfig(parse_timeout=BUDGET))
-    items = [(bounce(i), "file", Envelope("", ("bounces@example.com",)), f"{i}.eml") for i in range(PARALLEL_MIN + 6)]
-    items.insert(3, (slow_bounce(), "file", None, "slow.eml"))
+    items = [(bounce(i), Envelope("file", f"{i}.eml", "", ("bounces@example.com",))) for i in range(PARALLEL_MIN + 6)]
+    items.insert(3, (slow_bounce(), Envelope("file", "slow.eml")))
     outcomes = list(pipeline.ingest_many(items, workers=workers))
     slow = [o for o in outcomes if o.origin == "slow.eml"]
     assert [(o.status, o.error.startswith(REASON)) for o in slow] == [("quarantined", True)]

@@ -3,7 +3,8 @@ import zlib
 from sqlalchemy import func, select
 
 from ingest.config import IngestConfig
-from ingest.pipeline import Envelope, Pipeline
+from ingest.envelope import Envelope
+from ingest.pipeline import Pipeline
 from store import models as m
 from tests.ingest.messages import dmarc_xml, gz, postfix_dsn, tls_json, vacation_reply
 
@@ -17,7 +18,7 @@ def test_a_bounce_becomes_one_message_and_its_events(store, pipeline):
     raw = postfix_dsn(recipients=[
         ("gone@example.net", "5.1.1", "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown"),
         ("full@example.org", "4.2.2", "452 4.2.2 Mailbox full")])
-    out = pipeline.ingest(raw, "file", Envelope("", ("bounces@example.com",)), origin="t.eml")
+    out = pipeline.ingest(raw, Envelope("file", "t.eml", "", ("bounces@example.com",)))
     assert (out.kind, out.status, out.events, out.duplicate) == ("bounce", "parsed", 2, False)
     with store() as s:
         msg = s.get(m.InboundMessage, out.message_id)
@@ -40,7 +41,7 @@ def test_a_verdict_the_codes_disagree_with_is_stored_soft_with_its_conflict(stor
         ("gone@example.net", "5.1.1", "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown"),
         ("later@example.org", "4.1.1", "450 4.1.1 <later@example.org>: Recipient address rejected: User unknown "
                                        "in virtual mailbox table")])
-    pipeline.ingest(raw, "file", Envelope("", ("bounces@example.com",)))
+    pipeline.ingest(raw, Envelope("file", mail_from="", rcpt_tos=("bounces@example.com",)))
     with store() as s:
         rows = s.execute(select(m.BounceEvent.recipient, m.BounceEvent.reason, m.BounceEvent.hard,
                                 m.BounceEvent.conflict).order_by(m.BounceEvent.recipient)).all()
@@ -52,25 +53,25 @@ def test_a_verdict_the_codes_disagree_with_is_stored_soft_with_its_conflict(stor
 
 def test_the_same_bytes_twice_store_one_message_and_one_set_of_events(store, pipeline):
     raw = postfix_dsn()
-    first = pipeline.ingest(raw, "smtp")
-    again = pipeline.ingest(raw, "imap")
+    first = pipeline.ingest(raw, Envelope("smtp"))
+    again = pipeline.ingest(raw, Envelope("imap"))
     assert again.duplicate and again.message_id == first.message_id
     assert count(store, m.InboundMessage) == 1 and count(store, m.BounceEvent) == 1
 
 
 def test_duplicates_inside_one_batch_are_stored_once(store, pipeline):
     raw = postfix_dsn()
-    outs = list(pipeline.ingest_many([(raw, "file", None, "a"), (raw, "file", None, "b"),
-                                      (vacation_reply(), "file", None, "c")], batch_size=10))
+    outs = list(pipeline.ingest_many([(raw, Envelope("file", "a")), (raw, Envelope("file", "b")),
+                                      (vacation_reply(), Envelope("file", "c"))], batch_size=10))
     assert [o.duplicate for o in outs] == [False, True, False]
     assert outs[0].message_id == outs[1].message_id
     assert count(store, m.InboundMessage) == 2 and count(store, m.BounceEvent) == 1
 
 
 def test_line_endings_do_not_change_the_events(store, pipeline):
-    lf = pipeline.ingest(postfix_dsn(newline="\n"), "file")
-    crlf = pipeline.ingest(postfix_dsn(newline="\r\n"), "file")
-    cr = pipeline.ingest(postfix_dsn(newline="\r"), "file")
+    lf = pipeline.ingest(postfix_dsn(newline="\n"), Envelope("file"))
+    crlf = pipeline.ingest(postfix_dsn(newline="\r\n"), Envelope("file"))
+    cr = pipeline.ingest(postfix_dsn(newline="\r"), Envelope("file"))
     assert len({lf.message_id, crlf.message_id, cr.message_id}) == 3
     with store() as s:
         rows = s.execute(select(m.BounceEvent.message_id, m.BounceEvent.recipient, m.BounceEvent.status,
@@ -79,14 +80,14 @@ def test_line_endings_do_not_change_the_events(store, pipeline):
 
 
 def test_vacation_reply_is_ignored_not_counted(store, pipeline):
-    out = pipeline.ingest(vacation_reply(), "file")
+    out = pipeline.ingest(vacation_reply(), Envelope("file"))
     assert (out.kind, out.status, out.events) == ("auto_reply", "ignored", 0)
     assert count(store, m.BounceEvent) == 0
 
 
 def test_not_a_report_is_quarantined_with_its_reason_and_kept(store, pipeline):
     raw = b"From: a@example.com\nTo: b@example.com\nSubject: hello\n\njust a note\n"
-    out = pipeline.ingest(raw, "file")
+    out = pipeline.ingest(raw, Envelope("file"))
     assert out.status == "quarantined" and out.kind == "unknown" and "not a feedback message" in out.error
     with store() as s:
         q = s.scalars(select(m.Quarantine)).one()
@@ -96,8 +97,8 @@ def test_not_a_report_is_quarantined_with_its_reason_and_kept(store, pipeline):
 
 def test_oversized_and_empty_inputs_are_quarantined(store):
     pipeline = Pipeline(store, IngestConfig(max_message_bytes=1000))
-    big = pipeline.ingest(b"Subject: x\n\n" + b"a" * 5000, "file")
-    empty = pipeline.ingest(b"   \n", "file")
+    big = pipeline.ingest(b"Subject: x\n\n" + b"a" * 5000, Envelope("file"))
+    empty = pipeline.ingest(b"   \n", Envelope("file"))
     assert big.status == "quarantined" and "ingest.max_message_bytes" in big.error
     assert empty.status == "quarantined" and empty.error == "empty input"
     assert count(store, m.Quarantine) == 2
@@ -105,8 +106,8 @@ def test_oversized_and_empty_inputs_are_quarantined(store):
 
 def test_dmarc_aggregate_is_stored_with_records_and_a_resent_copy_only_once(store, pipeline):
     xml = dmarc_xml(rows=[("192.0.2.10", 12, "pass", "pass"), ("198.51.100.7", 3, "fail", "fail")])
-    first = pipeline.ingest(xml, "file")
-    resent = pipeline.ingest(gz(xml), "file")  # other bytes, same report
+    first = pipeline.ingest(xml, Envelope("file"))
+    resent = pipeline.ingest(gz(xml), Envelope("file"))  # other bytes, same report
     assert (first.kind, first.status, first.events) == ("dmarc_aggregate", "parsed", 1)
     assert resent.status == "ignored" and "duplicate DMARC aggregate report" in resent.error
     with store() as s:
@@ -118,9 +119,9 @@ def test_dmarc_aggregate_is_stored_with_records_and_a_resent_copy_only_once(stor
 
 
 def test_tls_report_is_stored_with_policies_and_failures(store, pipeline):
-    out = pipeline.ingest(gz(tls_json()), "file")
+    out = pipeline.ingest(gz(tls_json()), Envelope("file"))
     assert (out.kind, out.status) == ("smtp_tls", "parsed")
-    again = pipeline.ingest(tls_json(), "file")
+    again = pipeline.ingest(tls_json(), Envelope("file"))
     assert again.status == "ignored"
     with store() as s:
         rep = s.scalars(select(m.TlsReport)).one()
@@ -133,7 +134,7 @@ def test_tls_report_is_stored_with_policies_and_failures(store, pipeline):
 def test_parallel_ingest_stores_everything_once_in_input_order(store, pipeline):
     """Worker processes parse while the main process writes; nothing is lost or doubled."""
     copies = [postfix_dsn(message_id=f"<m{i}@send.example.com>") for i in range(150)]
-    items = [(raw, "file", None, f"m{i}") for i, raw in enumerate(copies + copies[:20])]
+    items = [(raw, Envelope("file", f"m{i}")) for i, raw in enumerate(copies + copies[:20])]
     outs = list(pipeline.ingest_many(items, batch_size=40, workers=2))
     assert [o.origin for o in outs] == [f"m{i}" for i in range(170)]
     assert sum(o.duplicate for o in outs) == 20
@@ -143,8 +144,8 @@ def test_parallel_ingest_stores_everything_once_in_input_order(store, pipeline):
 
 def test_reprocess_releases_what_now_parses_and_keeps_the_rest(store):
     strict = Pipeline(store, IngestConfig(max_message_bytes=500))
-    bounce = strict.ingest(postfix_dsn(), "file")
-    junk = strict.ingest(b"Subject: hello\n\nnot feedback\n", "file")
+    bounce = strict.ingest(postfix_dsn(), Envelope("file"))
+    junk = strict.ingest(b"Subject: hello\n\nnot feedback\n", Envelope("file"))
     assert bounce.status == "quarantined" and count(store, m.BounceEvent) == 0
     outs = {o.message_id: o for o in Pipeline(store).reprocess_quarantined()}
     assert outs[bounce.message_id].status == "parsed" and outs[bounce.message_id].events == 1

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ingest.attribution import OwnIps, received_ips, sending_ip
 from ingest.config import DomainsConfig, IngestConfig
+from ingest.envelope import Envelope
 from ingest.message import load_message
 from ingest.pipeline import Pipeline
 from store.models import BounceEvent, ComplaintEvent
@@ -124,7 +125,7 @@ def test_stored_bounces_carry_the_ip_and_its_source(store):
                         return_path=encode_token(send_id, "k" * 32, "send.example.com")),
     }
     for by, raw in cases.items():
-        pipe.ingest(raw, "test")
+        pipe.ingest(raw, Envelope("test"))
     with store() as s:
         got = {r.attributed_by: r.sending_ip for r in s.scalars(select(BounceEvent))}
     assert got == {"received": "192.0.2.10", "diagnostic": "198.51.100.7", "reporting_mta": "192.0.2.10",
@@ -164,7 +165,7 @@ Message-ID: <n2@send.example.com>
 Hi
 --A--
 """
-    Pipeline(store, IngestConfig(), domains=OURS).ingest(arf, "test")
+    Pipeline(store, IngestConfig(), domains=OURS).ingest(arf, Envelope("test"))
     with store() as s:
         row = s.scalars(select(ComplaintEvent)).one()
     assert (row.sending_ip, row.attributed_by) == ("198.51.100.3", "source_ip")

@@ -3,6 +3,7 @@ import pytest
 from ingest import verp
 from ingest.parse import parse_bytes
 from ingest.config import IngestConfig
+from ingest.envelope import Envelope
 from tests.ingest.messages import postfix_dsn
 
 KEY = "test-key-1"
@@ -44,14 +45,14 @@ def test_other_addresses_are_not_ours(address):
 def test_a_bounce_is_attributed_by_its_envelope_token():
     rcpt = verp.encode_token(777, KEY, "send.example.com")
     result = parse_bytes(postfix_dsn(), IngestConfig(verp_secret=KEY),
-                         {"mail_from": "", "rcpt_tos": [rcpt]})
+                         Envelope("smtp", mail_from="", rcpt_tos=(rcpt,)))
     assert result.attribution["send_id"] == 777 and result.attribution["verp_token"]
 
 
 def test_a_tampered_token_leaves_the_event_unattributed_but_stored():
     rcpt = verp.encode_token(777, KEY, "send.example.com").replace("+t-", "+t-a")
     result = parse_bytes(postfix_dsn(), IngestConfig(verp_secret=KEY),
-                         {"mail_from": "", "rcpt_tos": [rcpt]})
+                         Envelope("smtp", mail_from="", rcpt_tos=(rcpt,)))
     assert result.events and result.error is None
     assert "send_id" not in result.attribution and result.attribution["verp_token"]
 
@@ -68,14 +69,14 @@ def test_a_bounce_naming_nobody_takes_its_recipient_from_classic_verp():
 def test_token_attribution_reaches_the_stored_event(store):
     from sqlalchemy import select
 
-    from ingest.pipeline import Envelope, Pipeline
+    from ingest.pipeline import Pipeline
     from store import models as m
 
     pipeline = Pipeline(store, IngestConfig(verp_secret=KEY))
     good = verp.encode_token(9001, KEY, "send.example.com")
     bad = good.replace("+t-", "+t-b")
-    pipeline.ingest(postfix_dsn(message_id="<a@x>"), "smtp", Envelope("", (good,)))
-    pipeline.ingest(postfix_dsn(message_id="<b@x>"), "smtp", Envelope("", (bad,)))
+    pipeline.ingest(postfix_dsn(message_id="<a@x>"), Envelope("smtp", mail_from="", rcpt_tos=(good,)))
+    pipeline.ingest(postfix_dsn(message_id="<b@x>"), Envelope("smtp", mail_from="", rcpt_tos=(bad,)))
     with store() as s:
         rows = {e.orig_message_id: e for e in s.scalars(select(m.BounceEvent))}
     assert rows["<a@x>"].send_id == 9001 and rows["<a@x>"].verp_token

@@ -4,7 +4,7 @@ every retry. It is stored as U+FFFD there, by the COPY of store.bulk and on ever
 statement; SQLite keeps it as it is."""
 from sqlalchemy import text
 
-from ingest.pipeline import Envelope
+from ingest.envelope import Envelope
 from store.engine import NUL_STANDIN, get_engine
 from tests.ingest.messages import postfix_dsn
 
@@ -12,8 +12,8 @@ from tests.ingest.messages import postfix_dsn
 def test_nul_in_message_text_is_stored_on_both_back_ends(pipeline, store, database):
     dsn = postfix_dsn().replace(b"User unknown", b"User\x00unknown").replace(b"gone@example.net", b"go\x00ne@example.net")
     junk = b"Subject: nothing\x00 here\n\nnot feedback\x00\n"
-    outcomes = list(pipeline.ingest_many([(dsn, "smtp", Envelope("", ("bounces@example.com",)), "smtp helo=a\x00b"),
-                                          (junk, "file", None, "junk\x00.eml")]))
+    outcomes = list(pipeline.ingest_many([(dsn, Envelope("smtp", "smtp helo=a\x00b", "", ("bounces@example.com",))),
+                                          (junk, Envelope("file", "junk\x00.eml"))]))
     assert [(o.kind, o.status) for o in outcomes] == [("bounce", "parsed"), ("unknown", "quarantined")]
     nul = NUL_STANDIN if get_engine(database).dialect.name == "postgresql" else "\x00"
     with store() as s:

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from ingest.pipeline import Envelope, Pipeline
+from ingest.envelope import Envelope
+from ingest.pipeline import Pipeline
 from store import models as m
 from store.config import DatabaseConfig
 from store.engine import forget_engine, make_engine, session_factory
@@ -191,7 +192,7 @@ def test_four_collectors_store_each_message_once(tmp_path, store, database, post
     ref_url = postgres_server.url_of(ref)
     try:
         pipeline = Pipeline(session_factory(DatabaseConfig(url=ref_url)))
-        list(pipeline.ingest_many([(raw, "smtp", Envelope("", (rcpt,)), None)
+        list(pipeline.ingest_many([(raw, Envelope("smtp", None, "", (rcpt,)))
                                    for raw, rcpt, _damaged in distinct + shared],
                                   workers=1))
         expected = facts(ref_url)
@@ -217,7 +218,7 @@ def test_a_copy_another_writer_stored_meanwhile_is_a_duplicate_not_a_failure(pip
     rest of the batch is stored in the same transaction."""
     raw = postfix_dsn(message_id="<race-1@send.example.com>")
     other = postfix_dsn(message_id="<race-2@send.example.com>")
-    first = pipeline.ingest(raw, "smtp")
+    first = pipeline.ingest(raw, Envelope("smtp"))
     real = Pipeline._stored
     looks: list[int] = []
 
@@ -226,8 +227,8 @@ def test_a_copy_another_writer_stored_meanwhile_is_a_duplicate_not_a_failure(pip
         return {} if len(looks) == 1 else real(self, session, shas)
 
     monkeypatch.setattr(Pipeline, "_stored", stale_first_look)
-    outs = list(pipeline.ingest_many([(raw, "smtp", None, None), (other, "smtp", None, None),
-                                      (raw, "smtp", None, None)], workers=1))
+    outs = list(pipeline.ingest_many([(raw, Envelope("smtp")), (other, Envelope("smtp")),
+                                      (raw, Envelope("smtp"))], workers=1))
     assert [o.duplicate for o in outs] == [True, False, True]
     assert outs[0].message_id == outs[2].message_id == first.message_id
     assert outs[0].events == 0 and outs[1].events == 1
@@ -259,7 +260,7 @@ def test_two_writers_storing_the_same_messages_in_opposite_orders_do_not_deadloc
     from ingest.pipeline import _prepare
 
     config = Pipeline(store).config
-    pending = [_prepare((postfix_dsn(message_id=f"<order-{i}@send.example.com>"), "smtp", None, None), config)
+    pending = [_prepare((postfix_dsn(message_id=f"<order-{i}@send.example.com>"), Envelope("smtp")), config)
                for i in range(1500)]
     ctx = multiprocessing.get_context("fork")
     ready, results = ctx.Barrier(2), ctx.Queue()

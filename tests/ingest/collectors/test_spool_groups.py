@@ -5,14 +5,16 @@ import asyncio
 
 from sqlalchemy import text
 
+from ingest.envelope import Envelope
 from ingest.spool import GroupCommitter, Item, Spool
 from ingest.spool_worker import SpoolWorker
 from tests.ingest.collectors.test_smtp_crash import message
 
 
 def items(n: int, first: int = 0) -> list[Item]:
-    return [Item(message(i), "smtp", f"smtp 192.0.2.{i} helo=mx{i}", "" if i % 2 else f"s{i}@example.net",
-                 (f"bounces+u{i}=example.net@send.example.com",)) for i in range(first, first + n)]
+    return [Item(message(i), Envelope("smtp", f"smtp 192.0.2.{i} helo=mx{i}", "" if i % 2 else f"s{i}@example.net",
+                                      (f"bounces+u{i}=example.net@send.example.com",)))
+            for i in range(first, first + n)]
 
 
 def test_a_group_file_reads_back_as_its_messages_in_order(tmp_path):
@@ -21,9 +23,9 @@ def test_a_group_file_reads_back_as_its_messages_in_order(tmp_path):
     assert spool.pending() == [path] and not any(spool.tmp.iterdir())
     entries = spool.read_all(path)
     assert [e.raw for e in entries] == [message(i) for i in range(3)]
-    assert [e.mail_from for e in entries] == ["s0@example.net", "", "s2@example.net"]
-    assert entries[1].rcpt_tos == ("bounces+u1=example.net@send.example.com",)
-    assert entries[2].origin == "smtp 192.0.2.2 helo=mx2"
+    assert [e.envelope.mail_from for e in entries] == ["s0@example.net", "", "s2@example.net"]
+    assert entries[1].envelope.rcpt_tos == ("bounces+u1=example.net@send.example.com",)
+    assert entries[2].envelope.origin == "smtp 192.0.2.2 helo=mx2"
     assert spool.count() == 1 and spool.count_messages() == 3
 
 
@@ -32,7 +34,7 @@ def test_one_message_files_and_hand_dropped_files_still_read(tmp_path):
     [single] = spool.put_many(items(1))
     (spool.new / "0-by-hand.msg").write_bytes(b"Subject: dropped in\r\n\r\nhi\r\n")
     assert spool.read(single).raw == message(0)
-    assert spool.read(spool.new / "0-by-hand.msg").source == "spool"
+    assert spool.read(spool.new / "0-by-hand.msg").envelope == Envelope("spool")
     assert spool.count_messages() == 2
 
 

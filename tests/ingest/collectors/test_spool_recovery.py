@@ -145,12 +145,13 @@ def test_a_message_the_store_refuses_is_set_aside_and_holds_back_no_other(tmp_pa
     file by file, a group file message by message; what is still refused goes to failed/."""
     from sqlalchemy import text
 
+    from ingest.envelope import Envelope
     from ingest.spool import Item
     from ingest.spool_worker import SpoolWorker
     from tests.ingest.collectors.test_smtp_crash import message
 
     def item(i: int, helo: str = "mx.example.net") -> Item:
-        return Item(message(i), "smtp", f"smtp 192.0.2.1 helo={helo}", "", ("bounces@example.com",))
+        return Item(message(i), Envelope("smtp", f"smtp 192.0.2.1 helo={helo}", "", ("bounces@example.com",)))
 
     spool = Spool(tmp_path / "spool")
     try:
