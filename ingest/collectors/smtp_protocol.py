@@ -33,7 +33,7 @@ class Internal(NamedTuple):
 
     owner: str  # a module ("aiosmtpd.smtp"), a class ("SMTP"), or a class's instances ("SMTP()")
     name: str
-    kind: str  # "value", "class", "function", "method", "coroutine" or "attribute"
+    kind: str  # "value", "int", "strings", "class", "function", "method", "coroutine" or "attribute"
     params: tuple[str, ...] = ()  # the leading parameters a call passes (after self), in order
 
 
@@ -45,8 +45,8 @@ class Internal(NamedTuple):
 # when this module uses a private name of theirs that is not listed here.
 AIOSMTPD_INTERNALS: tuple[Internal, ...] = (
     # names imported from aiosmtpd.smtp
-    Internal("aiosmtpd.smtp", "ALLOWED_BEFORE_STARTTLS", "value"),
-    Internal("aiosmtpd.smtp", "BOGUS_LIMIT", "value"),
+    Internal("aiosmtpd.smtp", "ALLOWED_BEFORE_STARTTLS", "strings"),
+    Internal("aiosmtpd.smtp", "BOGUS_LIMIT", "int"),
     Internal("aiosmtpd.smtp", "MISSING", "value"),
     Internal("aiosmtpd.smtp", "SMTP", "class"),
     Internal("aiosmtpd.smtp", "TLSSetupException", "class"),
@@ -93,10 +93,12 @@ AIOSMTPD_INTERNALS: tuple[Internal, ...] = (
     Internal("asyncio.StreamReader()", "_limit", "attribute"),
 )
 
-# Attributes SMTP.__init__ sets that CollectorSMTP.__init__ leaves out: only aiosmtpd's
-# _handle_client and smtp_EHLO read them, and CollectorSMTP replaces both.
-AIOSMTPD_INIT_SKIPPED = ("command_size_limits", "_ehlo_hook_ver", "_enforce_call_limit",
-                         "_call_limit_base", "_call_limit_default")
+# Attributes SMTP.__init__ sets that CollectorSMTP.__init__ leaves out: aiosmtpd's
+# _handle_client and smtp_EHLO read the first four, and CollectorSMTP replaces both; asyncio's
+# StreamReaderProtocol sets the last two for the StreamReader it is given (here: none; the
+# reader is made by _streams, when needed, and kept in _reader).
+AIOSMTPD_INIT_SKIPPED = ("_ehlo_hook_ver", "_enforce_call_limit", "_call_limit_base", "_call_limit_default",
+                         "_source_traceback", "_strong_reader")
 
 # Commands a client may repeat in one session before it is told goodbye (floods).
 CALL_LIMITS = {"NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10, "EHLO": 20, "HELO": 20,
