@@ -9,7 +9,7 @@ import re
 import sys
 
 from postwatch import __version__
-from postwatch.config import ConfigError, load
+from postwatch.config import ConfigError, load, secrets_mode_for
 
 log = logging.getLogger("postwatch")
 
@@ -107,7 +107,8 @@ def _add_collect(sub) -> None:
 COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.commands_suppression",
                                     "postwatch.commands_ops", "postwatch.commands_web",
                                     "postwatch.commands_sender", "postwatch.commands_serve",
-                                    "postwatch.commands_demo", "postwatch.commands_reports")
+                                    "postwatch.commands_demo", "postwatch.commands_reports",
+                                    "postwatch.commands_doctor")
 
 
 def build_parser(only_parse: bool = False) -> argparse.ArgumentParser:
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.bounce.rules import RulesError
 
     try:
-        config = load(args.config)
+        config = load(args.config, secrets_mode=secrets_mode_for(args))
         return int(args.func(args, config) or 0)
     except (ConfigError, RulesError) as exc:
         print(f"postwatch: {exc}", file=sys.stderr)

@@ -51,9 +51,20 @@ def keygen(bits: int = 2048) -> tuple[bytes, str]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption())
+    return pem, public_key(pem)
+
+
+def public_key(pem: bytes) -> str:
+    """The base64 public key (the p= tag) of a PEM private key; a DkimError when it is not one."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise DkimError(f"not a PEM private key without a passphrase ({exc})") from None
     der = private.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, base64.b64encode(der).decode()
+    return base64.b64encode(der).decode()
 
 
 def txt_record(public_b64: str) -> str:

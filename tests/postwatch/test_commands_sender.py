@@ -38,11 +38,15 @@ def test_the_example_campaign_sends_then_a_rerun_sends_nothing(tmp_path, sink):
     assert len(sink.received) == 4
 
 
-def test_send_refuses_to_start_without_its_secrets(tmp_path):
+def test_send_refuses_to_start_when_its_generated_secrets_cannot_be_read(tmp_path):
+    # with no secret configured, send generates them into var/secrets.toml (tests/postwatch/test_first_run.py)
     (tmp_path / "r.csv").write_text("email\na@example.org\n")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secrets.toml").write_text("[ingest\n")
     out = run(["send", "--template", str(EXAMPLE / "template"), "--recipients", "r.csv", "--campaign", "x"],
               cwd=tmp_path, check=False)
-    assert out.returncode == 2 and "ingest.verp_secret is empty" in out.stderr
+    assert out.returncode == 2 and "var/secrets.toml is not valid TOML" in out.stderr
+    assert (tmp_path / "var" / "secrets.toml").read_text() == "[ingest\n"
 
 
 def test_dkim_keygen_writes_a_private_key_and_prints_the_record(tmp_path):
