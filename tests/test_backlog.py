@@ -21,6 +21,7 @@ def backlog(tmp_path_factory, database_factory):
     from analysis.rollups import resolver_from
     from analysis.scheduler import run_all
     from analysis.volume import import_csv
+    from ingest.envelope import Envelope
     from ingest.pipeline import Pipeline
     from postwatch.config import load
     from store.engine import session_factory, upgrade
@@ -35,7 +36,7 @@ def backlog(tmp_path_factory, database_factory):
     scenario = Scenario(start, DAYS + 1, seed=5)
     days = [scenario.plan_day(start + timedelta(days=i), now) for i in range(DAYS + 1)]
     pipeline = Pipeline(sessions, config.ingest, clock=lambda: now, domains=demo_domains(config))
-    items = [(raw, "imap", None, None) for d in days for _, raw in d.messages]
+    items = [(raw, Envelope("imap")) for d in days for _, raw in d.messages]
     outcomes = list(pipeline.ingest_many(items, workers=1))
     providers = resolver_from(config)
     with sessions.begin() as s:

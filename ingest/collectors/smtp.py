@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ingest.collectors.limits import ClientLimits
 from ingest.config import SMTPConfig
+from ingest.envelope import Envelope
 from ingest.spool import GroupCommitter, Item, SpoolError
 from store.addresses import split_address
 from store.netloc import HostPortError, parse_hostport
@@ -136,8 +137,9 @@ class FeedbackHandler:
     async def handle_DATA(self, server, session, envelope):
         ip = peer_ip(session)
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
-        item = Item(envelope.original_content or b"", "smtp", f"smtp {ip} helo={session.host_name}",
-                    mail_from, tuple(envelope.rcpt_tos))
+        item = Item(envelope.original_content or b"", Envelope(
+            "smtp", f"smtp {ip} helo={session.host_name}", mail_from, tuple(envelope.rcpt_tos),
+            client_address=ip, helo=session.host_name))
         try:
             path = await self.committer.submit(item)
         except SpoolError as exc:

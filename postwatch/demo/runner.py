@@ -33,6 +33,7 @@ from analysis.rollups import resolver_from
 from analysis.scheduler import run_all, run_job
 from analysis.volume import import_csv
 from ingest.config import DomainsConfig
+from ingest.envelope import Envelope
 from ingest.pipeline import Pipeline
 from store.clock import Clock, utcnow
 
@@ -118,7 +119,7 @@ def run_demo(sessions: sessionmaker[Session], settings: Any, *, days: int = 90, 
             continue
         current[0] = min(plan.messages[-1][0], now)  # when the day's last message came in
         new = 0
-        for out in pipeline.ingest_many([(raw, SOURCE, None, None) for _, raw in plan.messages], workers=1):
+        for out in pipeline.ingest_many([(raw, Envelope(SOURCE)) for _, raw in plan.messages], workers=1):
             if out.duplicate:
                 result.duplicates += 1
                 continue

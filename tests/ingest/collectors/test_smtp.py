@@ -108,9 +108,11 @@ def test_an_accepted_message_is_in_the_spool_with_its_envelope_when_250_is_answe
     [path] = server.spool.pending()
     entry = server.spool.read(path)
     assert entry.raw == raw
-    assert entry.source == "smtp" and entry.mail_from == ""
-    assert entry.rcpt_tos == ("bounces+gone=example.net@send.example.com",)
-    assert "127.0.0.1" in entry.origin and "mta.example.net" in entry.origin
+    env = entry.envelope
+    assert env.source == "smtp" and env.mail_from == ""
+    assert env.rcpt_tos == ("bounces+gone=example.net@send.example.com",)
+    assert "127.0.0.1" in env.origin and "mta.example.net" in env.origin
+    assert env.client_address == "127.0.0.1" and env.helo == "mta.example.net"
 
 
 def test_dot_stuffing_is_undone_and_an_empty_message_is_kept(server):
