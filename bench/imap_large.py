@@ -60,7 +60,7 @@ def main() -> int:
             worker = SpoolWorker(spool, Pipeline(session_factory(db)), batch_size=500)
             collector = IMAPCollector(parse_mailbox(dovecot.url(tls=True)),
                                       IMAPConfig(ca_file=str(dovecot.cert), batch_size=500, timeout_seconds=600),
-                                      spool, worker.store_statuses, StateFile(work / "state.json"), 1 << 24)
+                                      spool, worker.store_files, StateFile(work / "state.json"), 1 << 24)
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.monotonic()
             collector.run(once=True)

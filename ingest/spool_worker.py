@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from sqlalchemy.exc import StatementError
 
@@ -27,6 +27,13 @@ log = logging.getLogger("ingest.spool")
 # Bytes of messages read into one transaction at most: a spool of large messages is stored
 # a few at a time, not `batch_size` of them at once.
 BATCH_BYTES = 64 << 20
+
+
+class Stored(NamedTuple):
+    """What became of one spool file handed to `SpoolWorker.store_files`."""
+
+    status: str  # parsed | ignored | quarantined (a file set aside in failed/ counts as quarantined)
+    duplicate: bool  # the same bytes were stored before: nothing new was written
 
 
 class SpoolWorker:
@@ -124,11 +131,12 @@ class SpoolWorker:
             results.append((entry, out))
         return results
 
-    def store_statuses(self, paths: list[Path]) -> list[str]:
-        """Ingest these one-message files; each one's status (`parsed`, `ignored`, `quarantined`), in order.
-        A file another worker took first counts as `parsed` (it is stored either way)."""
-        done = {entry.path: out.status for entry, out in self.drain_paths(paths)}
-        return ["quarantined" if p in self.set_aside else done.get(p, "parsed") for p in paths]
+    def store_files(self, paths: list[Path]) -> list[Stored]:
+        """Ingest these one-message files; what became of each, in order. A file another
+        worker took first counts as `parsed` (it is stored either way)."""
+        done = {entry.path: Stored(out.status, out.duplicate) for entry, out in self.drain_paths(paths)}
+        return [Stored("quarantined", False) if p in self.set_aside else done.get(p, Stored("parsed", False))
+                for p in paths]
 
     def drain(self, pause: Callable[[], bool] | None = None) -> int:
         """Everything waiting now (or until `pause()` says so); returns how many messages

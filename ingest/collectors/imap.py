@@ -25,11 +25,12 @@ from typing import Callable
 from ingest.config import IMAPConfig
 from ingest.envelope import Envelope
 from ingest.spool import Item, Spool
+from ingest.spool_worker import Stored
 
 log = logging.getLogger("ingest.collectors.imap")
 
-# A batch of spool paths -> for each, "parsed", "ignored" or "quarantined"
-StoreBatch = Callable[[list[Path]], list[str]]
+# A batch of spool paths -> what became of each (SpoolWorker.store_files)
+StoreBatch = Callable[[list[Path]], list[Stored]]
 SEARCH_WINDOW = 5000  # UIDs searched at a time: memory stays flat on a huge mailbox
 # Bodies fetched at a time, in bytes (a larger message comes alone): a batch of large
 # messages (the bounces of one big mailing, each returning it whole) is held a few at a time,
@@ -129,6 +130,7 @@ class IMAPCollector:
         self.max_bytes = max_message_bytes
         self.stop = stop or threading.Event()
         self.fetched = 0
+        self.duplicates = 0  # fetched messages whose bytes were stored before (a restart, a copy)
         self.moved = {"processed": 0, "quarantine": 0}
 
     # -- connection --------------------------------------------------------------------------
@@ -212,6 +214,7 @@ class IMAPCollector:
                         "(messages stored before are recognised and stored once)", mb, known, validity)
             last = 0
         total = 0
+        fetched, duplicates, moved = self.fetched, self.duplicates, dict(self.moved)
         lo = last + 1
         while not self.stop.is_set() and not (uidnext and lo >= uidnext):
             hi = lo + SEARCH_WINDOW - 1
@@ -227,8 +230,10 @@ class IMAPCollector:
                 break
             lo = hi + 1
         if total:
-            log.info("imap %s: %d message(s) stored; %d moved to %s, %d to %s", mb, total,
-                     self.moved["processed"], self.config.processed_folder, self.moved["quarantine"],
+            read, again = self.fetched - fetched, self.duplicates - duplicates
+            log.info("imap %s: %d message(s) read: %d new, %d already stored; %d moved to %s, %d to %s",
+                     mb, read, read - again, again, self.moved["processed"] - moved["processed"],
+                     self.config.processed_folder, self.moved["quarantine"] - moved["quarantine"],
                      self.config.quarantine_folder)
         self.state.set(mb.key, validity, last)
         return total
@@ -260,9 +265,10 @@ class IMAPCollector:
         del bodies
         paths = self.spool.put_many(items)
         del items  # on disk now; the store reads them back a batch of bounded size at a time
-        statuses = self.store(paths) if paths else []
-        quarantine = [u for u, s in zip(order, statuses) if s == "quarantined"]
-        processed = [u for u, s in zip(order, statuses) if s != "quarantined"]
+        stored = self.store(paths) if paths else []
+        quarantine = [u for u, s in zip(order, stored) if s.status == "quarantined"]
+        processed = [u for u, s in zip(order, stored) if s.status != "quarantined"]
+        self.duplicates += sum(s.duplicate for s in stored)
         self._move(client, processed, self.config.processed_folder, "processed")
         self._move(client, quarantine, self.config.quarantine_folder, "quarantine")
         self.fetched += len(order)

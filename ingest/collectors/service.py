@@ -334,7 +334,7 @@ def run_imap(config: Any, once: bool = False) -> int:
 
     def store(paths):
         with lock:  # one writer: the store is shared by the mailboxes' threads
-            return worker.store_statuses(paths)
+            return worker.store_files(paths)
 
     stop = threading.Event()
     state = StateFile(spool.dir / "imap-state.json")

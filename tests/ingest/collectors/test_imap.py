@@ -51,7 +51,7 @@ def make(tmp_path, dovecot, pipeline, **changes):
     worker = SpoolWorker(spool, pipeline)
     state = StateFile(spool.dir / "imap-state.json")
     mailbox = parse_mailbox(dovecot.url())
-    return IMAPCollector(mailbox, config, spool, worker.store_statuses, state, 1_000_000), spool
+    return IMAPCollector(mailbox, config, spool, worker.store_files, state, 1_000_000), spool
 
 
 def count(store, table="inbound_messages") -> int:
@@ -91,6 +91,25 @@ def test_a_restart_resumes_and_the_same_message_is_stored_once(tmp_path, dovecot
     assert again.fetched == 2
     assert count(store) == 2
     assert len(dovecot.folder_files("Processed")) == 3
+
+
+def test_the_log_says_how_many_were_new_and_how_many_stored_before(tmp_path, dovecot, pipeline, store, caplog):
+    """A mailbox read again from the start (its state lost, or UIDVALIDITY changed) holds
+    messages stored before: the log says so rather than calling them stored."""
+    for i in range(3):
+        dovecot.deliver(bounce(i))
+    first, _ = make(tmp_path, dovecot, pipeline, processed_folder="")  # left in INBOX: read again below
+    with caplog.at_level("INFO", logger="ingest.collectors.imap"):
+        first.run(once=True)
+        (tmp_path / "spool" / "imap-state.json").unlink()
+        dovecot.deliver(bounce(3))
+        again, _ = make(tmp_path, dovecot, pipeline)
+        again.run(once=True)
+    said = [r.getMessage() for r in caplog.records if "message(s) read" in r.getMessage()]
+    first_pass, second_pass = (s.split(": ", 1)[1] for s in said)
+    assert first_pass.startswith("3 message(s) read: 3 new, 0 already stored;")
+    assert second_pass == "4 message(s) read: 1 new, 3 already stored; 4 moved to Processed, 0 to Quarantine"
+    assert again.duplicates == 3 and count(store) == 4
 
 
 def test_messages_over_the_size_limit_go_to_quarantine_unread(tmp_path, dovecot, pipeline, store):
@@ -197,5 +216,6 @@ def test_postwatch_collect_imap_once(tmp_path, dovecot, database):
     proc = subprocess.run([sys.executable, "-m", "postwatch.cli", "collect", "imap", "--once"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "connected (TLS)" in proc.stderr and "2 message(s) stored" in proc.stderr
+    assert "connected (TLS)" in proc.stderr
+    assert "2 message(s) read: 2 new, 0 already stored; 1 moved to Processed, 1 to Quarantine" in proc.stderr
     assert query(database.url, "select count(*) from inbound_messages where source = 'imap'") == [(2,)]

@@ -163,7 +163,7 @@ def test_a_message_the_store_refuses_is_set_aside_and_holds_back_no_other(tmp_pa
         set_aside = sorted(p.name for p in worker.set_aside)
         # the IMAP collector's call: a refused message counts as quarantined (moved to that folder)
         imap = spool.put_many([item(6), item(7, helo="caf\udce9")])
-        statuses = worker.store_statuses(imap)
+        statuses = [s.status for s in worker.store_files(imap)]
     finally:
         spool.close()
     assert stored == 4 and statuses == ["parsed", "quarantined"]
