@@ -1,12 +1,12 @@
 """`postwatch demo`: 90 days of a fictional sender's feedback, through the real pipeline."""
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from pathlib import Path
 
 from postwatch.commands_common import arg_date, open_store
+from postwatch.config import write_private
 
 LOGIN_FILE = "var/demo-login"  # "NAME PASSWORD" of the demo's dashboard user (mode 0600)
 DEMO_USER = "demo"
@@ -80,10 +80,7 @@ def _print_login(config, args) -> None:
     if args.config is None and not Path("postwatch.toml").exists():
         password = secrets.token_urlsafe(9)
         Path("postwatch.toml").write_text(_toml(password), encoding="utf-8")
-        login.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(login, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{DEMO_USER} {password}\n")
+        write_private(login, f"{DEMO_USER} {password}\n")
         print(f"Wrote postwatch.toml with the dashboard user {DEMO_USER} (editor) and a new web.secret.")
     if login.is_file():
         name, _, password = login.read_text(encoding="utf-8").strip().partition(" ")
