@@ -180,7 +180,7 @@ def with_secrets(config: Config, mode: str = READ) -> Config:
     if mode == CREATE:
         stored = _read_or_make(path, unset)
     else:
-        stored = _read_secrets(path)
+        stored = _read_secrets(path, must=False)
         if mode == TEMPORARY:
             stored.update({key: secrets.token_urlsafe(32) for key in unset if key not in stored})
     taken = {key: stored[key] for key in unset if stored.get(key)}
@@ -208,14 +208,19 @@ def _parse_secrets(path: Path, text: str) -> dict[str, str]:
             for name, value in values.items() if isinstance(value, str) and value}
 
 
-def _read_secrets(path: Path) -> dict[str, str]:
-    """What the secrets file holds ({} when there is none); creates nothing."""
+def _read_secrets(path: Path, must: bool = True) -> dict[str, str]:
+    """What the secrets file holds ({} when there is none); creates nothing. A file this user
+    may not read stops a command that would otherwise make new secrets (`must`); one that only
+    reads goes on without them, as it would before any were made."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        if must:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        log.warning("cannot read %s (%s): going on without the secrets it keeps", path, exc.strerror)
+        return {}
     with os.fdopen(fd, "r", encoding="utf-8") as fh:  # written whole by a rename: never half
         return _parse_secrets(path, fh.read())
 

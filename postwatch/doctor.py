@@ -15,7 +15,7 @@ import socket
 import ssl
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 from postwatch.config import GENERATED_SECRETS, SECTIONS, Config
 
 BLOCKING, WARNING, OK = "blocking", "warning", "ok"
-EXPIRY_WARNING = timedelta(days=14)  # a certificate closer than this to its end is a warning
 SHOWN_AS_SET = ("secret", "password", "salt", "tokens", "users", "mailboxes")  # never printed
 
 
@@ -112,6 +111,9 @@ def secrets(config: Config) -> list[Finding]:
     if mode & 0o077:
         out.append(Finding("secrets", WARNING, str(path), f"{path} can be read by other users (mode {mode:04o})",
                            f"chmod 600 {path}"))
+    if not os.access(path, os.R_OK):
+        out.append(Finding("secrets", WARNING, str(path), f"{path} cannot be read by this user: the secrets it "
+                           "keeps are not used by this command", "run as the user that owns it"))
     return out
 
 
@@ -178,69 +180,29 @@ def hostname(config: Config) -> str:
 
 
 def _certificate_file(config: Config, now: datetime) -> list[Finding]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from postwatch import certificates
 
     smtp = config.smtp
     try:
-        certs = x509.load_pem_x509_certificates(Path(smtp.tls_cert).read_bytes())
-    except OSError as exc:
-        return [Finding("smtp", BLOCKING, "smtp.tls_cert", f"cannot read {smtp.tls_cert}: {exc.strerror}",
-                        "smtp.tls_cert")]
-    except ValueError:
-        return [Finding("smtp", BLOCKING, "smtp.tls_cert", f"{smtp.tls_cert} holds no PEM certificate",
-                        "smtp.tls_cert")]
-    out = certificate(certs[0], hostname(config), now, "smtp", "smtp.tls_cert", f"{smtp.tls_cert}")
-    key_path = smtp.tls_key or smtp.tls_cert
+        cert = certificates.read(smtp.tls_cert)
+    except ValueError as exc:
+        return [Finding("smtp", BLOCKING, "smtp.tls_cert", str(exc), "smtp.tls_cert")]
+    out = certificate(cert, hostname(config), now, "smtp", "smtp.tls_cert", smtp.tls_cert)
     try:
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-    except OSError as exc:
-        return out + [Finding("smtp", BLOCKING, "smtp.tls_key", f"cannot read {key_path}: {exc.strerror}",
-                              "smtp.tls_key")]
-    except (ValueError, TypeError):
-        return out + [Finding("smtp", BLOCKING, "smtp.tls_key", f"{key_path} holds no PEM private key "
-                              "without a passphrase", "smtp.tls_key")]
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (key.public_key().public_bytes(serialization.Encoding.DER, spki)
-            != certs[0].public_key().public_bytes(serialization.Encoding.DER, spki)):
-        out.append(Finding("smtp", BLOCKING, "smtp.tls_key", f"{key_path} is not the key of {smtp.tls_cert}",
-                           "smtp.tls_key"))
+        certificates.check_key(cert, smtp.tls_key or smtp.tls_cert, smtp.tls_cert)
+    except ValueError as exc:
+        out.append(Finding("smtp", BLOCKING, "smtp.tls_key", str(exc), "smtp.tls_key"))
     return out
 
 
 def certificate(cert, name: str, now: datetime, check: str, key: str, where: str) -> list[Finding]:
-    """A certificate's dates and names against `name`."""
-    from cryptography import x509
+    """A certificate's dates and names against `name`, as findings."""
+    from postwatch.certificates import problems
 
-    out = []
-    end, start = cert.not_valid_after_utc, cert.not_valid_before_utc
-    if end <= now:
-        out.append(Finding(check, BLOCKING, key, f"the certificate of {where} expired on {end:%Y-%m-%d}", key))
-    elif end - now < EXPIRY_WARNING:
-        out.append(Finding(check, WARNING, key, f"the certificate of {where} expires on {end:%Y-%m-%d}, in "
-                           f"{(end - now).days} day(s)", key))
-    if start > now:
-        out.append(Finding(check, BLOCKING, key, f"the certificate of {where} is valid only from "
-                           f"{start:%Y-%m-%d}", key))
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns_names = [n.lower() for n in names.get_values_for_type(x509.DNSName)]
-        dns_names += [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        dns_names = [a.value.lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if not any(_matches(pattern, name) for pattern in dns_names):
-        out.append(Finding(check, BLOCKING, key, f"the certificate of {where} is for {', '.join(dns_names) or 'no name'}, "
-                           f"not {name}", key))
-    if not out:
-        out.append(Finding(check, OK, key, f"the certificate of {where} is valid for {name} until {end:%Y-%m-%d}"))
-    return out
-
-
-def _matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("*."):
-        head, _, rest = name.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return pattern == name
+    found = [Finding(check, BLOCKING if blocks else WARNING, key, sentence, key)
+             for blocks, sentence in problems(cert, name, now, where)]
+    return found or [Finding(check, OK, key, f"the certificate of {where} is valid for {name} until "
+                             f"{cert.not_valid_after_utc:%Y-%m-%d}")]
 
 
 def _local(host: str) -> bool:
@@ -415,9 +377,8 @@ def report_mx(config: Config, resolver, addresses: list[str]) -> list[Finding]:
 
 def web_certificate(config: Config, resolver, now: datetime) -> list[Finding]:
     """The certificate the web server's public address presents (when it is https)."""
-    from cryptography import x509
-
     from analysis.spf import DnsTrouble, addresses
+    from postwatch.certificates import presented
 
     url = urlsplit(config.web.base_url)
     host = (url.hostname or "").lower()
@@ -434,15 +395,10 @@ def web_certificate(config: Config, resolver, now: datetime) -> list[Finding]:
     if not ips:
         return [Finding("web", BLOCKING, "web.base_url", f"{host} has no address (A or AAAA record)",
                         f"A {host}")]
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the dates and names are judged below, in words
     try:
-        with socket.create_connection((ips[0], port), timeout=config.dns.timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                der = tls.getpeercert(binary_form=True)
+        cert = presented(ips[0], port, host, config.dns.timeout)
     except (OSError, ssl.SSLError) as exc:
         return [Finding("web", WARNING, "web.base_url", f"could not fetch the certificate of {host}:{port} "
                         f"({ips[0]}): {exc}", "web.base_url")]
-    return certificate(x509.load_der_x509_certificate(der), host, now, "web", "web.base_url",
+    return certificate(cert, host, now, "web", "web.base_url",
                        f"{host}:{port}")

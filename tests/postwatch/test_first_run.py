@@ -5,6 +5,8 @@ import re
 import stat
 import tomllib
 
+import pytest
+
 from postwatch.config import CREATE, GENERATED_SECRETS, READ, TEMPORARY, load, secrets_mode_for
 from tests.conftest import query
 from tests.ingest.messages import postfix_dsn
@@ -144,3 +146,24 @@ def test_the_data_folder_follows_the_sqlite_database(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "secrets.toml").is_file() and not (tmp_path / "var").exists()
     server = load(environ={"POSTWATCH_DATABASE__URL": "postgresql://db.example/pw"})
     assert server.secrets_file == "var/secrets.toml" and server.generated == ()
+
+
+def test_a_secrets_file_this_user_cannot_read(tmp_path, monkeypatch, caplog):
+    import postwatch.config as config_module
+    from postwatch.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    load(environ={}, secrets_mode=CREATE)
+    real_open = os.open
+
+    def refuse(path, flags, *args):
+        if str(path).endswith("secrets.toml") and not flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(config_module.os, "open", refuse)
+    # a command that only reads goes on without them, and says so
+    assert load(environ={}).generated == () and "cannot read var/secrets.toml" in caplog.text
+    # one that would make new ones stops: it must not replace what mail already carries
+    with pytest.raises(ConfigError, match="cannot read var/secrets.toml: Permission denied"):
+        load(environ={}, secrets_mode=CREATE)
