@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass, replace
 
 from ingest.bounce.providers import detect_provider
-from ingest.bounce.rules import CATEGORY, SHIPPED, Rule, RuleSet, code_matches, load_rules
+from ingest.bounce.rules import CATEGORY, REASON_TABLE, SHIPPED, Rule, RuleSet, code_matches, load_rules
 
 __all__ = ["CATEGORY", "Decision", "classify", "decide", "is_hard", "load_rules", "pseudo_status"]
 
-HARD = frozenset({"userunknown", "hostunknown", "hasmoved"})
-# Reasons that may make a hard verdict: the address itself is bad (notaccept only when permanent).
-ADDRESS_REASONS = HARD | {"notaccept"}
+# Reasons that may make a hard verdict: the address itself is bad (reasons.toml's `hard`).
+ADDRESS_REASONS = REASON_TABLE.hard
+# An unknown address or host is never temporary (reasons.toml's `never_temporary`).
+NEVER_TEMPORARY = REASON_TABLE.never_temporary
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
 
@@ -181,7 +182,7 @@ def pseudo_status(reason: str, temporary: bool, rules: RuleSet | None = None) ->
     number = rs.internal_status.get(reason)
     if not number:
         return None
-    return f"{'4' if temporary and reason not in HARD else '5'}.0.{number}"
+    return f"{'4' if temporary and reason not in NEVER_TEMPORARY else '5'}.0.{number}"
 
 
 def classify(event: dict, *, rules: RuleSet | None = None, config=None) -> dict:

@@ -6,7 +6,11 @@ file (`ingest.rules_file`) has the same shape; its rules are tried first, and it
 providers are the vocabulary of `ingest/providers.toml`.
 
 A rule set is compiled once per list of files and kept (`load_rules`), so classifying a
-bounce costs one regex search per rule block, never a file read.
+bounce costs one regex search per rule block, never a file read. A block's `test` samples are
+checked for their shape here and run by `ingest.bounce.samples` (the test suite, `postwatch
+rules test`), never while classifying.
+
+The reason -> category table is data too: `reasons.toml` beside this file, read once at import.
 """
 from __future__ import annotations
 
@@ -22,27 +26,101 @@ from ingest.bounce.matcher import Matcher
 
 SHIPPED = "rules.toml"
 
-# Every reason of DESIGN.md's table, and the category it belongs to.
-CATEGORY = {
-    "userunknown": "hygiene", "hostunknown": "hygiene", "hasmoved": "hygiene", "notaccept": "hygiene",
-    "suspend": "hygiene", "suppressed": "hygiene",
-    "mailboxfull": "transient", "systemfull": "transient", "expired": "transient",
-    "networkerror": "transient", "systemerror": "transient", "mailererror": "transient",
-    "syntaxerror": "transient",
-    "blocked": "reputation", "badreputation": "reputation", "requireptr": "reputation",
-    "authfailure": "reputation", "toomanyconn": "reputation", "speeding": "reputation",
-    "spamdetected": "content", "virusdetected": "content", "contenterror": "content",
-    "mesgtoobig": "content", "exceedlimit": "content", "notcompliantrfc": "content",
-    "policyviolation": "policy", "filtered": "policy", "securityerror": "policy",
-    "failedstarttls": "policy", "norelaying": "policy", "rejected": "policy",
-    "undefined": "unknown", "onhold": "unknown",
-    "delivered": "delivered", "vacation": "auto_reply",
-}
-REASONS = frozenset(CATEGORY)
+# DESIGN.md's reason and category names ("Bounce reasons"): the parsers and the analysis speak
+# them. Which category each reason belongs to, and whether it can make a hard bounce, is data:
+# reasons.toml, read once here.
+REASON_NAMES = (
+    "userunknown", "hostunknown", "hasmoved", "notaccept", "suspend", "suppressed",
+    "mailboxfull", "systemfull", "expired", "networkerror", "systemerror", "mailererror", "syntaxerror",
+    "blocked", "badreputation", "requireptr", "authfailure", "toomanyconn", "speeding",
+    "spamdetected", "virusdetected", "contenterror", "mesgtoobig", "exceedlimit", "notcompliantrfc",
+    "policyviolation", "filtered", "securityerror", "failedstarttls", "norelaying", "rejected",
+    "undefined", "onhold", "delivered", "vacation",
+)
+CATEGORIES = ("hygiene", "transient", "reputation", "content", "policy", "unknown", "delivered", "auto_reply")
+REASONS_FILE = "reasons.toml"
 
 
 class RulesError(ValueError):
     """A rules file that cannot be used; the message says which file and what to fix."""
+
+
+@dataclass(frozen=True)
+class ReasonTable:
+    """reasons.toml: each reason's category, and what it says about the address."""
+
+    category: dict[str, str]
+    hard: frozenset[str]  # the address itself is bad: hard when no code calls it temporary
+    never_temporary: frozenset[str]  # its made-up status is 5.0.9xx even after a 4xx reply
+
+
+def load_reasons(path: str | os.PathLike | None = None) -> ReasonTable:
+    """The reason table: the shipped reasons.toml, or the file at `path` (for tests)."""
+    if path is None:
+        source = REASONS_FILE
+        text = resources.files("ingest.bounce").joinpath(REASONS_FILE).read_text("utf-8")
+    else:
+        source = os.path.basename(path)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        table = tomllib.loads(text).get("reasons")
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{source} is not valid TOML ({exc})") from None
+    if not isinstance(table, dict):
+        raise RulesError(f"{source}: the reasons are written as a [reasons] table")
+    category: dict[str, str] = {}
+    hard: set[str] = set()
+    never_temporary: set[str] = set()
+    for reason, entry in table.items():
+        where = f"{source}: [reasons] {reason}"
+        if reason not in REASON_NAMES:
+            raise RulesError(f"{where}: not one of DESIGN.md's reasons ({', '.join(REASON_NAMES)})")
+        if not isinstance(entry, dict):
+            raise RulesError(f'{where}: write {{ category = "..." }}')
+        unknown = set(entry) - {"category", "hard", "never_temporary"}
+        if unknown:
+            raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                             "(a reason has category, hard and never_temporary)")
+        if entry.get("category") not in CATEGORIES:
+            raise RulesError(f"{where}: category {entry.get('category')!r} is not one of DESIGN.md's "
+                             f"categories ({', '.join(CATEGORIES)})")
+        category[reason] = entry["category"]
+        for key, into in (("hard", hard), ("never_temporary", never_temporary)):
+            value = entry.get(key, False)
+            if not isinstance(value, bool):
+                raise RulesError(f"{where}: {key} must be true or false, not {value!r}")
+            if value:
+                into.add(reason)
+    missing = [r for r in REASON_NAMES if r not in category]
+    if missing:
+        raise RulesError(f"{source}: [reasons] has no entry for {', '.join(missing)}: every reason "
+                         "of DESIGN.md needs its category")
+    # DESIGN.md's order, whatever the file's
+    return ReasonTable(category={r: category[r] for r in REASON_NAMES}, hard=frozenset(hard),
+                       never_temporary=frozenset(never_temporary))
+
+
+REASON_TABLE = load_reasons()
+CATEGORY = REASON_TABLE.category  # reason -> category
+REASONS = frozenset(CATEGORY)
+
+
+# A `test` sample is a bounce event as `postwatch parse --json` prints it (the fields the
+# classifier reads), with the verdict the block must give it.
+SAMPLE_FIELDS = ("recipient", "remote_mta", "reporting_mta", "action", "status", "reply_code", "smtp_command",
+                 "diagnostic")
+_SAMPLE_FORMS = {"status": (re.compile(r"[245]\.\d{1,3}\.\d{1,3}"), "an RFC 3463 status such as 5.1.1"),
+                 "reply_code": (re.compile(r"[245]\d\d"), "an SMTP reply code such as 550")}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One `test` of a `[[rule]]` block: a bounce, and what its block must make of it."""
+
+    event: dict[str, str]
+    reason: str
+    hard: bool = False
 
 
 @dataclass
@@ -61,6 +139,7 @@ class Rule:
     not_status: tuple[str, ...] | None = None
     code: tuple[str, ...] | None = None  # exact reply codes, or 1-2 digit prefixes
     action: frozenset[str] | None = None
+    samples: tuple[Sample, ...] = ()  # its `test` key: bounces this block must decide
     _each: list[re.Pattern | None] = field(default_factory=list)
 
     def label(self, index: int | None) -> str:
@@ -156,6 +235,61 @@ def check_sources(data: dict, file: str = SHIPPED) -> None:
                              "is documented")
 
 
+def check_samples_given(data: dict, file: str = SHIPPED) -> None:
+    """Every `[[rule]]` block of the shipped file carries a `test` sample that it decides.
+
+    In an operator's file a sample is optional; `postwatch rules test` runs those given.
+    """
+    for n, raw in enumerate(data.get("rule", []), 1):
+        raw = raw if isinstance(raw, dict) else {}
+        if not raw.get("test"):
+            raise RulesError(f"{file}: rule {n} ({raw.get('name') or raw.get('reason')}) has no `test`: "
+                             "give a bounce this block decides and the reason it must get, e.g. "
+                             'test = { diagnostic = "...", status = "5.1.1", reason = "userunknown", hard = true }')
+
+
+def _samples(value, where: str) -> tuple[Sample, ...]:
+    """The `test` key: one table, or a list of tables, each a bounce and its expected verdict."""
+    if value is None:
+        return ()
+    tables = value if isinstance(value, list) else [value]
+    if not tables or not all(isinstance(t, dict) for t in tables):
+        raise RulesError(f"{where}: `test` must be a table such as "
+                         '{ diagnostic = "550 5.1.1 User unknown", status = "5.1.1", reason = "userunknown", '
+                         "hard = true }, or a list of them")
+    samples = []
+    for i, table in enumerate(tables, 1):
+        at = f"{where}: `test`" + (f" {i}" if len(tables) > 1 else "")
+        unknown = set(table) - {*SAMPLE_FIELDS, "reason", "hard"}
+        if unknown:
+            raise RulesError(f"{at} has unknown key(s) {', '.join(sorted(unknown))}; a sample holds the "
+                             f"bounce's {', '.join(SAMPLE_FIELDS)}, and the expected reason and hard")
+        reason = table.get("reason")
+        if reason is None:
+            raise RulesError(f"{at} has no `reason`: say which reason the sample must get")
+        if reason not in REASONS:
+            raise RulesError(f"{at}: reason {reason!r} is not one of DESIGN.md's reasons "
+                             f"({', '.join(sorted(REASONS))})")
+        hard = table.get("hard", False)
+        if not isinstance(hard, bool):
+            raise RulesError(f"{at}: hard must be true or false, not {hard!r}")
+        event = {}
+        for key in SAMPLE_FIELDS:
+            if key not in table:
+                continue
+            text = table[key]
+            if not isinstance(text, str):
+                raise RulesError(f"{at}: {key} must be a string, not {text!r}")
+            form = _SAMPLE_FORMS.get(key)
+            if form and not form[0].fullmatch(text):
+                raise RulesError(f"{at}: {key} {text!r} is not {form[1]}")
+            event[key] = text
+        if not event:
+            raise RulesError(f"{at} holds no bounce: give at least one of {', '.join(SAMPLE_FIELDS)}")
+        samples.append(Sample(event=event, reason=reason, hard=hard))
+    return tuple(samples)
+
+
 def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
                   earlier: dict[str, Rule]) -> Rule:
     where = f"{source}: rule {n}"
@@ -164,7 +298,7 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
         raise RulesError(f"{where}: reason {reason!r} is not one of DESIGN.md's reasons "
                          f"({', '.join(sorted(REASONS))})")
     unknown = set(raw) - {"reason", "match", "provider", "command", "not_command", "status",
-                          "code", "action", "name", "comment", "not_status", "like", "source"}
+                          "code", "action", "name", "comment", "not_status", "like", "source", "test"}
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     text_source = raw.get("source")
@@ -201,6 +335,7 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
         vals = _strings(raw.get(key), where, key)
         return frozenset(v.lower() for v in vals) or None
 
+    samples = _samples(raw.get("test"), f"{where} ({name})")
     return Rule(name=name, file=source, reason=reason, patterns=patterns,
                 source=(text_source or "").strip() or f"operator rules file {source}",
                 provider=lower("provider"), command=upper("command"),
@@ -208,7 +343,7 @@ def _compile_rule(raw: dict, source: str, n: int, seen: dict[str, int],
                 status=_prefixes(_strings(raw.get("status"), where, "status")),
                 not_status=_prefixes(_strings(raw.get("not_status"), where, "not_status")),
                 code=_prefixes(_strings(raw.get("code"), where, "code")),
-                action=lower("action"))
+                action=lower("action"), samples=samples)
 
 
 def _read(path: str | None) -> tuple[str, dict]:
@@ -261,6 +396,7 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
             raise RulesError(f"{source}: rules are written as [[rule]] blocks")
         if path is None:
             check_sources(data, source)
+            check_samples_given(data, source)
         for n, raw in enumerate(raw_rules, 1):
             rule = _compile_rule(raw, source, n, seen, earlier)
             earlier.setdefault(rule.name, rule)
