@@ -12,7 +12,7 @@ from ingest import budget, verp
 from ingest.attribution import attribution_from, received_ips, returned_message
 from ingest.bounce import parse_bounce
 from ingest.config import IngestConfig
-from ingest.detect import detect_kind
+from ingest.detect import detect
 from ingest.envelope import Envelope
 from ingest.headers import addresses
 from ingest.message import UnreadableMessage, load_message, looks_like_message
@@ -78,13 +78,14 @@ def _parse(raw: bytes, config: IngestConfig, envelope: Envelope | None, detail: 
         msg = load_message(raw)
     except UnreadableMessage as exc:
         return ParseResult(error=str(exc))
-    kind = detect_kind(msg)
+    found = detect(msg)
+    kind = found.kind
     if kind == "bounce":
-        result = parse_bounce(msg, config, envelope)
+        result = parse_bounce(msg, config)
     elif kind == "complaint":
-        result = parse_arf(msg, config)
+        result = parse_arf(msg, config, found.feedback)
     elif kind in ("dmarc_aggregate", "dmarc_failure", "smtp_tls"):
-        result = parse_report_mail(raw, msg, kind, config, detail)
+        result = parse_report_mail(raw, msg, kind, config, detail, found.report_parts)
     elif kind == "auto_reply":
         result = ParseResult(kind="auto_reply")
     else:

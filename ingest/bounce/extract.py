@@ -205,7 +205,7 @@ def _first_header_block(text: str) -> str:
     return text[m.start():] if end < 0 else text[m.start():end]
 
 
-def parse_bounce(msg: email.message.Message, config: IngestConfig, envelope: dict | None = None) -> ParseResult:
+def parse_bounce(msg: email.message.Message, config: IngestConfig) -> ParseResult:
     events = _events(msg, depth=0) or _flufl_events(msg)
     if not events:
         return ParseResult(kind="bounce", error="bounce names no recipient")

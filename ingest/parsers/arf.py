@@ -28,7 +28,7 @@ import quopri
 import re
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest.attribution import attribution_from
 from ingest.config import IngestConfig
@@ -87,10 +87,11 @@ class _Parts:
                 self.text = part
 
 
-def _report_of(msg: email.message.Message) -> tuple[email.message.Message, _Parts]:
+def _report_of(msg: email.message.Message, parts: _Parts | None = None) -> tuple[email.message.Message, _Parts]:
     """The message that is the report, with its parts: `msg` itself, or a report forwarded
-    whole as `msg`'s attachment (never when `msg` is a report or a feedback-loop mail itself)."""
-    parts = _Parts(msg)
+    whole as `msg`'s attachment (never when `msg` is a report or a feedback-loop mail itself).
+    `parts`: `msg`'s own, when the caller has them already."""
+    parts = _Parts(msg) if parts is None else parts
     if parts.feedback or parts.returned is None or msg.get_content_type() == "multipart/report":
         return msg, parts
     inner = _returned_headers(parts.returned)
@@ -173,10 +174,29 @@ def _feedback_type(fields: dict[str, list[str]], default: str = "abuse") -> str:
     return token or default
 
 
+class Feedback(NamedTuple):
+    """A message read as a complaint: the message that is the report (`msg`, or a report
+    forwarded whole as its attachment), its parts, and its feedback part's fields (None
+    without a feedback part). Detection reads it once; `parse_arf` goes on from it."""
+
+    msg: email.message.Message
+    parts: _Parts
+    fields: dict[str, list[str]] | None
+
+    @property
+    def feedback_type(self) -> str | None:
+        """The feedback type, lower-cased; None without a feedback part."""
+        return None if self.fields is None else _feedback_type(self.fields)
+
+
+def read_feedback(msg: email.message.Message, parts: _Parts | None = None) -> Feedback:
+    report, found = _report_of(msg, parts)
+    return Feedback(report, found, _fields_of(found))
+
+
 def feedback_type_of(msg: email.message.Message) -> str | None:
     """The report's feedback type, lower-cased; None when `msg` carries no feedback part."""
-    fields = _fields_of(_report_of(msg)[1])
-    return None if fields is None else _feedback_type(fields)
+    return read_feedback(msg).feedback_type
 
 
 # --- recognising the shapes that are not multipart/report ----------------------------
@@ -216,11 +236,16 @@ def _ses_json(text_part: email.message.Message | None) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def looks_like_complaint(msg: email.message.Message) -> bool:
-    """A complaint that is not a multipart/report: legacy FBL, SES JSON, Apple unsubscribe."""
+def looks_like_complaint(msg: email.message.Message) -> Feedback | None:
+    """A complaint that is not a multipart/report (legacy FBL, SES JSON, Apple unsubscribe):
+    what was read of it, for `parse_arf`; None when `msg` is none of those."""
+    parts = _Parts(msg)
+    return read_feedback(msg, parts) if _strict_complaint(msg, parts) else None
+
+
+def _strict_complaint(msg: email.message.Message, parts: _Parts) -> bool:
     if _is_apple_unsubscribe(msg):
         return True
-    parts = _Parts(msg)
     if parts.feedback:
         return True
     if parts.returned is not None:
@@ -418,11 +443,11 @@ def _ses_events(obj: dict) -> tuple[list[dict], Attribution]:
     return events, attribution
 
 
-def parse_arf(msg: email.message.Message, config: IngestConfig) -> ParseResult:
-    msg, parts = _report_of(msg)
+def parse_arf(msg: email.message.Message, config: IngestConfig, feedback: Feedback | None = None) -> ParseResult:
+    """The complaint events of `msg`; `feedback` is what detection read of it already."""
+    msg, parts, fields = feedback if feedback is not None else read_feedback(msg)
     original = _returned_headers(parts.returned)
     attribution = attribution_from(original)
-    fields = _fields_of(parts)
     if fields is not None:
         if not fields:
             return ParseResult(kind="complaint", error="complaint report's feedback-report part is empty")

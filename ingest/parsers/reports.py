@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest.config import IngestConfig
 from ingest.headers import for_readers
@@ -108,20 +108,39 @@ def _candidate(part: email.message.Message) -> str | None:
     return None
 
 
+class ReportMail(NamedTuple):
+    """What detection found in a report mail, for `parse_report_mail` to go on from."""
+
+    kind: str  # dmarc_aggregate | smtp_tls | dmarc_failure
+    parts: list[email.message.Message] | None  # the parts that hold a report, in order; None: not looked for
+
+
+def find_report_mail(msg: email.message.Message) -> ReportMail | None:
+    """The kind of report the message carries (`dmarc_aggregate`, `smtp_tls` or
+    `dmarc_failure`) and the parts that hold one; None when it carries none."""
+    if msg.get("TLS-Report-Domain") is not None or msg.get("TLS-Report-Submitter") is not None:
+        return ReportMail("smtp_tls", None)
+    kind: str | None = None
+    holding = []
+    for part in _report_parts(msg):
+        candidate = _candidate(part)
+        inline = None if candidate else _inline_report(part)
+        if candidate or inline:
+            holding.append(part)
+        if kind is None:  # the first part that says, in this order
+            if candidate:
+                kind = candidate
+            elif part.get_content_type() == "text/plain" and TEXT_FAILURE in _head_text(part):
+                kind = "dmarc_failure"
+            else:
+                kind = inline
+    return None if kind is None else ReportMail(kind, holding)
+
+
 def looks_like_report_mail(msg: email.message.Message) -> str | None:
     """`dmarc_aggregate`, `smtp_tls` or `dmarc_failure` when the message carries such a report."""
-    if msg.get("TLS-Report-Domain") is not None or msg.get("TLS-Report-Submitter") is not None:
-        return "smtp_tls"
-    for part in _report_parts(msg):
-        kind = _candidate(part)
-        if kind:
-            return kind
-        if part.get_content_type() == "text/plain" and TEXT_FAILURE in _head_text(part):
-            return "dmarc_failure"
-        inline = _inline_report(part)
-        if inline:
-            return inline
-    return None
+    found = find_report_mail(msg)
+    return None if found is None else found.kind
 
 
 def _head_text(part: email.message.Message) -> str:
@@ -300,14 +319,16 @@ def parse_report_bytes(raw: bytes, config: IngestConfig) -> ParseResult:
 
 
 def parse_report_mail(raw: bytes, msg: email.message.Message, kind: str,
-                      config: IngestConfig, detail: bool = True) -> ParseResult:
+                      config: IngestConfig, detail: bool = True, parts: list[email.message.Message] | None = None
+                      ) -> ParseResult:
     """Every report a mail carries (attached, inline or as its whole body); with `detail`
-    False, the caller keeps only the summary (see `parse_failure_mail`)."""
+    False, the caller keeps only the summary (see `parse_failure_mail`). `parts`: those
+    that hold a report, when detection found them (`find_report_mail`)."""
     found: list[tuple[str, dict[str, Any]]] = []
     errors: list[str] = []
-    for part in _report_parts(msg):
-        if not _candidate(part) and not _inline_report(part):
-            continue
+    if parts is None:
+        parts = [p for p in _report_parts(msg) if _candidate(p) or _inline_report(p)]
+    for part in parts:
         data = part.get_payload(decode=True)
         if not data:
             name = part.get_filename() or part.get_content_type()
