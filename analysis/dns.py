@@ -9,6 +9,7 @@ import dns.exception
 import dns.resolver
 
 from analysis.config import DnsConfig
+from store.netloc import HostPortError, parse_hostport
 
 
 def failure(exc: dns.exception.DNSException) -> str:
@@ -30,11 +31,13 @@ def make_resolver(config: DnsConfig) -> dns.resolver.Resolver:
     else:
         resolver = dns.resolver.Resolver(configure=False)
         hosts, ports = [], set()
-        for entry in config.nameservers:
-            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-            hosts.append(host or entry)
+        for entry in config.nameservers:  # HOST, HOST:PORT, an IPv6 address, or [ADDRESS]:PORT
+            host, port = parse_hostport(entry, default_port=0, key="dns.nameservers")
+            if not host:
+                raise HostPortError(f"{entry!r} is not HOST:PORT (dns.nameservers): no host")
+            hosts.append(host)
             if port:
-                ports.add(int(port))
+                ports.add(port)
         if len(ports) > 1:
             raise ValueError("dns.nameservers: all servers must use the same port")
         resolver.nameservers = hosts

@@ -1,4 +1,5 @@
-"""Sending alerts: e-mail through a smarthost, and a JSON webhook (Slack-compatible).
+"""Sending alerts: e-mail through a smarthost (the sender's SMTP transport), and a JSON
+webhook (Slack-compatible).
 
 Each notice — an alert opened, escalated or resolved — is first queued as an
 `alert_deliveries` row per channel, then sent. A channel that fails after its retries keeps
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
 import ssl
 import time
 import urllib.error
@@ -27,9 +27,12 @@ from sqlalchemy.orm import Session
 
 from analysis.jobs import JobContext, job
 from analysis.config import AlertsConfig
+from sender.config import SenderConfig
+from sender.transport import Login, Transport
 from store.addresses import domain_of
 from store.alerts import SEVERITIES, Alert
 from store.checks import AlertDelivery
+from store.netloc import format_hostport, parse_hostport
 
 log = logging.getLogger(__name__)
 
@@ -177,28 +180,30 @@ def webhook_payload(notices: list[Notice]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- sending
 
-def send_email(msg: EmailMessage, cfg: AlertsConfig) -> None:
-    host, _, port = cfg.smtp_host.rpartition(":") if ":" in cfg.smtp_host else (cfg.smtp_host, "", "25")
+def alert_transport(cfg: AlertsConfig) -> Transport:
+    """The sender's transport, pointed at alerts.smtp_host (port 25 unless it names one) with
+    the alerts' STARTTLS mode, login and timeout. `required` verifies the smarthost's
+    certificate; `opportunistic` encrypts without insisting on who it is."""
     try:
-        with smtplib.SMTP(host, int(port), timeout=cfg.timeout) as smtp:
-            smtp.ehlo()
-            if cfg.smtp_starttls != "off":
-                if smtp.has_extn("starttls"):
-                    context = ssl.create_default_context()
-                    if cfg.smtp_starttls == "opportunistic":  # encrypt without insisting on who it is
-                        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-                    smtp.starttls(context=context)
-                    smtp.ehlo()
-                elif cfg.smtp_starttls == "required":
-                    raise DeliveryError(f"{cfg.smtp_host} does not offer STARTTLS "
-                                        "(alerts.smtp_starttls = required)")
-            if cfg.smtp_username:
-                smtp.login(cfg.smtp_username, cfg.smtp_password)
-            refused = smtp.send_message(msg, from_addr=cfg.mail_from, to_addrs=list(cfg.mail_to))
-    except (OSError, smtplib.SMTPException) as exc:
-        raise DeliveryError(f"alert e-mail through {cfg.smtp_host} failed: {exc}") from None
-    if refused:
-        log.warning("alert e-mail: the smarthost refused %s", ", ".join(refused))
+        host, port = parse_hostport(cfg.smtp_host, default_port=25, key="alerts.smtp_host")
+        relay = SenderConfig(smarthost=format_hostport(host, port), starttls=cfg.smtp_starttls,
+                             timeout=cfg.timeout, retries=0)
+    except ValueError as exc:  # HostPortError, or a STARTTLS mode the sender does not know
+        raise DeliveryError(str(exc).replace("sender.starttls", "alerts.smtp_starttls")) from None
+    return Transport(relay, tls_context=ssl.create_default_context() if cfg.smtp_starttls == "required" else None,
+                     login=Login(cfg.smtp_username, cfg.smtp_password) if cfg.smtp_username else None,
+                     starttls_key="alerts.smtp_starttls")
+
+
+def send_email(msg: EmailMessage, cfg: AlertsConfig, transport: Transport | None = None) -> None:
+    addresses = [cfg.mail_from, *cfg.mail_to]
+    international = not all(a.isascii() for a in addresses)
+    data = msg.as_bytes(policy=msg.policy.clone(utf8=True)) if international else msg.as_bytes()
+    result = (transport or alert_transport(cfg)).relay(cfg.mail_from, list(cfg.mail_to), data, smtputf8=international)
+    if result.result != "sent":
+        raise DeliveryError(f"alert e-mail through {cfg.smtp_host} failed: {result.reply}")
+    if result.refused:
+        log.warning("alert e-mail: the smarthost refused %s", ", ".join(f"{r} ({why})" for r, why in result.refused))
 
 
 def post_webhook(payload: dict[str, Any], cfg: AlertsConfig) -> None:

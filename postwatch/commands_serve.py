@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from postwatch.serving import ROLES  # stdlib only at import: the command line stays light
+from postwatch.serving import ROLES  # light at import (no Flask, no SQLAlchemy): the command line stays quick
 
 
 def register(sub) -> None:

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from store.netloc import HostPortError, format_hostport, parse_hostport
+
 ROLES = ("collector", "scheduler", "web")
 
 log = logging.getLogger("postwatch.serve")
@@ -38,10 +40,12 @@ class ServeError(RuntimeError):
 
 
 def split_listen(listen: str, key: str = "web.listen") -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ServeError(f"the listen address {listen!r} is not HOST:PORT ({key}, or --listen)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """`(host, port)` of a listen address; an empty host (`:8050`) listens on every address."""
+    try:
+        host, port = parse_hostport(listen, key=f"{key}, or --listen")
+    except HostPortError as exc:
+        raise ServeError(f"the listen address {exc}") from None
+    return host or "0.0.0.0", port
 
 
 @dataclass
@@ -245,8 +249,8 @@ def serve(config: Any, roles: set[str], *, config_path: str | None = None, verbo
         supervisor.start()
         log.info("postwatch serve: %s", ", ".join(r for r in ROLES if r in roles))
         if server is not None:
-            web_log.info("serving on http://%s:%s (database %s)", host, getattr(server, "effective_port", port),
-                         config.database.url)
+            web_log.info("serving on http://%s (database %s)",
+                         format_hostport(host, getattr(server, "effective_port", port)), config.database.url)
             server.run()  # until stop() raises SystemExit in it; waitress then waits for its threads
         else:
             while not supervisor.stopping.wait(1.0):
@@ -275,5 +279,5 @@ def _web_server(config: Any, host: str, port: int, health: dict[str, Callable[[]
         return waitress_server(access_log(app), host=host, port=port, threads=config.web.threads,
                                ident="postwatch", clear_untrusted_proxy_headers=True)
     except OSError as exc:
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another server using it? "
-                         "set web.listen)") from None
+        raise ServeError(f"cannot listen on {format_hostport(host, port)}: {exc.strerror or exc} "
+                         "(is another server using it? set web.listen)") from None

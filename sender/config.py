@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from store.netloc import HostPortError, parse_hostport
+
 MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is too easy to guess
 
 
@@ -38,9 +40,12 @@ class SenderConfig:
         if self.starttls not in ("required", "opportunistic", "off"):
             raise ValueError(f"sender.starttls must be required, opportunistic or off, not {self.starttls!r}")
         if self.smarthost != "mx":
-            host, sep, port = self.smarthost.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"sender.smarthost must be HOST:PORT or mx, not {self.smarthost!r}")
+            try:
+                host, _port = parse_hostport(self.smarthost, key="sender.smarthost")
+            except HostPortError as exc:
+                raise ValueError(f"{exc} (or mx: straight to each domain's MX)") from None
+            if not host:
+                raise ValueError(f"{self.smarthost!r} is not HOST:PORT (sender.smarthost): no host")
         if "@" not in self.from_address:
             raise ValueError(f"sender.from_address must be an address, not {self.from_address!r}")
         if self.domain_concurrency < 1:

@@ -11,6 +11,10 @@ without SMTPUTF8.
 Per destination domain at most `domain_concurrency` conversations run at once and at most
 `domain_rate` start per second. TLS encrypts but does not authenticate the peer (as
 Postfix's `encrypt` level): an MX's certificate is rarely one its name verifies.
+
+The same conversation serves postwatch's own notices (alert mail): `relay` hands one message
+for several recipients to the smarthost, logging in first when given a `Login`, with a TLS
+context that verifies the server when the caller wants it to.
 """
 from __future__ import annotations
 
@@ -20,13 +24,14 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Callable
 
 from sender.config import SenderConfig
 from store.addresses import domain_of
+from store.netloc import format_hostport, parse_hostport
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -41,12 +46,22 @@ class Result:
     stage: str = ""  # connect | tls | mail | rcpt | data
     remote: str = ""  # the host that answered
     tries: int = 1
+    # `relay` to several recipients: those the server refused while it took the others, with its reply
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def status(self) -> str | None:
         """The RFC 3463 status in the reply, if any."""
         m = _ENHANCED.match(self.reply or "")
         return ".".join(m.groups()) if m else None
+
+
+@dataclass(frozen=True)
+class Login:
+    """AUTH on the smarthost after STARTTLS (smtplib picks the mechanism the server offers)."""
+
+    username: str
+    password: str
 
 
 class _Limits:
@@ -82,8 +97,11 @@ class Transport:
     """Delivers one message to one recipient at a time; safe to call from many threads."""
 
     def __init__(self, config: SenderConfig, *, resolver=None, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic, tls_context: ssl.SSLContext | None = None) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, tls_context: ssl.SSLContext | None = None,
+                 login: Login | None = None, starttls_key: str = "sender.starttls") -> None:
         self.config = config
+        self.login = login
+        self.starttls_key = starttls_key  # the setting a refusal for want of STARTTLS names
         self.resolver = resolver
         self.sleep = sleep
         self.limits = _Limits(config.domain_concurrency, config.domain_rate, sleep, monotonic)
@@ -99,8 +117,7 @@ class Transport:
     def hosts(self, domain: str) -> list[tuple[str, int]]:
         """The smarthost, or the domain's MX hosts by preference (its A record when it has none)."""
         if self.config.smarthost != "mx":
-            host, _, port = self.config.smarthost.rpartition(":")
-            return [(host.strip("[]"), int(port))]
+            return [parse_hostport(self.config.smarthost, key="sender.smarthost")]
         import dns.exception
         import dns.resolver
 
@@ -136,6 +153,15 @@ class Transport:
             self.sleep(delay)
             delay *= 2
 
+    def relay(self, mail_from: str, recipients: list[str], data: bytes, smtputf8: bool = False) -> Result:
+        """One message to all `recipients` in one conversation with the smarthost, tried once
+        (the caller retries): `sent` when the server took it for at least one of them, the
+        others in `Result.refused`."""
+        if self.config.smarthost == "mx" or not recipients:
+            raise ValueError("relay needs a smarthost and at least one recipient")
+        [(host, port)] = self.hosts("")
+        return self._conversation(host, port, mail_from, list(recipients), data, smtputf8)
+
     def _once(self, domain: str, mail_from: str, recipient: str, data: bytes, smtputf8: bool) -> Result:
         try:
             hosts = self.hosts(domain)
@@ -146,13 +172,13 @@ class Transport:
                                             "(no MX, no address)", "connect", domain)
         last = Result("deferred", None, "no host answered", "connect")
         for host, port in hosts:
-            result = self._conversation(host, port, mail_from, recipient, data, smtputf8)
+            result = self._conversation(host, port, mail_from, [recipient], data, smtputf8)
             if result.stage != "connect":
                 return result  # a host that answered has decided; the next MX is for hosts that did not
             last = result
         return last
 
-    def _conversation(self, host: str, port: int, mail_from: str, recipient: str, data: bytes,
+    def _conversation(self, host: str, port: int, mail_from: str, recipients: list[str], data: bytes,
                       smtputf8: bool) -> Result:
         source = (self.config.sending_ip, 0) if self.config.sending_ip else None
         try:
@@ -160,11 +186,11 @@ class Transport:
             smtp._host = host  # what STARTTLS names as server_hostname (SNI)
             code, text = smtp.connect(host, port)
         except (OSError, smtplib.SMTPException) as exc:
-            return Result("deferred", None, f"cannot connect to {host}:{port}: {exc}", "connect", host)
+            return Result("deferred", None, f"cannot connect to {format_hostport(host, port)}: {exc}", "connect", host)
         try:
             if code != 220:
                 return _answer(code, text, "connect", host)
-            return self._session(smtp, host, mail_from, recipient, data, smtputf8)
+            return self._session(smtp, host, mail_from, recipients, data, smtputf8)
         except smtplib.SMTPServerDisconnected as exc:
             return Result("deferred", None, f"{host} closed the connection: {exc}", "data", host)
         except (OSError, ValueError, smtplib.SMTPException) as exc:
@@ -175,7 +201,7 @@ class Transport:
             except (OSError, smtplib.SMTPException):
                 smtp.close()
 
-    def _session(self, smtp: smtplib.SMTP, host: str, mail_from: str, recipient: str, data: bytes,
+    def _session(self, smtp: smtplib.SMTP, host: str, mail_from: str, recipients: list[str], data: bytes,
                  smtputf8: bool) -> Result:
         code, text = smtp.ehlo()
         if code != 250:
@@ -192,9 +218,14 @@ class Transport:
                 else:
                     smtp.ehlo()
             elif self.config.starttls == "required":
-                return Result("deferred", None, f"{host} does not offer STARTTLS and sender.starttls is "
+                return Result("deferred", None, f"{host} does not offer STARTTLS and {self.starttls_key} is "
                                                 "required (set it to opportunistic to send in the clear)",
                               "tls", host)
+        if self.login is not None:
+            try:
+                smtp.login(self.login.username, self.login.password)
+            except smtplib.SMTPAuthenticationError as exc:
+                return _answer(exc.smtp_code, exc.smtp_error, "auth", host, soft=True)
         options = []
         if smtputf8:
             if not smtp.has_extn("smtputf8"):
@@ -206,11 +237,15 @@ class Transport:
         code, text = smtp.mail(mail_from, options)
         if code != 250:
             return _answer(code, text, "mail", host)
-        code, text = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            return _answer(code, text, "rcpt", host)
+        refused = {}
+        for recipient in recipients:
+            code, text = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = _answer(code, text, "rcpt", host)
+        if len(refused) == len(recipients):
+            return refused[recipients[-1]]
         code, text = smtp.data(data)
-        return _answer(code, text, "data", host)
+        return replace(_answer(code, text, "data", host), refused=tuple((r, a.reply) for r, a in refused.items()))
 
 
 def _answer(code: int, text: bytes | str, stage: str, host: str, soft: bool = False) -> Result:
@@ -226,7 +261,7 @@ def _answer(code: int, text: bytes | str, stage: str, host: str, soft: bool = Fa
 
 
 def _with_tries(result: Result, tries: int) -> Result:
-    return Result(result.result, result.reply_code, result.reply, result.stage, result.remote, tries)
+    return replace(result, tries=tries)
 
 
 def rejection_dsn(*, recipient: str, return_path: str, original_headers: bytes, result: Result,

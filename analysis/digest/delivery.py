@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from analysis.digest.message import Rendered, build, message
 from analysis.digest.schedule import Schedule, Scope, parse_schedules, period_for
 from analysis.jobs import Job, JobContext
+from store.addresses import domain_of
 
 log = logging.getLogger(__name__)
 ALERT_RULE = "report_delivery"
@@ -43,7 +44,7 @@ def signer_for(settings: Any, mail_from: str):
     s = settings.sender
     if not s.dkim_key_file:
         return None
-    return Signer.from_file(s.dkim_key_file, s.dkim_selector, s.dkim_domain or mail_from.rpartition("@")[2])
+    return Signer.from_file(s.dkim_key_file, s.dkim_selector, s.dkim_domain or domain_of(mail_from))
 
 
 def deliver(sessions, settings: Any, rendered: Rendered, recipients: tuple[str, ...], *, now: datetime,

@@ -184,3 +184,36 @@ def test_one_failing_channel_does_not_hold_back_the_other(store, smtp_sink):
 def test_no_channel_configured_sends_nothing(store):
     _raise(store)
     assert notify(store, AlertsConfig(), NOW) == {"queued": 0, "sent": 0, "failed": 0, "errors": []}
+
+
+def test_alert_mail_goes_through_the_senders_transport_with_its_login_over_ipv6(store, tmp_path):
+    """alerts.smtp_host as [::1]:PORT, STARTTLS (opportunistic: the sink's certificate is its
+    own), AUTH with alerts.smtp_username / smtp_password, one message for both recipients."""
+    from tests.sender.sink import Sink
+
+    relay = Sink(tmp_path, host="::1", logins={"alerts": "s3cret"})
+    try:
+        cfg = AlertsConfig(smtp_host=relay.address, smtp_username="alerts", smtp_password="s3cret",
+                           mail_from="postwatch@ops.example", mail_to=("a@ops.example", "b@ops.example"), retries=1)
+        _raise(store)
+        assert notify(store, cfg, NOW, sleep=lambda s: None)["sent"] == 1
+        [got] = relay.received
+        assert got.tls and got.rcpt_tos == ["a@ops.example", "b@ops.example"] and relay.logged_in == ["alerts"]
+        assert email.message_from_bytes(got.data)["Auto-Submitted"] == "auto-generated"
+    finally:
+        relay.stop()
+
+
+def test_alert_mail_refusals_name_the_alerts_settings(store, smtp_sink):
+    _raise(store)
+    required = AlertsConfig(smtp_host=smtp_sink.address, smtp_starttls="required", mail_to=("a@ops.example",),
+                            retries=1)
+    result = notify(store, required, NOW, sleep=lambda s: None)
+    assert result["failed"] == 1 and "alerts.smtp_starttls is required" in result["errors"][0]
+    assert smtp_sink.envelopes == []
+    bad_port = dataclasses.replace(required, smtp_host="127.0.0.1:smtp", smtp_starttls="off")
+    result = notify(store, bad_port, NOW, sleep=lambda s: None)
+    assert result["failed"] == 1 and "(alerts.smtp_host)" in result["errors"][0]
+    with store() as s:
+        [d] = s.scalars(select(AlertDelivery)).all()
+        assert d.sent_at is None and d.attempts == 2  # still waiting for the next run

@@ -1,5 +1,5 @@
-"""An SMTP sink for the sender's tests: aiosmtpd on 127.0.0.1, STARTTLS with a self-signed
-certificate, SMTPUTF8, and scripted answers per recipient."""
+"""An SMTP sink for the sender's tests: aiosmtpd on 127.0.0.1 (or ::1), STARTTLS with a
+self-signed certificate, SMTPUTF8, AUTH when given logins, and scripted answers per recipient."""
 from __future__ import annotations
 
 import ssl
@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from ingest.collectors.tlscert import ensure_self_signed
+from store.netloc import format_hostport
 from tests.ingest.collectors.servers import free_port
 
 
@@ -49,7 +50,8 @@ class Handler:
 
 
 class Sink:
-    def __init__(self, folder: Path, *, tls: bool = True, smtputf8: bool = True) -> None:
+    def __init__(self, folder: Path, *, tls: bool = True, smtputf8: bool = True, host: str = "127.0.0.1",
+                 logins: dict[str, str] | None = None) -> None:
         cert, key = ensure_self_signed(folder, "sink.test")
         context = None
         if tls:
@@ -57,19 +59,28 @@ class Sink:
             context.load_cert_chain(cert, key)
         self.handler = Handler()
         handler = self.handler
+        self.logged_in: list[str] = []
+
+        def authenticator(server, session, envelope, mechanism, data):
+            ok = isinstance(data, LoginPassword) and logins.get(data.login.decode()) == data.password.decode()
+            if ok:
+                self.logged_in.append(data.login.decode())
+            return AuthResult(success=ok, handled=False)  # unhandled: aiosmtpd answers the 535
 
         class _Controller(Controller):
             def factory(self):
                 return SMTP(handler, hostname="sink.test", tls_context=context, require_starttls=False,
-                            enable_SMTPUTF8=smtputf8, decode_data=False)
+                            enable_SMTPUTF8=smtputf8, decode_data=False,
+                            authenticator=authenticator if logins else None, auth_require_tls=tls)
 
+        self.host = host
         self.port = free_port()
-        self.controller = _Controller(handler, hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(handler, hostname=host, port=self.port)
         self.controller.start()
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return format_hostport(self.host, self.port)
 
     @property
     def received(self) -> list[Received]:

@@ -107,3 +107,55 @@ def test_rate_limit_spaces_the_starts_per_domain():
     limits.wait_turn("example.net")  # another domain has its own budget
     assert sleeps == [0.25, 0.5]
     assert replace(SenderConfig(), domain_rate=0).domain_rate == 0
+
+
+def test_a_smarthost_named_by_its_ipv6_address(tmp_path):
+    v6 = Sink(tmp_path, host="::1")
+    try:
+        assert v6.address.startswith("[::1]:")
+        result = transport(v6.address).deliver("r@send.example.com", "b@example.org", MSG)
+        assert (result.result, result.remote) == ("sent", "::1") and v6.received[0].tls
+    finally:
+        v6.stop()
+
+
+def test_the_smarthost_setting_is_host_port_or_mx():
+    import pytest
+
+    assert SenderConfig(smarthost="[2001:db8::25]:587").smarthost == "[2001:db8::25]:587"
+    assert Transport(SenderConfig(smarthost="[::1]:2525")).hosts("example.org") == [("::1", 2525)]
+    for bad in ("relay.example.com", "::1", "[::1]", ":25", "relay.example.com:smtp", "[::1]x:25"):
+        with pytest.raises(ValueError, match=r"sender\.smarthost"):
+            SenderConfig(smarthost=bad)
+
+
+def test_relay_sends_one_message_to_several_recipients_after_a_login(tmp_path):
+    from sender.transport import Login
+
+    relay = Sink(tmp_path, logins={"alerts": "s3cret"})
+    relay.handler.rcpt_script["gone@example.org"] = ["550 5.1.1 no such user"]
+    try:
+        config = SenderConfig(smarthost=relay.address, timeout=10.0, retries=0)
+        result = Transport(config, login=Login("alerts", "s3cret")).relay(
+            "pw@ops.example", ["a@example.org", "gone@example.org", "b@example.org"], MSG)
+        assert result.result == "sent" and result.refused == (("gone@example.org", "5.1.1 no such user"),)
+        [got] = relay.received
+        assert got.rcpt_tos == ["a@example.org", "b@example.org"] and got.tls and relay.logged_in == ["alerts"]
+        wrong = Transport(config, login=Login("alerts", "guess")).relay("pw@ops.example", ["a@example.org"], MSG)
+        assert (wrong.result, wrong.stage, wrong.reply_code) == ("deferred", "auth", "535")
+        assert len(relay.received) == 1
+        everyone_refused = Transport(config).relay("pw@ops.example", ["gone@example.org"], MSG)
+        assert (everyone_refused.result, everyone_refused.stage) == ("bounced", "rcpt")
+    finally:
+        relay.stop()
+
+
+def test_a_refusal_for_want_of_starttls_names_the_setting_given(tmp_path):
+    plain = Sink(tmp_path, tls=False)
+    try:
+        config = SenderConfig(smarthost=plain.address, timeout=10.0, retries=0)
+        result = Transport(config, starttls_key="alerts.smtp_starttls").relay("pw@ops.example", ["a@example.org"], MSG)
+        assert result.result == "deferred" and "alerts.smtp_starttls is required" in result.reply
+        assert plain.received == []
+    finally:
+        plain.stop()
