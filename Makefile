@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PW     := $(VENV)/bin/postwatch
 CORPUS ?= ../shared/corpus
 
-.PHONY: run test test-pg venv bench score clean help
+.PHONY: run test test-pg venv bench score docs clean help
 
 help:
 	@echo "make run    - install into $(VENV), fill an empty ./var/postwatch.db with the demo, then postwatch serve"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - run every benchmark under bench/ on SQLite and PostgreSQL; one table of figures and goals"
 	@echo "              (BENCH_ARGS='--quick suppression' passes options; BENCH_POSTGRES_URL names a server)"
 	@echo "make score  - score the parser on $(CORPUS), overall and per MTA/provider family"
+	@echo "make docs   - build the manual (docs/, mkdocs.yml) into ./site with mkdocs build --strict"
 	@echo "make clean  - remove $(VENV) and ./var"
 
 $(VENV)/.installed: pyproject.toml
@@ -51,5 +52,9 @@ score: venv
 	$(PY) $(CORPUS)/../tools/score_corpus.py $(CORPUS) --cmd "$(PW) parse --json" --show 20
 	$(PY) bench/score_families.py --corpus $(CORPUS) --cmd "$(PW) parse --json"
 
+# The manual: docs/*.md as a site in ./site (open site/index.html); any warning fails the build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var site
