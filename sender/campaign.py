@@ -51,6 +51,7 @@ from sender.index import SuppressionIndex, scopes_for
 from sender.recipients import Recipient, RowError, read_recipients
 from sender.transport import Result, Transport, rejection_dsn
 from sender.warmup import Budget, Ramp
+from store.addresses import domain_of
 from store.clock import Clock, utcnow
 from store.volume import SendLog
 
@@ -102,7 +103,7 @@ class Settings:
 
     @property
     def from_domain(self) -> str:
-        return self.from_address.rpartition("@")[2].lower()
+        return domain_of(self.from_address)
 
     def identity(self) -> Identity:
         s = self.sender
@@ -178,7 +179,7 @@ class _Run:
                               "fix the template or the rows and run again")
             return report
         index = SuppressionIndex.load(self.sessions, salt=self.settings.salt, clock=self.clock)
-        provider_of = dict(self.providers({r.email.rpartition("@")[2] for r in rows})) if self.providers and rows else {}
+        provider_of = dict(self.providers({domain_of(r.email) for r in rows})) if self.providers and rows else {}
         now = self.clock()
         with self.sessions() as session:
             existing = self._existing(session, [r.email for r in rows])
@@ -228,7 +229,7 @@ class _Run:
                 if old is not None and old.result in DONE:
                     report.add(r, "already_sent", f"{old.result} before (send-log row {old.id})")
                     continue
-                domain = r.email.rpartition("@")[2]
+                domain = domain_of(r.email)
                 provider = provider_of.get(domain) or None
                 scope = index.suppressed(r.email, self.scopes)
                 held = None if scope else budget.refuse(provider)
