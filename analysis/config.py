@@ -19,7 +19,7 @@ from ingest.config import DomainsConfig  # noqa: F401  ([domains] is read by ing
 class DnsConfig:
     """[dns]: the resolver the analysis uses."""
 
-    nameservers: tuple[str, ...] = ()  # "IP" or "IP:PORT"; empty = the system resolver
+    nameservers: tuple[str, ...] = ()  # "IP" or "IP:PORT" ("[IPv6]:PORT"); empty = the system resolver
     timeout: float = 3.0  # seconds per look-up, all tries included
 
 
@@ -142,7 +142,7 @@ class AlertsConfig:
     min_events: int = 3  # a rate rule never fires on fewer events than this
     catch_up_days: int = 400  # the furthest back the job goes to judge days it has not judged
     # delivery
-    smtp_host: str = ""  # HOST[:PORT] of the smarthost; empty = no alert e-mail
+    smtp_host: str = ""  # HOST[:PORT] of the smarthost ([IPv6]:PORT); empty = no alert e-mail
     smtp_starttls: str = "opportunistic"  # required | opportunistic | off
     smtp_username: str = ""
     smtp_password: str = ""

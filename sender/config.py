@@ -15,7 +15,7 @@ MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is too easy to guess
 class SenderConfig:
     """[sender]: how postwatch's own sender delivers."""
 
-    smarthost: str = "127.0.0.1:25"  # HOST:PORT of the relay; "mx" delivers straight to each domain's MX
+    smarthost: str = "127.0.0.1:25"  # HOST:PORT ([IPv6]:PORT) of the relay; "mx": straight to each domain's MX
     starttls: str = "required"  # required | opportunistic | off
     from_address: str = "news@localhost"  # the From of a campaign unless `postwatch send --from` says otherwise
     return_path_domain: str = ""  # domain of bounces+t-TOKEN@ and unsubscribe+TOKEN@; empty: the From domain
