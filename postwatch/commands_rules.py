@@ -75,7 +75,8 @@ def cmd_rules_test(args, config) -> int:
         if not results:
             out.write(f"{os.path.basename(path)}: no rule carries a `test` sample{note}\n")
         else:
-            out.write(f"{os.path.basename(path)}: {len(results)} samples, {len(results) - len(failed)} passed, "
+            n = len(results)
+            out.write(f"{os.path.basename(path)}: {n} sample{'' if n == 1 else 's'}, {n - len(failed)} passed, "
                       f"{len(failed)} failed{note}\n")
     return 1 if failed else 0
 
