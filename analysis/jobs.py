@@ -8,10 +8,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, PrivacyConfig, ProvidersConfig,
+                             ReportsConfig, SchedulerConfig, ScoresConfig, SuppressionConfig)
+from ingest.config import DomainsConfig
+from sender.config import SenderConfig, WebConfig
 from store.clock import Clock
 
 # Modules that define jobs with @job; importing them fills the registry.
@@ -22,10 +26,45 @@ JOB_MODULES: tuple[str, ...] = ("analysis.rollups", "analysis.dmarc_intel", "ana
 JOB_PROVIDERS: tuple[str, ...] = ("analysis.digest.delivery",)
 
 
+class JobSettings(Protocol):
+    """The configuration sections the jobs read, each the typed section its package defines.
+
+    postwatch.config.Config is one (the shell hands its configuration over whole); a test may
+    give an object holding only the sections its job reads.
+    """
+
+    @property
+    def dns(self) -> DnsConfig: ...
+    @property
+    def domains(self) -> DomainsConfig: ...
+    @property
+    def blocklists(self) -> BlocklistsConfig: ...
+    @property
+    def alerts(self) -> AlertsConfig: ...
+    @property
+    def scheduler(self) -> SchedulerConfig: ...
+    @property
+    def providers(self) -> ProvidersConfig: ...
+    @property
+    def scores(self) -> ScoresConfig: ...
+    @property
+    def dmarc(self) -> DmarcConfig: ...
+    @property
+    def suppression(self) -> SuppressionConfig: ...
+    @property
+    def privacy(self) -> PrivacyConfig: ...
+    @property
+    def sender(self) -> SenderConfig: ...
+    @property
+    def web(self) -> WebConfig: ...
+    @property
+    def reports(self) -> ReportsConfig: ...
+
+
 @dataclass(frozen=True)
 class JobContext:
     sessions: sessionmaker[Session]
-    settings: Any  # the whole configuration (postwatch.config.Config): each job reads its sections
+    settings: JobSettings  # the configuration: each job reads its sections
     clock: Clock
     since: date | None = None  # judge again from this day (`postwatch analyze --since`)
 
@@ -55,7 +94,7 @@ def job(name: str, *, every: timedelta | None = None, cron: str | None = None, o
     return register
 
 
-def all_jobs(settings: Any = None) -> list[Job]:
+def all_jobs(settings: JobSettings | None = None) -> list[Job]:
     """The registered jobs, and with `settings` those the configuration makes (digests)."""
     for module in JOB_MODULES:
         importlib.import_module(module)

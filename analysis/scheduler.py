@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from analysis.config import SchedulerConfig
 from analysis.jobs import Job, JobContext, all_jobs
 from store.checks import JobRun
 from store.locks import LocalLock, store_lock, whoami
@@ -89,8 +90,8 @@ def _run_job(job: Job, ctx: JobContext, trigger: str) -> RunResult:
     if error is None:
         log.info("job %s: %d row(s) in %.2fs", job.name, rows, seconds)
     with ctx.sessions.begin() as session:
-        record = session.get(JobRun, record.id)
-        record.finished_at, record.rows, record.error = ctx.clock(), rows, error
+        done = session.get_one(JobRun, record.id)
+        done.finished_at, done.rows, done.error = ctx.clock(), rows, error
     return RunResult(job.name, rows, seconds, error)
 
 
@@ -153,7 +154,7 @@ def run_scheduled(name: str) -> None:
     run_job(jobs[name], ctx, "scheduler")
 
 
-def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None = None):
+def build_scheduler(ctx: JobContext, engine: Engine, scheduler_cfg: SchedulerConfig, now: datetime | None = None):
     """A BackgroundScheduler with one entry per registered job in the SQLAlchemy job store."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -183,7 +184,7 @@ def build_scheduler(ctx: JobContext, engine, scheduler_cfg, now: datetime | None
     return scheduler, {j.name for j in jobs}
 
 
-def run_forever(ctx: JobContext, engine, scheduler_cfg, stop: threading.Event) -> None:
+def run_forever(ctx: JobContext, engine: Engine, scheduler_cfg: SchedulerConfig, stop: threading.Event) -> None:
     """Lead or stand by until `stop` is set, then shut down after the running job.
 
     Only the holder of the store's scheduler lock runs jobs; without it, try again every

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.attribution import OwnIps, sending_ip
@@ -27,7 +27,7 @@ class FactWriter:
         # DMARC aggregate reports to write in bulk at the end of `write`: (report row, records),
         # and the keys they take, so a second copy in the same batch is seen
         self._dmarc: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-        self._dmarc_keys: dict[tuple, int] = {}
+        self._dmarc_keys: dict[tuple, int | None] = {}
 
     def write(self, items: list[tuple[Parsed, Outcome]]) -> None:
         quarantine: list[dict[str, Any]] = []
@@ -56,7 +56,8 @@ class FactWriter:
         for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
             if rows:  # every row of one kind has the same keys
                 columns = list(rows[0])
-                insert_rows(self.session, model.__table__, columns, [tuple(r[c] for c in columns) for r in rows])
+                insert_rows(self.session, cast(Table, model.__table__), columns,
+                            [tuple(r[c] for c in columns) for r in rows])
         self._write_aggregates()
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
@@ -74,19 +75,21 @@ class FactWriter:
             self._send_ips.update((i, ip) for i, ip in self.session.execute(
                 select(SendLog.id, SendLog.sending_ip).where(SendLog.id.in_(ids))))
 
-    def _sending_ip(self, r: ParseResult, ev: BounceEvent | ComplaintEvent) -> tuple[str | None, str | None]:
+    def _sending_ip(self, r: ParseResult, *, source_ip: str | None = None, diagnostic: str | None = None,
+                    reporting_mta: str | None = None) -> tuple[str | None, str | None]:
+        """The sending IP of an event (a complaint's source IP, a bounce's diagnostic), and what said so."""
         a = r.attribution or {}
         send_id = a.get("send_id")
         return sending_ip(self.own, send_log_ip=self._send_ips.get(send_id) if send_id is not None else None,
-                          source_ip=ev.get("source_ip"), received=a.get("received_ips") or (),
-                          diagnostic=ev.get("diagnostic"), reporting_mta=ev.get("reporting_mta"))
+                          source_ip=source_ip, received=a.get("received_ips") or (),
+                          diagnostic=diagnostic, reporting_mta=reporting_mta)
 
-    def _bounces(self, p: Parsed, message_id: int) -> list[dict[str, Any]]:
+    def _bounces(self, p: Parsed, message_id: int | None) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for ev in cast("list[BounceEvent]", p.result.events):  # a bounce's events are bounce events
             rcpt = ev.get("recipient")
-            ip, by = self._sending_ip(p.result, ev)
+            ip, by = self._sending_ip(p.result, diagnostic=ev.get("diagnostic"), reporting_mta=ev.get("reporting_mta"))
             when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
             rows.append(dict(
                 message_id=message_id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
@@ -99,12 +102,12 @@ class FactWriter:
                 sending_ip=ip, attributed_by=by, **attributed))
         return rows
 
-    def _complaints(self, p: Parsed, message_id: int) -> list[dict[str, Any]]:
+    def _complaints(self, p: Parsed, message_id: int | None) -> list[dict[str, Any]]:
         attributed = self._attributed(p.result)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for ev in cast("list[ComplaintEvent]", p.result.events):  # a complaint's are complaint events
             rcpt = ev.get("recipient")
-            ip, by = self._sending_ip(p.result, ev)
+            ip, by = self._sending_ip(p.result, source_ip=ev.get("source_ip"), reporting_mta=ev.get("reporting_mta"))
             rows.append(dict(
                 message_id=message_id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
                 feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
@@ -114,7 +117,7 @@ class FactWriter:
                 **attributed))
         return rows
 
-    def _duplicate(self, out: Outcome, what: str, other: int) -> None:
+    def _duplicate(self, out: Outcome, what: str, other: int | None) -> None:
         out.status = "ignored"
         out.error = f"duplicate {what}: already stored from message {other}"
         self.session.execute(update(m.InboundMessage).where(m.InboundMessage.id == out.message_id)
@@ -154,12 +157,12 @@ class FactWriter:
         report = m.DmarcAggregateReport
         ids = self.session.scalars(insert(report).returning(report.id, sort_by_parameter_order=True),
                                    [row for row, _records in self._dmarc]).all()
-        rows = []
+        rows: list[tuple] = []
         when: dict[Any, datetime | None] = {}  # a report's records share their interval
         for report_id, (row, records) in zip(ids, self._dmarc):
             begin, end = row["begin"], row["end"]
             rows.extend(_dmarc_record(report_id, r, begin, end, when) for r in records)
-        insert_rows(self.session, m.DmarcRecord.__table__, DMARC_RECORD_COLUMNS, rows)
+        insert_rows(self.session, cast(Table, m.DmarcRecord.__table__), DMARC_RECORD_COLUMNS, rows)
         self._dmarc.clear()
 
     def _tls(self, p: Parsed, out: Outcome) -> int:
@@ -187,7 +190,7 @@ class FactWriter:
             self._duplicate(out, "TLS report", other)
         return stored
 
-    def _failure(self, p: Parsed, message_id: int) -> int:
+    def _failure(self, p: Parsed, message_id: int | None) -> int:
         summary = p.result.report or {}
         detail = p.result.detail if isinstance(p.result.detail, dict) else {}
         source = detail.get("source") or {}

@@ -7,6 +7,7 @@ does a parse that runs past its CPU budget (`ingest.parse_timeout`, ingest/budge
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from ingest import budget, verp
 from ingest.attribution import attribution_from, received_ips, returned_message
@@ -18,7 +19,7 @@ from ingest.headers import addresses
 from ingest.message import UnreadableMessage, load_message, looks_like_message
 from ingest.parsers.arf import parse_arf
 from ingest.parsers.reports import ReportsElsewhere, parse_report_bytes, parse_report_mail
-from ingest.types import BounceEvent, ParseResult
+from ingest.types import BounceEvent, ComplaintEvent, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,10 @@ def _apply_verp(result: ParseResult, msg, original, envelope: Envelope | None, c
     candidates: list[str] = list(envelope.rcpt_tos or ()) if envelope is not None else []
     for name in VERP_HEADERS:
         candidates.extend(str(v) for v in msg.get_all(name) or [])
-    for ev in result.events:
-        if ev.get("original_mail_from"):
-            candidates.append(str(ev["original_mail_from"]))
+    if result.kind == "complaint":  # a complaint report names the return path; a bounce event does not
+        for ev in cast("list[ComplaintEvent]", result.events):
+            if ev.get("original_mail_from"):
+                candidates.append(str(ev["original_mail_from"]))
     if original is not None and original.get("Return-Path"):
         candidates.append(str(original.get("Return-Path")))
     candidates = [c for c in candidates if "+" in c]  # cheap: a return path of ours has a "+"
@@ -137,6 +139,6 @@ def _apply_verp(result: ParseResult, msg, original, envelope: Envelope | None, c
 
         event: BounceEvent = {"recipient": found.recipient, "action": "failed", "status": None,
                               "reply_code": None, "diagnostic": None}
-        event.update(classify(event, config=config))
+        event.update(cast(BounceEvent, classify(cast(dict, event), config=config)))
         result.events = [event]
         result.error = None

@@ -99,10 +99,10 @@ class Pipeline:
         it = iter(items)
         first = list(itertools.islice(it, size))
         if workers < 2 or (len(first) < PARALLEL_MIN and sum(len(item[0]) for item in first) < PARALLEL_MIN_BYTES):
-            batch = first
-            while batch:
-                yield from self._commit(self._stamp([_prepare(item, self.config) for item in batch]))
-                batch = list(itertools.islice(it, size))
+            inputs = first
+            while inputs:
+                yield from self._commit(self._stamp([_prepare(item, self.config) for item in inputs]))
+                inputs = list(itertools.islice(it, size))
             return
         chunks = _chunks(itertools.chain(first, it), max(1, min(64, size // (workers * 2))))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -154,7 +154,12 @@ class Pipeline:
     def _reprocess(self, session: Session, message_id: int) -> Outcome:
         msg = session.get_one(m.InboundMessage, message_id)
         quarantine = session.scalars(select(m.Quarantine).where(m.Quarantine.message_id == message_id)).one()
-        raw = zlib.decompress(msg.raw_zlib) if msg.raw_zlib is not None else open(msg.raw_path, "rb").read()
+        if msg.raw_zlib is not None:
+            raw = zlib.decompress(msg.raw_zlib)
+        else:
+            assert msg.raw_path is not None  # a stored message keeps its bytes in one or the other
+            with open(msg.raw_path, "rb") as fh:
+                raw = fh.read()
         envelope = Envelope(msg.source, msg.origin, msg.envelope_from,
                             None if msg.envelope_to is None else tuple(msg.envelope_to))
         p = _prepare((raw, envelope), self.config)

@@ -18,17 +18,17 @@ from sqlalchemy.orm import Session
 from store.engine import without_nul
 
 
-def upsert_insert(session: Session):
+def upsert_insert(session: Session) -> Any:
     """The dialect's `insert` (SQLite's or PostgreSQL's), which has `on_conflict_do_nothing`
     and `on_conflict_do_update`."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects import postgresql as dialect
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
+        from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+    return dialect.insert
 
 
-def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
+def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert `rows` (tuples of values in `columns` order) into `table`."""
     if not rows:
         return
@@ -43,10 +43,11 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
         procs = [(i, p) for i, name in enumerate(columns)
                  if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
         if procs:
-            rows = [list(row) for row in rows]
-            for row in rows:
+            processed = [list(row) for row in rows]
+            for values in processed:
                 for i, process in procs:
-                    row[i] = process(row[i])
+                    values[i] = process(values[i])
+            rows = processed
         marks = ", ".join("?" * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
                              f"VALUES ({marks})", [tuple(row) for row in rows])
@@ -54,7 +55,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
 
 
-def _copy(conn, table: Table, names: str, as_json: list[int], texts: list[int], rows: list[Sequence[Any]]) -> None:
+def _copy(conn, table: Table, names: str, as_json: list[int], texts: list[int], rows: Sequence[Sequence[Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(f"COPY {conn.dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as copy:

@@ -291,7 +291,8 @@ class IMAPCollector:
 
 def _by_size(uids: list[int], sizes: dict[int, int], limit: int):
     """`uids` in order, in runs of at most `limit` bytes (a larger message alone)."""
-    run, total = [], 0
+    run: list[int] = []
+    total = 0
     for u in uids:
         if run and total + sizes[u] > limit:
             yield run

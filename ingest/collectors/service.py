@@ -103,7 +103,7 @@ def _spool_worker(config: Any, workers: int):
 
 
 def start_worker(config: Any, listening: socket.socket | None = None,
-                 limits: ClientLimits | None = None) -> multiprocessing.Process:
+                 limits: ClientLimits | None = None) -> multiprocessing.process.BaseProcess:
     fd = None if listening is None else listening.fileno()
     proc = multiprocessing.get_context("fork").Process(
         target=_worker_main, args=(config, os.getpid(), fd, limits), name="postwatch-spool-worker", daemon=True)
@@ -189,7 +189,7 @@ def run_smtp(config: Any, drain: bool = True) -> int:
     return 0
 
 
-def _acceptor(shared: _Acceptors, index: int, worker: multiprocessing.Process | None = None,
+def _acceptor(shared: _Acceptors, index: int, worker: multiprocessing.process.BaseProcess | None = None,
               supervisor: int | None = None) -> None:
     """Serve on the shared socket until SIGTERM/SIGINT (or until the `supervisor` pid is gone)."""
     shared.limits.bind(index)
@@ -228,14 +228,14 @@ def _acceptor_main(shared: _Acceptors, index: int, parent: int) -> None:
     _acceptor(shared, index, supervisor=parent)
 
 
-def _start_acceptor(shared: _Acceptors, index: int) -> multiprocessing.Process:
+def _start_acceptor(shared: _Acceptors, index: int) -> multiprocessing.process.BaseProcess:
     proc = multiprocessing.get_context("fork").Process(
         target=_acceptor_main, args=(shared, index, os.getpid()), name=f"postwatch-smtp-{index}", daemon=False)
     proc.start()
     return proc
 
 
-def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.Process | None) -> None:
+def _supervise(shared: _Acceptors, processes: int, worker: multiprocessing.process.BaseProcess | None) -> None:
     """Start the acceptors, restart any that dies, and stop them all on SIGTERM/SIGINT."""
     stopping = []
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
