@@ -47,9 +47,11 @@ CREATE = "create"  # make it and write it to the file (commands that send, recei
 TEMPORARY = "temporary"  # make it for this run only, write nothing (send --dry-run)
 
 # The commands that may create the file: those that send mail (its return paths and links are
-# signed), serve the links and logins, or receive the bounces whose return paths are checked.
-# `forget` only reads it: an erasure is for good, and waits for a salt someone chose or kept.
-CREATING_COMMANDS = frozenset({"send", "serve", "web", "collect", "ingest", "reprocess"})
+# signed), serve the links and logins, and the collectors, which run for long and must agree
+# with a sender that starts after them. A key made by a command that only checks tokens
+# (ingest, reprocess) could make none valid; `forget` erases for good, and waits for a salt
+# someone chose or kept.
+CREATING_COMMANDS = frozenset({"send", "serve", "web", "collect"})
 
 # section name -> the dataclass that holds it
 SECTIONS: dict[str, type] = {

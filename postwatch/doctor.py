@@ -101,8 +101,8 @@ def secrets(config: Config) -> list[Finding]:
             out.append(Finding("secrets", OK, key, f"generated into {row['file']}; set it yourself before a "
                                "second machine shares the store"))
         else:
-            out.append(Finding("secrets", WARNING, key, "not set: the first `postwatch send`, `serve`, `web`, "
-                               f"`collect` or `ingest` generates it into {config.secrets_file}", f"{key} ({env})"))
+            out.append(Finding("secrets", WARNING, key, "not set: the first `postwatch send`, `serve`, `web` or "
+                               f"`collect` generates it into {config.secrets_file}", f"{key} ({env})"))
     path = Path(config.secrets_file)
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)

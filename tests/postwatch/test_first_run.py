@@ -112,6 +112,8 @@ def test_commands_that_only_read_create_nothing(tmp_path):
         assert proc.returncode in (0, 1), proc.stderr
         assert not (tmp_path / "var" / "secrets.toml").exists(), args
     assert not (tmp_path / "var").exists()
+    ingest = run(["ingest", "--no-progress", "dsn.eml"], cwd=tmp_path)  # it stores, but only checks tokens
+    assert ingest.stderr == "" and not (tmp_path / "var" / "secrets.toml").exists()
 
 
 def test_send_dry_run_needs_no_secret_and_writes_none(tmp_path, sink):
@@ -134,9 +136,9 @@ def test_which_commands_create_the_file(tmp_path):
         ["db", "upgrade"], ["suppression", "list"])}
     creating = {k for k, v in mode.items() if v == CREATE}
     assert creating == {"send --template t --recipients r.csv --campaign c", "serve", "web", "collect smtp",
-                        "collect imap", "ingest x", "reprocess"}
+                        "collect imap"}
     assert mode["send --template t --recipients r.csv --campaign c --dry-run"] == TEMPORARY
-    assert mode["parse x"] == READ and mode["forget a@example.com"] == READ
+    assert mode["parse x"] == mode["ingest x"] == mode["forget a@example.com"] == READ
 
 
 def test_the_data_folder_follows_the_sqlite_database(tmp_path, monkeypatch):
