@@ -260,9 +260,9 @@ def dns_records(config: Config, resolver) -> list[Finding]:
                             f'TXT {domain} "v=spf1 ' + " ".join(_spf_terms(config)) + ' -all"')[0])
         if domain == rp_domain and domain not in sending_domains(config):
             continue  # the return path's domain needs SPF; DMARC is the From domain's
-        dmarc, dmarc_detail = _posture(lambda: posture.dmarc(resolver, domain), "dns", domain,
+        dmarc, dmarc_detail = _posture(lambda: posture.dmarc(resolver, domain), "dns", f"_dmarc.{domain}",
                                        f'TXT _dmarc.{domain} "v=DMARC1; p=quarantine; rua=mailto:dmarc@{rp_domain}"')
-        tls, tls_detail = _posture(lambda: posture.tls_rpt(resolver, domain), "dns", domain,
+        tls, tls_detail = _posture(lambda: posture.tls_rpt(resolver, domain), "dns", f"_smtp._tls.{domain}",
                                    f'TXT _smtp._tls.{domain} "v=TLSRPTv1; rua=mailto:tls-reports@{rp_domain}"')
         # TLS-RPT is good practice, not a reason to hold production back
         out += [dmarc, dataclasses.replace(tls, severity=WARNING) if tls.severity == BLOCKING else tls]
@@ -274,16 +274,16 @@ def dns_records(config: Config, resolver) -> list[Finding]:
     return out
 
 
-def _posture(check: Callable, area: str, domain: str, fix: str) -> tuple[Finding, dict]:
-    """One analysis/posture.py check as a finding, and the record's detail."""
+def _posture(check: Callable, area: str, name: str, fix: str) -> tuple[Finding, dict]:
+    """One analysis/posture.py check of the record at `name` as a finding, and the record's detail."""
     from analysis.spf import DnsTrouble
 
     try:
         result = check()
     except DnsTrouble as exc:
-        return Finding(area, WARNING, domain, f"could not be checked: {exc}", fix), {}
+        return Finding(area, WARNING, name, f"could not be checked: {exc}", fix), {}
     severity = {"ok": OK, "warning": WARNING}.get(result.status, BLOCKING)
-    return Finding(area, severity, domain, result.summary, "" if severity == OK else fix), result.detail
+    return Finding(area, severity, name, result.summary, "" if severity == OK else fix), result.detail
 
 
 def _spf_terms(config: Config) -> list[str]:

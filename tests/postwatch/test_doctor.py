@@ -131,8 +131,8 @@ def test_a_good_setup_has_nothing_blocking(tmp_path, dns_server, web_tls):
     code, report = doctor(tmp_path, env)
     assert blocking(report) == [] and report["ready"] is True and code == 0
     ok = {(f["check"], f["subject"]) for f in report["findings"] if f["severity"] == "ok"}
-    assert {("dns", D), ("dkim", f"s1._domainkey.{D}"), ("mx", D), ("smtp", "smtp.tls_cert"),
-            ("web", "web.base_url")} <= ok
+    assert {("dns", D), ("dns", f"_dmarc.{D}"), ("dns", f"_smtp._tls.{D}"), ("dkim", f"s1._domainkey.{D}"),
+            ("mx", D), ("smtp", "smtp.tls_cert"), ("web", "web.base_url")} <= ok
     assert [f["message"] for f in report["findings"] if f["check"] == "mx"] == [
         f"MX {MX} receives bounces@{D}, dmarc@{D}, tls-reports@{D}"]
     # the text form says the same, never a secret's value
@@ -155,7 +155,7 @@ def test_a_broken_setup_names_each_problem_and_what_to_set(tmp_path, dns_server,
     found = blocking(report)
     spf = finding(found, "dns", D, "no SPF record")
     assert spf["fix"] == f'TXT {D} "v=spf1 ip4:192.0.2.10 -all"'
-    dmarc = finding(found, "dns", D, "no DMARC record")
+    dmarc = finding(found, "dns", f"_dmarc.{D}", "no DMARC record")
     assert dmarc["fix"].startswith(f'TXT _dmarc.{D} "v=DMARC1;')
     dkim = finding(found, "dkim", f"s1._domainkey.{D}")
     assert "holds another key" in dkim["message"] and public[:40] in dkim["fix"]
