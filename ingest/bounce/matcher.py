@@ -121,11 +121,12 @@ class Matcher:
         self.always: dict[int, list[int]] = defaultdict(list)  # patterns without a literal
         self.bare: list[int] = []  # rules with conditions and no patterns
         literals: list[tuple[int, int, str]] = []
+        seen: dict[str, str | None] = {}  # a `like` block repeats an earlier block's patterns
         for r, rule in enumerate(rules):
             if not rule.patterns:
                 self.bare.append(r)
             for p, pattern in enumerate(rule.patterns):
-                lit = literal_of(pattern)
+                lit = seen[pattern] if pattern in seen else seen.setdefault(pattern, literal_of(pattern))
                 if lit is None:
                     self.always[r].append(p)
                 else:
