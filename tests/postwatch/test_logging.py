@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy  # noqa: F401  (sets its logger's level on import, as in every postwatch run)
 
 from postwatch.cli import OWN_LOGGERS, QUIET_LOGGERS, setup_logging
 from tests.conftest import ROOT, SAMPLES
@@ -26,10 +27,13 @@ def test_levels_per_verbosity(levels, verbose):
     logging.getLogger().setLevel(logging.INFO if verbose == 1 else logging.DEBUG)  # basicConfig is once
     assert logging.getLogger("ingest.pipeline").isEnabledFor(logging.DEBUG)
     assert logging.getLogger("postwatch.serve").isEnabledFor(logging.DEBUG)
-    for name in ("flufl.bounce", "alembic.runtime.migration", "sqlalchemy.engine", "urllib3.connectionpool",
-                 "werkzeug", "asyncio", "mail.log"):
+    for name in ("flufl.bounce", "alembic.runtime.migration", "urllib3.connectionpool", "werkzeug", "asyncio",
+                 "mail.log"):
         assert logging.getLogger(name).isEnabledFor(logging.INFO) == (verbose == 2), name
         assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    # SQLAlchemy keeps its own logger at WARNING (its statements are database.echo's to show)
+    assert not logging.getLogger("sqlalchemy.engine").isEnabledFor(logging.INFO)
+    assert logging.getLogger("sqlalchemy.engine").isEnabledFor(logging.WARNING)
 
 
 def _stderr(tmp_path, *flags: str) -> str:
