@@ -61,7 +61,7 @@ def ticking(monkeypatch):
 def test_the_lock_key_is_fixed_and_documented():
     key = lock_key("postwatch scheduler")
     assert key == lock_key("postwatch scheduler") and -2**63 <= key < 2**63
-    assert str(key) in (ROOT / "README.md").read_text()
+    assert str(key) in (ROOT / "docs" / "commands.md").read_text()
 
 
 def test_two_file_locks_on_one_file_exclude_each_other(tmp_path):
