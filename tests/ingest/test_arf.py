@@ -239,3 +239,27 @@ def test_complaints_do_not_import_parsedmarc():
             "assert r.kind == 'complaint'; print('parsedmarc' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_reported_and_from_domains_are_lower_case():
+    apple = b"""From: someone@example.net
+To: <unsubscribe+abc@Mail.Example.COM>
+Subject: unsubscribe
+X-Apple-Unsubscribe: true
+Content-Type: text/plain
+
+Apple Mail sent this email to unsubscribe from the message.
+"""
+    assert parse_bytes(apple).events[0]["reported_domain"] == "mail.example.com"
+    ses = b"""From: SES <no-reply@sns.amazonaws.com>
+To: ops@example.com
+Subject: AWS Notification Message
+x-amz-sns-message-id: 1
+Content-Type: text/plain
+
+{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"lee@example.net"}],
+"complaintFeedbackType":"abuse"},
+"mail":{"source":"News@Example.COM","commonHeaders":{"from":["Shop <News@Example.COM>"]}}}
+"""
+    r = parse_bytes(ses)
+    assert r.events[0]["reported_domain"] == "example.com" and r.attribution["from_domain"] == "example.com"
