@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from sqlalchemy import BigInteger, Index, String, insert, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.addresses import HASH_PREFIX, AddressError, address_hash, is_hashed, normalise
+from store.addresses import HASH_PREFIX, AddressError, address_hash, domain_of, is_hashed, normalise
 from store.clock import utcnow
 from store.models import Base, BigId
 from store.timeparse import utc
@@ -131,7 +131,7 @@ def normalise_scope(scope: str | None) -> str:
     kind, rest = kind.strip().lower(), rest.strip()
     if sep and rest and kind == "domain":
         try:
-            return "domain:" + normalise(f"x@{rest}").split("@", 1)[1]
+            return "domain:" + domain_of(normalise(f"x@{rest}"))
         except AddressError:
             pass
     elif sep and rest and kind == "campaign":
