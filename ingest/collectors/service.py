@@ -23,7 +23,8 @@ from typing import Any
 
 from ingest.collectors.limits import ClientLimits, default_processes
 from ingest.collectors.smtp import FeedbackHandler, parse_listen
-from ingest.collectors.smtp_protocol import default_hostname, make_factory, tls_context
+from ingest.collectors.smtp_protocol import default_hostname, make_factory
+from ingest.collectors.tlscert import tls_context
 from ingest.spool import GroupCommitter, Spool
 
 log = logging.getLogger("ingest.collectors")

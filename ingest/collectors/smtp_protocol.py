@@ -3,9 +3,9 @@
 `CollectorSMTP` speaks SMTP and decides nothing: what a recipient may be, how many
 sessions and messages a client may have, and where a message goes are the handler's
 (`ingest.collectors.smtp.FeedbackHandler`). It subclasses aiosmtpd's `SMTP` and relies on
-some of its internals (and of asyncio's streams); `AIOSMTPD_INTERNALS` names every one,
-and tests/ingest/collectors/test_smtp_internals.py checks each against the installed
-versions.
+some of its internals (and of asyncio's streams); `ingest.collectors.aiosmtpd_internals`
+names every one, and tests/ingest/collectors/test_smtp_internals.py checks each against the
+installed versions.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import re
 import socket
 import ssl
 import weakref
-from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from aiosmtpd.smtp import (ALLOWED_BEFORE_STARTTLS, BOGUS_LIMIT, MISSING, SMTP, TLSSetupException,
                            login_always_fail, syntax)
@@ -27,78 +26,6 @@ from ingest.config import SMTPConfig
 
 log = logging.getLogger("ingest.collectors.smtp")
 
-
-class Internal(NamedTuple):
-    """One aiosmtpd or asyncio internal this module relies on, and the shape it relies on."""
-
-    owner: str  # a module ("aiosmtpd.smtp"), a class ("SMTP"), or a class's instances ("SMTP()")
-    name: str
-    kind: str  # "value", "int", "strings", "class", "function", "method", "coroutine" or "attribute"
-    params: tuple[str, ...] = ()  # the leading parameters a call passes (after self), in order
-
-
-# Everything of aiosmtpd and asyncio this module uses beyond their documented interfaces:
-# the names it imports from aiosmtpd, the private methods it calls or replaces (aiosmtpd's
-# own code calls the replacements), and the private attributes it reads or sets (its
-# __init__ sets those aiosmtpd's code reads, in place of SMTP.__init__). The test fails,
-# naming the internal and aiosmtpd's version, when one is gone or changed its shape, and
-# when this module uses a private name of theirs that is not listed here.
-AIOSMTPD_INTERNALS: tuple[Internal, ...] = (
-    # names imported from aiosmtpd.smtp
-    Internal("aiosmtpd.smtp", "ALLOWED_BEFORE_STARTTLS", "strings"),
-    Internal("aiosmtpd.smtp", "BOGUS_LIMIT", "int"),
-    Internal("aiosmtpd.smtp", "MISSING", "value"),
-    Internal("aiosmtpd.smtp", "SMTP", "class"),
-    Internal("aiosmtpd.smtp", "TLSSetupException", "class"),
-    Internal("aiosmtpd.smtp", "login_always_fail", "function", ("mechanism", "login", "password")),
-    Internal("aiosmtpd.smtp", "syntax", "function", ("text", "extended", "when")),
-    # aiosmtpd's methods, called here or replaced here (and called by aiosmtpd's own code)
-    Internal("SMTP", "_call_handler_hook", "coroutine", ("command",)),
-    Internal("SMTP", "_create_envelope", "method"),
-    Internal("SMTP", "_create_session", "method"),
-    Internal("SMTP", "_set_post_data_state", "method"),
-    Internal("SMTP", "_set_rset_state", "method"),
-    Internal("SMTP", "_getaddr", "method", ("arg",)),
-    Internal("SMTP", "_handle_client", "coroutine"),
-    Internal("SMTP", "_reset_timeout", "method", ("duration",)),
-    Internal("SMTP", "_timeout_cb", "method"),
-    Internal("SMTP", "check_helo_needed", "coroutine"),
-    Internal("SMTP", "handle_exception", "coroutine", ("error",)),
-    # SMTP's instance attributes, set here as SMTP.__init__ and its connection_made set them
-    Internal("SMTP()", "__ident__", "attribute"),
-    Internal("SMTP()", "_decode_data", "attribute"),
-    Internal("SMTP()", "_timeout_duration", "attribute"),
-    Internal("SMTP()", "_timeout_handle", "attribute"),
-    Internal("SMTP()", "_tls_handshake_okay", "attribute"),
-    Internal("SMTP()", "_tls_protocol", "attribute"),
-    Internal("SMTP()", "_original_transport", "attribute"),
-    Internal("SMTP()", "_handler_coroutine", "attribute"),
-    Internal("SMTP()", "_auth_require_tls", "attribute"),
-    Internal("SMTP()", "_proxy_timeout", "attribute"),
-    Internal("SMTP()", "_authenticator", "attribute"),
-    Internal("SMTP()", "_auth_callback", "attribute"),
-    Internal("SMTP()", "_auth_required", "attribute"),
-    Internal("SMTP()", "_auth_methods", "attribute"),
-    Internal("SMTP()", "_handle_hooks", "attribute"),
-    Internal("SMTP()", "_smtp_methods", "attribute"),
-    Internal("SMTP()", "_reader", "attribute"),
-    Internal("SMTP()", "_writer", "attribute"),
-    Internal("SMTP()", "transport", "attribute"),
-    # asyncio's stream protocol and reader, under aiosmtpd's SMTP
-    Internal("asyncio.StreamReaderProtocol", "__init__", "method", ("stream_reader", "client_connected_cb", "loop")),
-    Internal("asyncio.StreamReaderProtocol()", "_stream_reader_wr", "attribute"),
-    Internal("asyncio.StreamReaderProtocol()", "_stream_writer", "attribute"),
-    Internal("asyncio.StreamReaderProtocol()", "_transport", "attribute"),
-    Internal("asyncio.StreamReaderProtocol()", "_paused", "attribute"),
-    Internal("asyncio.StreamReader()", "_limit", "attribute"),
-)
-
-# Attributes SMTP.__init__ sets that CollectorSMTP.__init__ leaves out: aiosmtpd's
-# _handle_client and smtp_EHLO read the first four, and CollectorSMTP replaces both; asyncio's
-# StreamReaderProtocol sets the last two for the StreamReader it is given (here: none; the
-# reader is made by _streams, when needed, and kept in _reader).
-AIOSMTPD_INIT_SKIPPED = ("_ehlo_hook_ver", "_enforce_call_limit", "_call_limit_base", "_call_limit_default",
-                         "_source_traceback", "_strong_reader")
 
 # Commands a client may repeat in one session before it is told goodbye (floods).
 CALL_LIMITS = {"NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10, "EHLO": 20, "HELO": 20,
@@ -735,29 +662,6 @@ CollectorSMTP._COMMANDS = {name: getattr(CollectorSMTP, "smtp_" + name) for name
 
 
 # -- the server's setup ----------------------------------------------------------------------
-
-def tls_context(config: SMTPConfig, spool_dir: Path, hostname: str) -> ssl.SSLContext | None:
-    """The STARTTLS context: the configured certificate, or a self-signed one made once."""
-    if not config.starttls:
-        return None
-    cert, key = config.tls_cert, config.tls_key
-    if bool(cert) != bool(key):
-        raise ValueError("smtp.tls_cert and smtp.tls_key go together: set both, or neither for a self-signed certificate")
-    if not cert:
-        from ingest.collectors.tlscert import ensure_self_signed
-
-        cert, key = ensure_self_signed(spool_dir / "tls", hostname)
-        log.warning("smtp: no certificate configured (smtp.tls_cert); STARTTLS uses a self-signed one "
-                    "at %s - fine for tests, set a real one on a public MX", cert)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        ctx.load_cert_chain(str(cert), str(key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load the STARTTLS certificate {cert} / key {key}: {exc}") from None
-    return ctx
-
 
 def default_hostname(config: SMTPConfig) -> str:
     """The name in the greeting: smtp.hostname, or this machine's."""

@@ -1,13 +1,18 @@
-"""A self-signed certificate for STARTTLS when the operator configured none (local use)."""
+"""The SMTP collector's STARTTLS context, and the self-signed certificate it uses when the
+operator configured none (local use)."""
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import logging
 import os
+import ssl
 from pathlib import Path
 
+from ingest.config import SMTPConfig
+
 log = logging.getLogger(__name__)
+smtp_log = logging.getLogger("ingest.collectors.smtp")  # the collector's log, where operators look
 
 
 def ensure_self_signed(folder: Path, hostname: str) -> tuple[Path, Path]:
@@ -41,3 +46,24 @@ def ensure_self_signed(folder: Path, hostname: str) -> tuple[Path, Path]:
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     log.info("made a self-signed certificate at %s", cert)
     return cert, key
+
+
+def tls_context(config: SMTPConfig, spool_dir: Path, hostname: str) -> ssl.SSLContext | None:
+    """The STARTTLS context: the configured certificate, or a self-signed one made once."""
+    if not config.starttls:
+        return None
+    cert, key = config.tls_cert, config.tls_key
+    if bool(cert) != bool(key):
+        raise ValueError("smtp.tls_cert and smtp.tls_key go together: set both, or neither for a self-signed certificate")
+    if not cert:
+        cert, key = ensure_self_signed(spool_dir / "tls", hostname)
+        smtp_log.warning("smtp: no certificate configured (smtp.tls_cert); STARTTLS uses a self-signed one "
+                    "at %s - fine for tests, set a real one on a public MX", cert)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the STARTTLS certificate {cert} / key {key}: {exc}") from None
+    return ctx

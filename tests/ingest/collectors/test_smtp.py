@@ -15,7 +15,8 @@ from aiosmtpd.controller import Controller
 
 from ingest.collectors.limits import ClientLimits
 from ingest.collectors.smtp import FeedbackHandler, RecipientPolicy, parse_listen
-from ingest.collectors.smtp_protocol import CollectorSMTP, tls_context
+from ingest.collectors.smtp_protocol import CollectorSMTP
+from ingest.collectors.tlscert import tls_context
 from ingest.config import SMTPConfig
 from ingest.spool import GroupCommitter, Spool
 from tests.conftest import need
