@@ -371,7 +371,9 @@ def cmd_config_show(args, config) -> int:
     for key, env, _default, _type in describe():
         section, name = key.split(".", 1)
         value = getattr(getattr(config, section), name)
-        if ("secret" in name or "password" in name or name == "salt" or name.endswith("tokens")) and value:
+        if key in config.generated:  # made by postwatch and kept in the secrets file
+            value = f"(generated, kept in {config.secrets_file})"
+        elif ("secret" in name or "password" in name or name == "salt" or name.endswith("tokens")) and value:
             value = "(set)"
         elif key == "web.users":  # the names and roles; never a hash or a TOTP secret
             value = tuple(":".join(entry.split(":", 2)[:2]) + ":(set)" for entry in value)

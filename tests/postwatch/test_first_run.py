@@ -169,3 +169,14 @@ def test_a_secrets_file_this_user_cannot_read(tmp_path, monkeypatch, caplog):
     # one that would make new ones stops: it must not replace what mail already carries
     with pytest.raises(ConfigError, match="cannot read var/secrets.toml: Permission denied"):
         load(environ={}, secrets_mode=CREATE)
+
+
+def test_config_show_says_which_secrets_were_generated_and_where(tmp_path):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secrets.toml").write_text(
+        '[web]\nsecret = "generated-web-secret-0123456789"\n[privacy]\nsalt = "generated-salt-0123456789"\n')
+    out = run(["config", "show"], cwd=tmp_path, env={"POSTWATCH_PRIVACY__SALT": "set-by-the-operator-0123"}).stdout
+    assert "web.secret = '(generated, kept in var/secrets.toml)'" in out
+    assert "privacy.salt = '(set)'" in out  # the operator's value wins, and is not called generated
+    assert "ingest.verp_secret = ''" in out  # not made by a command that only reads
+    assert "generated-web-secret" not in out and "set-by-the-operator" not in out
