@@ -144,7 +144,8 @@ def _write(session: Session, totals: dict[Key, int], now: datetime, source: str 
     cols = (VolumeImport.day, VolumeImport.sending_domain, VolumeImport.sending_ip, VolumeImport.provider,
             VolumeImport.campaign)
     for i in range(0, len(keys), 200):
-        for row in session.scalars(select(VolumeImport).where(tuple_(*cols).in_(keys[i:i + 200]))):
+        for row in session.scalars(select(VolumeImport).where(VolumeImport.origin == "csv",
+                                                              tuple_(*cols).in_(keys[i:i + 200]))):
             existing[(row.day, row.sending_domain, row.sending_ip, row.provider, row.campaign)] = row
     for key, sent in totals.items():
         row = existing.get(key)
@@ -152,7 +153,7 @@ def _write(session: Session, totals: dict[Key, int], now: datetime, source: str 
             day, domain, ip, provider, campaign = key
             session.add(VolumeImport(day=day, sending_domain=domain, sending_ip=ip, provider=provider,
                                      campaign=campaign, sent=sent, rolled=0, pending=True, imported_at=now,
-                                     source=source))
+                                     source=source, origin="csv"))
             result.added += 1
         else:
             row.sent, row.pending, row.imported_at, row.source = sent, True, now, source

@@ -40,7 +40,8 @@ class SendLog(Base):
 
 
 class VolumeImport(Base):
-    """Daily send counts of an external sender (`postwatch volume import`); '' = not given.
+    """Daily send counts of an external sender (`postwatch volume import`, MTA logs read by
+    `postwatch ingest-log`); '' = not given.
 
     `rolled` is how much of `sent` the rollups already hold, so a re-import that replaces a
     count adds only the difference.
@@ -59,8 +60,10 @@ class VolumeImport(Base):
     pending: Mapped[bool] = mapped_column(Boolean, index=True)
     imported_at: Mapped[datetime]
     source: Mapped[str | None] = mapped_column(Text)  # the file it came from
+    # what kind of source: 'csv' (`postwatch volume import`, replaces), 'log:postfix' ... (adds)
+    origin: Mapped[str] = mapped_column(String(40), default="csv", server_default="csv")
 
-    __table_args__ = (UniqueConstraint("day", "sending_domain", "sending_ip", "provider", "campaign"),)
+    __table_args__ = (UniqueConstraint("day", "sending_domain", "sending_ip", "provider", "campaign", "origin"),)
 
 
 class RecipientDomain(Base):
