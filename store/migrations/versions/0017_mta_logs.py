@@ -23,7 +23,9 @@ OLD_KEY = ('day', 'sending_domain', 'sending_ip', 'provider', 'campaign')
 def upgrade() -> None:
     with op.batch_alter_table('volume_imports', schema=None) as batch_op:
         batch_op.add_column(sa.Column('origin', sa.String(length=40), server_default='csv', nullable=False))
-        batch_op.drop_constraint('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign',
+        # op.f: the name as the naming convention made it (PostgreSQL keeps 63 characters of a
+        # longer one, with a hash of the rest)
+        batch_op.drop_constraint(batch_op.f('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign'),
                                  type_='unique')
         batch_op.create_unique_constraint(
             batch_op.f('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign_origin'),
@@ -53,8 +55,8 @@ def downgrade() -> None:
     op.drop_table('log_lines')
     op.execute("DELETE FROM volume_imports WHERE origin <> 'csv'")
     with op.batch_alter_table('volume_imports', schema=None) as batch_op:
-        batch_op.drop_constraint('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign_origin',
-                                 type_='unique')
+        batch_op.drop_constraint(
+            batch_op.f('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign_origin'), type_='unique')
         batch_op.create_unique_constraint(
             batch_op.f('uq_volume_imports_day_sending_domain_sending_ip_provider_campaign'), list(OLD_KEY))
         batch_op.drop_column('origin')
