@@ -108,7 +108,8 @@ COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.co
                                     "postwatch.commands_ops", "postwatch.commands_web",
                                     "postwatch.commands_sender", "postwatch.commands_serve",
                                     "postwatch.commands_demo", "postwatch.commands_reports",
-                                    "postwatch.commands_doctor", "postwatch.commands_rules")
+                                    "postwatch.commands_doctor", "postwatch.commands_rules",
+                                    "postwatch.commands_logs")
 
 
 def build_parser(only_parse: bool = False) -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsCon
 from dashboard.config import WebConfig
 from sender.config import SenderConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
+from ingest.logs.config import LogsConfig
 from store.config import DatabaseConfig
 
 DEFAULT_FILE = "postwatch.toml"
@@ -73,6 +74,7 @@ SECTIONS: dict[str, type] = {
     "sender": SenderConfig,
     "web": WebConfig,
     "reports": ReportsConfig,
+    "logs": LogsConfig,
 }
 
 
@@ -100,6 +102,7 @@ class Config:
     sender: SenderConfig = field(default_factory=SenderConfig)
     web: WebConfig = field(default_factory=WebConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
     secrets_file: str = ""  # where generated secrets are kept (read or written)
     generated: tuple[str, ...] = ()  # the GENERATED_SECRETS whose value came from it, not from the operator

@@ -29,7 +29,7 @@ def test_every_command_is_on_the_commands_page_with_an_example():
     missing = [" ".join(path) for path, _ in commands() if f"postwatch {' '.join(path)}" not in COMMANDS]
     assert missing == []
     top = {path[0] for path, _ in commands()}
-    headed = set(re.findall(r"^### postwatch (\w+)", COMMANDS, re.M))
+    headed = set(re.findall(r"^### postwatch ([\w-]+)", COMMANDS, re.M))
     assert top - headed == set(), "every command has a section of its own"
     sections = re.split(r"^### ", COMMANDS, flags=re.M)[1:]
     assert [s.split("\n", 1)[0] for s in sections if "```sh" not in s] == [], "every section shows an example"
