@@ -68,6 +68,7 @@ class KumoReader:
         if outcome == "complaint":
             report = rec.get("feedback_report") if isinstance(rec.get("feedback_report"), dict) else {}
             record.feedback_type = _text(report.get("feedback_type")) or "abuse"
+            record.sending_ip = _text(report.get("source_ip")) or record.sending_ip
         return [record]
 
 
