@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import auth
 from dashboard.metrics import Exposition
+from sender.hooks import blueprint as hooks_blueprint
 from sender.http import blueprint
 from store.clock import Clock, utcnow
 
@@ -37,12 +38,14 @@ HealthCheck = Callable[[], "str | None"]
 
 
 def create_server(settings: Any, *, sessions: sessionmaker[Session] | None = None, clock: Clock = utcnow,
-                  health: Mapping[str, HealthCheck] | None = None, pages: bool = True) -> Flask:
+                  health: Mapping[str, HealthCheck] | None = None, pages: bool = True,
+                  webhook_fetch: Callable[[str], bytes] | None = None) -> Flask:
     """The Flask app for `settings` (the whole configuration).
 
     `health` adds checks to /healthz beside the database's (`postwatch serve` adds its
     collector and scheduler); `pages=False` leaves the Dash pages out (a test of the login
-    alone), with a plain page at / instead."""
+    alone), with a plain page at / instead. `webhook_fetch` GETs the SNS certificates and
+    subscription URLs of the webhooks (by default over HTTPS)."""
     if sessions is None:
         from store.engine import session_factory
 
@@ -51,6 +54,9 @@ def create_server(settings: Any, *, sessions: sessionmaker[Session] | None = Non
     app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024
     auth.install(app, settings.web, clock=clock)
     app.register_blueprint(blueprint(sessions, settings.web, salt=settings.privacy.salt, clock=clock))
+    app.register_blueprint(hooks_blueprint(sessions, settings.webhooks, ingest=settings.ingest,
+                                           domains=settings.domains, clock=clock,
+                                           **({"fetch": webhook_fetch} if webhook_fetch else {})))
     checks: dict[str, HealthCheck] = {"database": _database_check(sessions)}
     checks.update(health or {})
     exposition = Exposition(sessions, clock)

@@ -1,6 +1,7 @@
 """Turning parsed results into rows: events and DMARC records in bulk, other reports one by one."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -10,11 +11,14 @@ from sqlalchemy.orm import Session
 from ingest.attribution import OwnIps, sending_ip
 from ingest.outcome import Outcome, Parsed
 from ingest.types import BounceEvent, ComplaintEvent, ParseResult
+from ingest.webhooks.facts import KIND as WEBHOOK, WebhookFacts
 from store import models as m
 from store.addresses import domain_of
 from store.bulk import insert_rows
+from store.clock import utcnow
 from store.timeparse import parse_when
 from store.volume import SendLog
+from store.volume_counts import add_counts
 
 
 class FactWriter:
@@ -53,6 +57,8 @@ class FactWriter:
                 out.events = self._tls(p, out)
             elif r.kind == "dmarc_failure":
                 out.events = self._failure(p, out.message_id)
+            elif r.kind == WEBHOOK:
+                out.events = self._webhook(p, out, bounces, complaints)
         for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
             if rows:  # every row of one kind has the same keys
                 columns = list(rows[0])
@@ -116,6 +122,21 @@ class FactWriter:
                 original_mail_from=_cut(ev.get("original_mail_from"), 320), sending_ip=ip, attributed_by=by,
                 **attributed))
         return rows
+
+    def _webhook(self, p: Parsed, out: Outcome, bounces: list[dict[str, Any]],
+                 complaints: list[dict[str, Any]]) -> int:
+        """An ESP webhook's events, each with the attribution of its own message, and its volume."""
+        facts = cast(WebhookFacts, p.result.detail)
+        n = 0
+        for part in facts.results:
+            one = replace(p, result=part)
+            rows = self._bounces(one, out.message_id) if part.kind == "bounce" else self._complaints(one, out.message_id)
+            (bounces if part.kind == "bounce" else complaints).extend(rows)
+            n += len(rows)
+        if facts.volume:
+            add_counts(self.session, facts.volume, origin=f"webhook:{facts.provider}", now=p.received_at or utcnow(),
+                       source=f"inbound message {out.message_id}")
+        return n
 
     def _duplicate(self, out: Outcome, what: str, other: int | None) -> None:
         out.status = "ignored"

@@ -83,6 +83,12 @@ class Pipeline:
         """Store one message and its facts in one transaction."""
         return self._commit(self._stamp([_prepare((raw, envelope), self.config)]))[0]
 
+    def ingest_read(self, raw: bytes, envelope: Envelope, result: ParseResult) -> Outcome:
+        """Store one input its caller has read already (an ESP webhook's body) and its facts,
+        in one transaction, with the same sha256 dedup as mail."""
+        parsed = Parsed(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), envelope, result)
+        return self._commit(self._stamp([parsed]))[0]
+
     def ingest_many(self, items: Iterable[tuple[bytes, Envelope]],
                     batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
         """Ingest (raw, envelope) pairs, at most `batch_size` per transaction.

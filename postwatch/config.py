@@ -26,7 +26,7 @@ from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsCon
                              PrivacyConfig, ProvidersConfig, ReportsConfig, SchedulerConfig,
                              ScoresConfig, SuppressionConfig)
 from dashboard.config import WebConfig
-from sender.config import SenderConfig
+from sender.config import SenderConfig, WebhooksConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from ingest.logs.config import LogsConfig
 from store.config import DatabaseConfig
@@ -74,6 +74,7 @@ SECTIONS: dict[str, type] = {
     "sender": SenderConfig,
     "web": WebConfig,
     "reports": ReportsConfig,
+    "webhooks": WebhooksConfig,
     "logs": LogsConfig,
 }
 
@@ -102,6 +103,7 @@ class Config:
     sender: SenderConfig = field(default_factory=SenderConfig)
     web: WebConfig = field(default_factory=WebConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
     secrets_file: str = ""  # where generated secrets are kept (read or written)

@@ -90,3 +90,34 @@ class WebConfig:
                                  "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.threads < 1:
             raise ValueError("web.threads must be at least 1")
+
+
+WEBHOOK_PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark")
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """[webhooks]: the ESP event webhooks the web server takes at POST /hooks/PROVIDER."""
+
+    providers: tuple[str, ...] = ()  # the enabled ones (ses, sendgrid, mailgun, postmark); others answer 404
+    ses_topic_arns: tuple[str, ...] = ()  # SNS topics whose messages are taken and whose subscriptions are confirmed
+    sendgrid_public_key: str = ""  # the Signed Event Webhook's verification key (base64 DER)
+    mailgun_signing_secret: str = ""  # the HTTP webhook signing key
+    mailgun_max_age_minutes: int = 10  # a signature timestamp further from now than this is refused
+    postmark_username: str = ""  # basic auth Postmark sends (https://USER:PASSWORD@host/hooks/postmark)
+    postmark_password: str = ""
+    postmark_secret: str = ""  # or a secret Postmark sends in a custom header
+    postmark_secret_header: str = "X-Postmark-Secret"
+    campaign_key: str = "campaign"  # the tag / metadata / custom argument naming a message's campaign
+    volume_from: str = "sends"  # sends | deliveries: which event of a message counts as volume
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.providers if p not in WEBHOOK_PROVIDERS]
+        if unknown:
+            raise ValueError(f"webhooks.providers: unknown {', '.join(unknown)}; known: {', '.join(WEBHOOK_PROVIDERS)}")
+        if self.mailgun_max_age_minutes < 1:
+            raise ValueError("webhooks.mailgun_max_age_minutes must be at least 1")
+        if self.volume_from not in ("sends", "deliveries"):
+            raise ValueError(f"webhooks.volume_from must be sends or deliveries, not {self.volume_from!r}")
+        if bool(self.postmark_username) != bool(self.postmark_password):
+            raise ValueError("webhooks.postmark_username and postmark_password go together: set both, or neither")
