@@ -27,4 +27,6 @@ def first_use(session: Session, provider: str, token: str, now: datetime, keep: 
     forgotten (a signature that old is refused on its timestamp anyway)."""
     session.execute(delete(WebhookToken).where(WebhookToken.seen_at < now - keep))
     stmt = upsert_insert(session)(WebhookToken).values(provider=provider, token=token, seen_at=now)
-    return bool(session.execute(stmt.on_conflict_do_nothing(index_elements=["provider", "token"])).rowcount)
+    # RETURNING says whether the row went in (rowcount is not reliable through the ORM on every driver)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["provider", "token"]).returning(WebhookToken.token)
+    return session.execute(stmt).first() is not None
