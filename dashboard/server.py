@@ -1,5 +1,6 @@
 """The web server: one Flask app with the dashboard behind a login, the sender's blueprint
-(the suppression API with its own bearer tokens, one-click unsubscribe with none), /healthz
+(the suppression API with its own bearer tokens, one-click unsubscribe with none), the ESP
+webhooks at /hooks/PROVIDER (sender/hooks.py, each checked as its provider signs), /healthz
 and /metrics.
 
     create_server(settings) -> flask.Flask      # settings: postwatch.config.Config

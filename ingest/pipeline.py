@@ -30,6 +30,7 @@ from ingest.facts import FactWriter
 from ingest.outcome import Outcome, Parsed
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
+from ingest.webhooks.readers import is_webhook, read_stored
 from store import models as m
 from store.bulk import upsert_insert
 from store.clock import Clock, utcnow
@@ -168,7 +169,11 @@ class Pipeline:
                 raw = fh.read()
         envelope = Envelope(msg.source, msg.origin, msg.envelope_from,
                             None if msg.envelope_to is None else tuple(msg.envelope_to))
-        p = _prepare((raw, envelope), self.config)
+        if is_webhook(msg.source):  # an ESP webhook's JSON body, read by its provider's reader
+            p = Parsed(len(raw), zlib.compress(raw, 1), msg.sha256, envelope,
+                       read_stored(msg.source, raw, self.config.rules_file))
+        else:
+            p = _prepare((raw, envelope), self.config)
         p.received_at = msg.received_at
         out = Outcome(message_id, msg.sha256, p.result.kind, _status(p.result), p.result.error, 0,
                       origin=msg.origin)

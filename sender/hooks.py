@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from datetime import timedelta
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from flask import Blueprint, Response, request
 from sqlalchemy import delete, select
@@ -25,8 +25,9 @@ from ingest.config import DomainsConfig, IngestConfig
 from ingest.envelope import Envelope
 from ingest.pipeline import Pipeline
 from ingest.types import ParseResult
-from ingest.webhooks import mailgun, postmark, sendgrid, ses
-from ingest.webhooks.facts import ReadOptions, WebhookFacts, read_options
+from ingest.webhooks import mailgun, ses
+from ingest.webhooks.facts import WebhookFacts, read_options
+from ingest.webhooks.readers import READERS, SOURCE_PREFIX
 from sender.config import WebhooksConfig
 from sender.hook_auth import (Fetch, Refusal, SnsVerifier, check_mailgun, check_postmark, check_sendgrid,
                               fetch_url, sendgrid_key, sns_url_refusal)
@@ -35,8 +36,6 @@ from store.clock import Clock, utcnow
 from store.webhooks import WebhookToken, first_use
 
 log = logging.getLogger(__name__)
-READERS: dict[str, Callable[[Mapping[str, str], bytes, ReadOptions], ParseResult]] = {
-    "ses": ses.read, "sendgrid": sendgrid.read, "mailgun": mailgun.read, "postmark": postmark.read}
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -78,7 +77,7 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
                 m.InboundMessage.sha256 == hashlib.sha256(raw).hexdigest()))
 
     def store(provider: str, raw: bytes, result: ParseResult) -> Response:
-        envelope = Envelope(source=f"webhook:{provider}", origin=f"{provider} {request.remote_addr or '?'}")
+        envelope = Envelope(source=SOURCE_PREFIX + provider, origin=f"{provider} {request.remote_addr or '?'}")
         out = pipeline.ingest_read(raw, envelope, result)
         if out.status == "quarantined":
             log.warning("webhook %s: the body could not be read, quarantined as message %s: %s", provider,

@@ -124,6 +124,15 @@ def text(value: Any) -> str | None:
     return squash(value) if isinstance(value, str) and value.strip() else None
 
 
+def diagnostic_text(value: Any) -> str | None:
+    """A diagnostic without its type ("smtp; 550 5.1.1 ..." -> "550 5.1.1 ..."), and
+    "dsn; mta.example" as the name."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    head, sep, tail = value.partition(";")
+    return text(tail if sep and " " not in head.strip() else value)
+
+
 def address(value: Any) -> str | None:
     found = clean_address(value) if isinstance(value, str) else None
     return found if is_address(found) else None

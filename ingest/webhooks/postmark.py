@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ingest.webhooks.facts import (ReadOptions, Unreadable, WebhookFacts, address, attribution, bounce, complaint,
-                                   event_result, load_json, reader, temporary_term, text, when)
+                                   diagnostic_text, event_result, load_json, reader, temporary_term, text, when)
 
 PROVIDER = "postmark"
 # Bounce Types that are not a failure to deliver: an opt-out is a complaint of its kind,
@@ -42,7 +42,7 @@ def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> Webho
         at = when(record.get("BouncedAt"))
         facts.results.append(event_result("complaint", [complaint(recipient, "opt-out", at=at)], attributed))
     elif kind == "Bounce" and term.lower() not in IGNORED:
-        diagnostic = text(record.get("Details")) or text(record.get("Description"))
+        diagnostic = diagnostic_text(record.get("Details")) or text(record.get("Description"))
         event = bounce(options, PROVIDER, recipient=recipient, diagnostic=diagnostic, term=term,
                        temporary=temporary_term(PROVIDER, term), at=when(record.get("BouncedAt")))
         facts.results.append(event_result("bounce", [event], attributed))

@@ -11,7 +11,7 @@ import json
 from typing import Any, Mapping
 
 from ingest.webhooks.facts import (ReadOptions, Unreadable, WebhookFacts, address, attribution, bounce, complaint,
-                                   event_result, load_json, reader, temporary_term, text, when)
+                                   diagnostic_text, event_result, load_json, reader, temporary_term, text, when)
 
 PROVIDER = "ses"
 
@@ -57,16 +57,16 @@ def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> Webho
         term = f"{b.get('bounceType') or ''}/{b.get('bounceSubType') or ''}"
         at = when(b.get("timestamp"))
         events = [bounce(options, PROVIDER, recipient=address(r.get("emailAddress")), status=r.get("status"),
-                         diagnostic=_diagnostic(r.get("diagnosticCode")) or f"Amazon SES {term} bounce",
+                         diagnostic=diagnostic_text(r.get("diagnosticCode")) or f"Amazon SES {term} bounce",
                          term=term, temporary=temporary_term(PROVIDER, term) or r.get("action") == "delayed",
-                         remote_mta=b.get("remoteMtaIp"), reporting_mta=_diagnostic(b.get("reportingMTA")), at=at)
+                         remote_mta=b.get("remoteMtaIp"), reporting_mta=diagnostic_text(b.get("reportingMTA")), at=at)
                   for r in b.get("bouncedRecipients") or []]
         facts.results.append(event_result("bounce", events, attributed))
     elif kind == "DeliveryDelay":
         d = data["deliveryDelay"]
         term = f"delay/{d.get('delayType') or 'undetermined'}"
         events = [bounce(options, PROVIDER, recipient=address(r.get("emailAddress")), status=r.get("status"),
-                         diagnostic=_diagnostic(r.get("diagnosticCode")) or f"Amazon SES delivery delay: {term}",
+                         diagnostic=diagnostic_text(r.get("diagnosticCode")) or f"Amazon SES delivery delay: {term}",
                          term=term, temporary=True, remote_mta=d.get("reportingMTA"), at=when(d.get("timestamp")))
                   for r in d.get("delayedRecipients") or []]
         facts.results.append(event_result("bounce", events, attributed))
@@ -91,14 +91,6 @@ def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> Webho
     else:
         facts.ignored += 1
     return facts
-
-
-def _diagnostic(value: Any) -> str | None:
-    """"smtp; 550 5.1.1 ..." without its type; "dsn; mta.example" as the name."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    head, sep, tail = value.partition(";")
-    return text(tail if sep and " " not in head.strip() else value)
 
 
 read = reader(_read)
