@@ -25,9 +25,11 @@ def add_counts(session: Session, counts: Mapping[CountKey, int], *, origin: str,
     rows = [{"day": k[0], "sending_domain": k[1][:255], "sending_ip": k[2][:45], "provider": k[3][:40],
              "campaign": k[4][:255], "origin": origin[:40], "sent": n, "rolled": 0, "pending": True,
              "imported_at": now, "source": source} for k, n in sorted(counts.items()) if n]
-    for i in range(0, len(rows), 500):
-        stmt = insert(table).values(rows[i:i + 500])
+    if rows:
+        # one statement of one shape, executed for many rows: compiled once, then cached
+        stmt = insert(table)
         session.execute(stmt.on_conflict_do_update(
             index_elements=KEY, set_={"sent": table.c.sent + stmt.excluded.sent, "pending": True,
-                                      "imported_at": stmt.excluded.imported_at, "source": stmt.excluded.source}))
+                                      "imported_at": stmt.excluded.imported_at, "source": stmt.excluded.source}),
+            rows)
     return sum(r["sent"] for r in rows)
