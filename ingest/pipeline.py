@@ -220,6 +220,9 @@ class Pipeline:
         raise AssertionError("unreachable")
 
     def _stored(self, session: Session, shas: Iterable[str]) -> dict[str, Any]:
+        shas = list(shas)
+        if not shas:  # after an insert that skipped nothing
+            return {}
         return {row.sha256: row for row in session.execute(
             select(m.InboundMessage.sha256, m.InboundMessage.id, m.InboundMessage.kind,
                    m.InboundMessage.status, m.InboundMessage.error).where(m.InboundMessage.sha256.in_(shas)))}
