@@ -427,3 +427,17 @@ def test_a_provider_not_enabled_is_not_found(store, database):
         assert post(client, "sendgrid", []).status == 404
         assert post(client, "nobody", []).status == 404
         assert post(client, "postmark", POSTMARK_BOUNCE, {"X-Postmark-Secret": POSTMARK_SECRET}).status == 200
+
+
+def test_webhook_volume_and_bounces_reach_the_rollups_as_the_send_log_does(hooks, store):
+    from analysis.rollups import metrics_frame, update
+
+    assert post(hooks, "ses", sign.sns_message(RSA_KEY, SES_SEND, message_id="m-send")).json["sent"] == 2
+    assert post(hooks, "ses", sign.sns_message(RSA_KEY, SES_BOUNCE, message_id="m-bounce")).status == 200
+    with store.begin() as s:
+        update(s, now=T)
+    with store() as s:
+        frame = metrics_frame(s, T.date(), T.date(), "all")
+    assert frame.loc[T.date(), "sent"] == 2
+    row = frame.loc[T.date()]
+    assert (row["sent"], row["bounced"], row["hard"], row["reason.userunknown"]) == (2, 1, 1, 1)
