@@ -374,7 +374,8 @@ def cmd_config_show(args, config) -> int:
         value = getattr(getattr(config, section), name)
         if key in config.generated:  # made by postwatch and kept in the secrets file
             value = f"(generated, kept in {config.secrets_file})"
-        elif ("secret" in name or "password" in name or name == "salt" or name.endswith("tokens")) and value:
+        elif (("secret" in name and not name.endswith("_header")) or "password" in name or name == "salt"
+              or name.endswith("tokens")) and value:  # a header's name is not a secret
             value = "(set)"
         elif key == "web.users":  # the names and roles; never a hash or a TOTP secret
             value = tuple(":".join(entry.split(":", 2)[:2]) + ":(set)" for entry in value)

@@ -57,3 +57,4 @@ def test_config_show_hides_the_bearer_tokens_and_the_secret(tmp_path):
     assert proc.returncode == 0
     assert "web.read_tokens = '(set)'" in proc.stdout and "web.secret = '(set)'" in proc.stdout
     assert TOKEN not in proc.stdout and "unsubscribe-key" not in proc.stdout
+    assert "webhooks.postmark_secret_header = 'X-Postmark-Secret'" in proc.stdout  # a header's name, shown
