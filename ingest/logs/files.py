@@ -4,7 +4,8 @@
 A followed file's position is stored with the records of each batch, in the same
 transaction (`log_offsets`: device, inode, position after the last whole line), so a restart
 resumes exactly after what was counted. Rotation: when the path names another file (a new
-inode), the old one is read to its end first; when the file shrank (truncated in place), it
+inode), the old one is read to its end first; when the file shrank, or starts with other
+bytes than it did (truncated in place, then written again up to its old size or past it), it
 is read again from the start; a file rotated away while postwatch was stopped is found again
 beside the path (`maillog.1`, `maillog-20261206`) by its inode, and its rest read first.
 Reading again what was already counted is harmless: each result line counts once
@@ -30,6 +31,7 @@ from store.clock import Clock, utcnow
 from store.mta_logs import LogOffset
 
 BATCH_LINES = 20_000  # lines per transaction
+HEAD_BYTES = 256  # how much of a followed file's start tells it from the same file written again
 Progress = Callable[[str, int, int, int], None]  # path, lines read, bytes read, bytes in all
 
 
@@ -171,6 +173,7 @@ class _Followed:
         self.fh: BinaryIO | None = None
         self.device = self.inode = self.position = 0
         self.lineno = 0
+        self.head = b""
 
     def open(self, position: int) -> None:
         self.open_other(self.path, position)
@@ -184,6 +187,7 @@ class _Followed:
         st = os.fstat(fh.fileno())
         fh.seek(position)
         self.fh, self.device, self.inode, self.position = fh, st.st_dev, st.st_ino, position
+        self.head = os.pread(fh.fileno(), HEAD_BYTES, 0)
 
     def close(self) -> None:
         if self.fh is not None:
@@ -216,8 +220,18 @@ class _Followed:
             return  # rotated away and not created again yet: keep the old one open
         if self.fh is None or (st.st_dev, st.st_ino) != (self.device, self.inode):
             self.open(0)
-        elif st.st_size < self.position:
+        elif st.st_size < self.position or not self._same_head():
             self.open(0)
+
+    def _same_head(self) -> bool:
+        """Whether the file still starts with the bytes it started with when opened (and, while
+        those were fewer than HEAD_BYTES, takes the longer start as the one to compare)."""
+        assert self.fh is not None
+        if os.pread(self.fh.fileno(), len(self.head), 0) != self.head:
+            return False
+        if len(self.head) < HEAD_BYTES:
+            self.head = os.pread(self.fh.fileno(), HEAD_BYTES, 0)
+        return True
 
 
 def _stat(path: str) -> os.stat_result | None:
