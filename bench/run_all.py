@@ -69,6 +69,7 @@ BENCHES = [
     Bench("long_lines", lambda q: _py("long_lines.py", *(["--sizes", "10000,100000"] if q else [])), False),
     Bench("abuse", lambda q: _py("abuse.py", *(["--quick"] if q else [])), True),
     Bench("webhooks", lambda q: _py("webhooks.py", *(["--posts", "40"] if q else [])), True),
+    Bench("logs", lambda q: _py("logs.py", *(["--lines", "20000"] if q else [])), True),
 ]
 
 

@@ -32,9 +32,9 @@ from ingest.logs.records import FAILED, LineError, LogRecord
 from ingest.verp import decode
 from store import models as m
 from store.addresses import domain_of
-from store.bulk import insert_rows, upsert_insert
+from store.bulk import insert_rows
 from store.mta_logs import LogLine
-from store.volume import VolumeImport
+from store.volume_counts import CountKey, add_counts
 
 ERRORS_KEPT = 20  # unreadable lines quoted in the summary; the rest are only counted
 # maps recipient domains to provider names (the analysis' resolver); without one, a
@@ -147,23 +147,13 @@ class LogWriter:
     def _volume(self, session: Session, sent: list[tuple[LogRecord, str | None]], path: str, now: datetime) -> None:
         domains = {_domain(r.recipient) for r, _ in sent} - {""}
         mapping = self.providers(session, domains) if self.providers and domains else {}
-        counts: dict[tuple[date, str, str, str, str], int] = {}
+        counts: dict[CountKey, int] = {}
         for r, sender in sent:
             rdomain = _domain(r.recipient)
             key = (_day(r.when), _domain(sender), r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40],
                    (r.campaign or "")[:255])
             counts[key] = counts.get(key, 0) + 1
-        table = cast(Table, VolumeImport.__table__)
-        insert = upsert_insert(session)
-        rows = [{"day": k[0], "sending_domain": k[1], "sending_ip": k[2], "provider": k[3], "campaign": k[4],
-                 "origin": self.origin, "sent": n, "rolled": 0, "pending": True, "imported_at": now, "source": path}
-                for k, n in counts.items()]
-        for i in range(0, len(rows), 500):
-            stmt = insert(table).values(rows[i:i + 500])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=["day", "sending_domain", "sending_ip", "provider", "campaign", "origin"],
-                set_={"sent": table.c.sent + stmt.excluded.sent, "pending": True,
-                      "imported_at": stmt.excluded.imported_at, "source": stmt.excluded.source}))
+        add_counts(session, counts, origin=self.origin, now=now, source=path)
 
     def _message(self, session: Session, records: list[LogRecord], path: str, now: datetime, kind: str) -> int:
         """The inbound message the events of `records` point at: their lines."""
