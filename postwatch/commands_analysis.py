@@ -29,6 +29,14 @@ def _add_volume(sub) -> None:
     imp.add_argument("file", metavar="FILE.csv", help="the CSV file ('-' reads standard input)")
     imp.add_argument("--json", action="store_true", help="print the summary as JSON")
     imp.set_defaults(func=cmd_volume_import)
+    src = vsub.add_parser("sources", help="the sends of each day by where they were counted from",
+                          description="Print the sends of each day by where they were counted from: send_log "
+                                      "(postwatch's own sender), csv (volume import), log:postfix, log:powermta, "
+                                      "log:kumomta (ingest-log), webhook:PROVIDER (ESP webhooks).")
+    src.add_argument("--since", metavar="YYYY-MM-DD", type=arg_date, help="first day (default: 30 days ago)")
+    src.add_argument("--until", metavar="YYYY-MM-DD", type=arg_date, help="last day (default: today)")
+    src.add_argument("--json", action="store_true", help="one JSON object per day and source")
+    src.set_defaults(func=cmd_volume_sources)
 
 
 def _add_scores(sub) -> None:
@@ -137,6 +145,26 @@ def cmd_volume_import(args, config) -> int:
         print(f"{args.file}: {result.rows} row(s) -> {result.keys} day/key count(s): {result.added} new, "
               f"{result.replaced} replaced; {result.total_sent} sends. The next rollup update counts them.")
     return 1 if result.errors else 0
+
+
+def cmd_volume_sources(args, config) -> int:
+    from analysis.volume import by_origin
+    from store.clock import utcnow
+
+    until = args.until or utcnow().date()
+    since = args.since or until - timedelta(days=30)
+    sessions = open_store(config)
+    with sessions() as session:
+        rows = by_origin(session, since, until)
+    if args.json:
+        for day, origin, sent in rows:
+            print(json.dumps({"day": day.isoformat(), "source": origin, "sent": sent}))
+        return 0
+    if not rows:
+        print(f"no sends counted from {since} to {until}")
+    for day, origin, sent in rows:
+        print(f"{day}  {origin:<20} {sent:>12,}")
+    return 0
 
 
 def cmd_scores(args, config) -> int:

@@ -18,7 +18,7 @@ from ingest.logs.writer import LogTotals, LogWriter
 from ingest.verp import encode_token
 from store import models as m
 from store.rollups import Rollup
-from store.volume import VolumeImport
+from store.volume import SendLog, VolumeImport
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "logs" / "postfix.log"
@@ -124,3 +124,25 @@ def test_unreadable_lines_are_counted_with_their_line(store, tmp_path):
     totals = _ingest(store, batch_lines=1).ingest_file(str(log))
     assert (totals.lines, totals.sent, totals.errors) == (3, 1, 1)
     assert totals.error_lines[0].startswith(f"{log}:2: a delivery result without")
+
+
+def test_volume_sources_say_where_each_count_came_from(store, database, monkeypatch, capsys):
+    from analysis.volume import by_origin, import_csv
+    from postwatch.cli import main
+
+    _ingest(store).ingest_file(str(EXAMPLE))
+    with store() as s, s.begin():
+        import_csv(s, "day,sending_domain,sending_ip,provider,campaign,sent\n"
+                      "2026-12-06,mail.example.com,192.0.2.17,google,,1000\n", providers=RESOLVER, now=NOW)
+        s.add_all([SendLog(sent_at=NOW, recipient="a@example.net", result="sent"),
+                   SendLog(sent_at=NOW, recipient="b@example.net", result="bounced")])
+    with store() as s:
+        assert by_origin(s, date(2026, 12, 1), date(2026, 12, 31)) == [
+            (date(2026, 12, 6), "csv", 1000), (date(2026, 12, 6), "log:postfix", 2),
+            (date(2026, 12, 6), "send_log", 1)]
+    monkeypatch.setenv("POSTWATCH_DATABASE__URL", database.url)
+    assert main(["volume", "sources", "--since", "2026-12-01", "--until", "2026-12-31", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ['{"day": "2026-12-06", "source": "csv", "sent": 1000}',
+                     '{"day": "2026-12-06", "source": "log:postfix", "sent": 2}',
+                     '{"day": "2026-12-06", "source": "send_log", "sent": 1}']
