@@ -55,16 +55,20 @@ def cmd_ingest_log(args, config) -> int:
     zone_name = args.timezone or config.logs.timezone
     try:
         zone(zone_name)
-        if args.sending_ip:
-            args.sending_ip = str(ipaddress.ip_address(args.sending_ip))
     except ValueError as exc:
-        print(f"postwatch: {exc}" if "zone" in str(exc) else f"postwatch: --sending-ip {args.sending_ip!r} "
-              "is not an IP address", file=sys.stderr)
+        print(f"postwatch: {exc}", file=sys.stderr)
         return 2
+    if args.sending_ip:
+        try:
+            args.sending_ip = str(ipaddress.ip_address(args.sending_ip))
+        except ValueError:
+            print(f"postwatch: --sending-ip {args.sending_ip!r} is not an IP address (e.g. 192.0.2.17)",
+                  file=sys.stderr)
+            return 2
     missing = [f for f in args.files if not args.follow and not _readable(f)]
     if missing:
         for f in missing:
-            print(f"postwatch: cannot read {f}", file=sys.stderr)
+            print(f"postwatch: cannot read {f}: not a readable file", file=sys.stderr)
         return 2
     sessions = open_store(config)
     resolver = resolver_from(config)
@@ -113,7 +117,7 @@ def _print(args, totals) -> None:
         print(f"... and {totals.errors - len(totals.error_lines)} more unreadable line(s)", file=sys.stderr)
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(totals.reasons.items(), key=lambda x: -x[1]))
     print(f"{totals.lines:,} line(s): {totals.sent:,} sent, {totals.bounced:,} bounced"
-          f"{f' ({reasons})' if reasons else ''}, {totals.deferred:,} deferred, "
+          f"{f' ({reasons})' if reasons else ''}, {totals.complaints:,} complaint(s), {totals.deferred:,} deferred, "
           f"{totals.notifications:,} notification(s), {totals.own:,} of postwatch's own sends, "
           f"{totals.duplicates:,} counted before, {totals.errors:,} unreadable. "
           "The next rollup update counts them.")
