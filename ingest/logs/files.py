@@ -31,6 +31,7 @@ from store.clock import Clock, utcnow
 from store.mta_logs import LogOffset
 
 BATCH_LINES = 20_000  # lines per transaction
+WARM_BYTES = 4 * 1024 * 1024  # read again, uncounted, before a resumed position
 HEAD_BYTES = 256  # how much of a followed file's start tells it from the same file written again
 Progress = Callable[[str, int, int, int], None]  # path, lines read, bytes read, bytes in all
 
@@ -137,7 +138,7 @@ class LogIngest:
             st = _stat(f.path)
             if st is not None and (st.st_dev, st.st_ino) == (stored.device, stored.inode):
                 if st.st_size >= stored.position:
-                    f.open(stored.position)
+                    f.warm(stored.position)
                     return
             else:
                 rotated = _rotated_away(f.path, stored.device, stored.inode)
@@ -188,6 +189,24 @@ class _Followed:
         fh.seek(position)
         self.fh, self.device, self.inode, self.position = fh, st.st_dev, st.st_ino, position
         self.head = os.pread(fh.fileno(), HEAD_BYTES, 0)
+
+    def warm(self, position: int) -> None:
+        """Open at `position`, after giving the reader the WARM_BYTES before it again (their
+        records dropped: they were counted), so that it knows the messages still in flight
+        (Postfix's sender and campaign lines come before the results)."""
+        self.open(max(0, position - WARM_BYTES))
+        if self.fh is None:
+            return
+        if self.position:
+            self.position += len(self.fh.readline())  # the rest of a line cut in the middle
+        while self.position < position:
+            raw = self.fh.readline()
+            if not raw:
+                break
+            self.position += len(raw)
+            self.reader.feed(0, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        self.fh.seek(position)
+        self.position = position
 
     def close(self) -> None:
         if self.fh is not None:

@@ -87,16 +87,35 @@ def test_follow_through_growth_rotation_truncation_and_restarts(store, tmp_path)
         offset = s.get(LogOffset, str(log))
     assert (offset.inode, offset.position) == (os.stat(log).st_ino, log.stat().st_size)
 
+    # a message whose sender was logged before a restart, its result after it
+    append(log, "Dec  6 10:00:00 mail postfix/qmgr[1]: 1FFFFF0: from=<news@mail.example.com>, size=1, nrcpt=1 "
+                "(queue active)\n")
+    f = Follower(store, [log])
+    try:
+        f.wait_for(6)
+        assert realmta.wait_until(lambda: f.totals.lines == 1, WAIT, step=0.02)
+    finally:
+        f.close()
+    append(log, sent_line().replace(f"{next(_ids) - 1:X}0", "1FFFFF0"))
+    f = Follower(store, [log])
+    try:
+        f.wait_for(7)
+    finally:
+        f.close()
+    with store() as s:
+        assert s.scalar(select(func.sum(VolumeImport.sent)).where(
+            VolumeImport.sending_domain == "mail.example.com")) == 1
+
     # stopped: lines are written, and the file is rotated away, then a new one starts
     append(log, sent_line())
     os.rename(log, tmp_path / "maillog.2")
     log.write_text(sent_line() + sent_line())
     f = Follower(store, [log])
     try:
-        f.wait_for(9)
+        f.wait_for(10)
     finally:
         f.close()
-    assert f.sent() == 9 and f.totals.duplicates == 0
+    assert f.sent() == 10 and f.totals.duplicates == 0
 
 
 def test_the_command_stops_cleanly_on_sigterm(database, tmp_path):
