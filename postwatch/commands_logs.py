@@ -119,7 +119,8 @@ def _print(args, totals) -> None:
     print(f"{totals.lines:,} line(s): {totals.sent:,} sent, {totals.bounced:,} bounced"
           f"{f' ({reasons})' if reasons else ''}, {totals.complaints:,} complaint(s), {totals.deferred:,} deferred, "
           f"{totals.notifications:,} notification(s), {totals.own:,} of postwatch's own sends, "
-          f"{totals.duplicates:,} counted before, {totals.errors:,} unreadable. "
+          f"{totals.duplicates:,} counted before, {totals.reported:,} already stored from their DSN, "
+          f"{totals.errors:,} unreadable. "
           "The next rollup update counts them.")
 
 

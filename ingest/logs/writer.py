@@ -61,6 +61,7 @@ class LogTotals:
     notifications: int = 0  # notifications written or delivered by the MTA itself
     own: int = 0  # sends of postwatch's own sender (its send log counts them)
     duplicates: int = 0  # result lines counted before
+    reported: int = 0  # failures already stored from the non-delivery report the MTA mailed
     errors: int = 0  # unreadable lines
     error_lines: list[str] = field(default_factory=list)  # the first ERRORS_KEPT, "FILE:LINE: why"
     reasons: dict[str, int] = field(default_factory=dict)  # of the bounce events written
@@ -74,6 +75,7 @@ class LogTotals:
         return {"lines": self.lines, "sent": self.sent, "bounced": self.bounced, "complaints": self.complaints,
                 "deferred": self.deferred,
                 "notifications": self.notifications, "own_sends": self.own, "duplicates": self.duplicates,
+                "reported": self.reported,
                 "errors": self.errors, "error_lines": self.error_lines, "reasons": dict(sorted(self.reasons.items()))}
 
 
@@ -155,6 +157,27 @@ class LogWriter:
             counts[key] = counts.get(key, 0) + 1
         add_counts(session, counts, origin=self.origin, now=now, source=path)
 
+    def _not_reported(self, session: Session, failed: list[LogRecord], totals: LogTotals) -> list[LogRecord]:
+        """`failed` without the failures already stored as a bounce event for the same message
+        (Message-ID) and recipient: the non-delivery report the MTA mailed, collected first."""
+        known = [r for r in failed if r.message_id and r.recipient]
+        if not known:
+            return failed
+        names = sorted({n for r in known for n in (r.recipient, r.recipient.lower())})
+        ids = {r.message_id for r in known}
+        seen: set[tuple[str, str]] = set()
+        e = m.BounceEvent
+        for i in range(0, len(names), 500):
+            for mid, rcpt in session.execute(select(e.orig_message_id, e.recipient).where(
+                    e.recipient.in_(names[i:i + 500]), e.orig_message_id.is_not(None))):
+                if mid.strip("<>") in ids:
+                    seen.add((mid.strip("<>"), (rcpt or "").lower()))
+        if not seen:
+            return failed
+        out = [r for r in failed if (r.message_id, (r.recipient or "").lower()) not in seen]
+        totals.reported += len(failed) - len(out)
+        return out
+
     def _message(self, session: Session, records: list[LogRecord], path: str, now: datetime, kind: str) -> int:
         """The inbound message the events of `records` point at: their lines."""
         raw = "".join(r.line.replace("\0", " ") + "\n" for r in records).encode("utf-8", "surrogateescape")
@@ -199,6 +222,9 @@ class LogWriter:
 
     def _bounces(self, session: Session, failed: list[LogRecord], path: str, now: datetime, verp: dict[str, Any],
                  totals: LogTotals) -> None:
+        failed = self._not_reported(session, failed, totals)
+        if not failed:
+            return
         message_id = self._message(session, failed, path, now, "bounce")
         rows = []
         for r in failed:

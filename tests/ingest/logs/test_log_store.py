@@ -3,6 +3,7 @@ each result line counted once (the file read twice, a rotated copy), the rollups
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -146,3 +147,25 @@ def test_volume_sources_say_where_each_count_came_from(store, database, monkeypa
     assert lines == ['{"day": "2026-12-06", "source": "csv", "sent": 1000}',
                      '{"day": "2026-12-06", "source": "log:postfix", "sent": 2}',
                      '{"day": "2026-12-06", "source": "send_log", "sent": 1}']
+
+
+def test_a_failure_already_stored_from_its_dsn_is_not_stored_again(store, pipeline, tmp_path):
+    dsn = ROOT / "sample_reports" / "bounces" / "postfix-user-unknown.eml"
+    from ingest.envelope import Envelope
+
+    pipeline.ingest(dsn.read_bytes(), Envelope("file"))
+    log = tmp_path / "maillog"
+    log.write_text(
+        "Jan  9 10:14:52 mail postfix/cleanup[1]: 0A1B2C3D4E: message-id=<20240109101452.a1b2c3@mail.example.com>\n"
+        "Jan  9 10:14:52 mail postfix/qmgr[2]: 0A1B2C3D4E: from=<bounces@mail.example.com>, size=1, nrcpt=2 (queue active)\n"
+        "Jan  9 10:14:57 mail postfix/smtp[3]: 0A1B2C3D4E: to=<jdoe@example.net>, relay=mx.example.net[198.51.100.25]:25, "
+        "dsn=5.1.1, status=bounced (host mx.example.net[198.51.100.25] said: 550 5.1.1 <jdoe@example.net>: "
+        "Recipient address rejected: User unknown (in reply to RCPT TO command))\n"
+        "Jan  9 10:14:57 mail postfix/smtp[3]: 0A1B2C3D4E: to=<kim@example.net>, relay=mx.example.net[198.51.100.25]:25, "
+        "dsn=5.1.1, status=bounced (host mx.example.net[198.51.100.25] said: 550 5.1.1 <kim@example.net>: "
+        "Recipient address rejected: User unknown (in reply to RCPT TO command))\n")
+    os.utime(log, (1704800000, 1704800000))  # written in January 2024
+    totals = _ingest(store).ingest_file(str(log))
+    assert (totals.bounced, totals.reported) == (1, 1)
+    with store() as s:
+        assert sorted(e.recipient for e in s.scalars(select(m.BounceEvent))) == ["jdoe@example.net", "kim@example.net"]
