@@ -20,7 +20,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-from ingest.logs.records import LineError, LogRecord, ReadOptions
+from ingest.logs.records import LineError, LogRecord, ReadOptions, read_lines
 from ingest.logs.timestamps import rfc3339
 
 OUTCOMES = {"Delivery": "sent", "Bounce": "bounced", "AdminBounce": "bounced", "OOB": "bounced",
@@ -113,10 +113,4 @@ def _message_id(headers: Any) -> str | None:
 
 
 def read(lines: Iterable[str], options: ReadOptions) -> Iterator[LogRecord | LineError]:
-    reader = KumoReader(options)
-    for lineno, line in enumerate(lines, start=1):
-        got = reader.feed(lineno, line.rstrip("\r\n"))
-        if isinstance(got, list):
-            yield from got
-        elif got is not None:
-            yield got
+    return read_lines(KumoReader(options), lines)

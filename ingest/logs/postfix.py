@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from ingest.bounce.smtp import find_command, find_reply_code
-from ingest.logs.records import LineError, LogRecord, ReadOptions
+from ingest.logs.records import LineError, LogRecord, ReadOptions, read_lines
 from ingest.logs.timestamps import MONTHS, SyslogYear, rfc3339, zone
 
 _CLASSIC = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\S+) (\S+?)(?:\[\d+\])?: (.*)")
@@ -162,10 +162,4 @@ class PostfixReader:
 
 def read(lines: Iterable[str], options: ReadOptions) -> Iterator[LogRecord | LineError]:
     """The records (and unreadable lines) of `lines`, in order."""
-    reader = PostfixReader(options)
-    for lineno, line in enumerate(lines, start=1):
-        got = reader.feed(lineno, line.rstrip("\r\n"))
-        if isinstance(got, list):
-            yield from got
-        elif got is not None:
-            yield got
+    return read_lines(PostfixReader(options), lines)

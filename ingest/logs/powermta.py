@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from ingest.bounce.smtp import find_command, find_reply_code
-from ingest.logs.records import LineError, LogRecord, ReadOptions
+from ingest.logs.records import LineError, LogRecord, ReadOptions, read_lines
 from ingest.logs.timestamps import zone
 
 OUTCOMES = {"d": "sent", "b": "bounced", "t": "deferred"}
@@ -101,10 +101,4 @@ def _when(text: str | None, tz) -> datetime | None:
 
 
 def read(lines: Iterable[str], options: ReadOptions) -> Iterator[LogRecord | LineError]:
-    reader = PowerMtaReader(options)
-    for lineno, line in enumerate(lines, start=1):
-        got = reader.feed(lineno, line.rstrip("\r\n"))
-        if isinstance(got, list):
-            yield from got
-        elif got is not None:
-            yield got
+    return read_lines(PowerMtaReader(options), lines)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterable, Iterator, Protocol
 
 # outcomes of a result line; `sent` is volume, `bounced` / `expired` become bounce events,
 # `deferred` is counted only (a delay is not a bounce), `dsn` names a notification the MTA
@@ -53,3 +54,18 @@ class ReadOptions:
     zone: str = "UTC"  # of timestamps that carry none
     campaign_field: str = "campaign"
     sending_ip: str | None = None
+
+
+class LineReader(Protocol):
+    def feed(self, lineno: int, line: str) -> LogRecord | LineError | list[LogRecord | LineError] | None: ...
+
+
+def read_lines(reader: LineReader, lines: Iterable[str]) -> Iterator[LogRecord | LineError]:
+    """What a format's reader makes of `lines`, in order: its `feed` answers each line (without
+    its end of line) with nothing, one record or error, or a list of them."""
+    for lineno, line in enumerate(lines, start=1):
+        got = reader.feed(lineno, line.rstrip("\r\n"))
+        if isinstance(got, list):
+            yield from got
+        elif got is not None:
+            yield got
