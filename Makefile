@@ -15,7 +15,7 @@ help:
 	@echo "              (BENCH_ARGS='--quick suppression' passes options; BENCH_POSTGRES_URL names a server)"
 	@echo "make score  - score the parser on $(CORPUS), overall and per MTA/provider family"
 	@echo "make docs   - build the manual (docs/, mkdocs.yml) into ./site with mkdocs build --strict"
-	@echo "make clean  - remove $(VENV) and ./var"
+	@echo "make clean  - remove $(VENV), ./var and ./site"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
