@@ -58,7 +58,8 @@ class Result:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _tags(record: str) -> dict[str, str]:
+def record_tags(record: str) -> dict[str, str]:
+    """The `tag=value` pairs of a DKIM, DMARC or TLS-RPT record, tags lower-cased."""
     tags = {}
     for part in record.split(";"):
         name, sep, value = part.strip().partition("=")
@@ -96,7 +97,7 @@ def dmarc(resolver, domain: str) -> Result:
     errors, warnings = [], []
     if len(records) > 1:
         errors.append(f"{len(records)} DMARC records: receivers ignore them all")
-    tags = _tags(records[0])
+    tags = record_tags(records[0])
     policy = tags.get("sp", tags.get("p")) if inherited else tags.get("p")
     if tags.get("p") not in ("none", "quarantine", "reject"):
         errors.append(f"p={tags.get('p')!r} is not none, quarantine or reject")
@@ -142,7 +143,7 @@ def dkim(resolver, domain: str, selector: str) -> Result:
     if not records:
         return Result(domain, check, "missing", f"no DKIM key at {name}")
     record = next((r for r in records if "p=" in r), records[0])
-    tags = _tags(record)
+    tags = record_tags(record)
     errors, warnings = [], []
     if "v" in tags and tags["v"] != "DKIM1":
         errors.append(f"v={tags['v']!r} is not DKIM1")
@@ -194,7 +195,7 @@ def mta_sts(resolver, domain: str) -> Result:
     records = [t for t in txt_records(resolver, f"_mta-sts.{domain}") or [] if t.lower().startswith("v=stsv1")]
     if not records:
         return Result(domain, "mta_sts", "missing", f"{domain} has no MTA-STS record (_mta-sts.{domain})")
-    tags = _tags(records[0])
+    tags = record_tags(records[0])
     errors = [] if tags.get("id") else ["no id= in the MTA-STS record"]
     if len(records) > 1:
         errors.append("several MTA-STS records")
@@ -209,7 +210,7 @@ def tls_rpt(resolver, domain: str) -> Result:
     records = [t for t in txt_records(resolver, f"_smtp._tls.{domain}") or [] if t.lower().startswith("v=tlsrptv1")]
     if not records:
         return Result(domain, "tls_rpt", "missing", f"{domain} has no TLS-RPT record (_smtp._tls.{domain})")
-    rua = [u.strip() for u in _tags(records[0]).get("rua", "").split(",") if u.strip()]
+    rua = [u.strip() for u in record_tags(records[0]).get("rua", "").split(",") if u.strip()]
     errors = [] if rua else ["no rua= in the TLS-RPT record"]
     errors += [f"report address {u!r} is neither mailto: nor https:" for u in rua
                if not u.lower().startswith(("mailto:", "https:"))]

@@ -53,6 +53,3 @@ def detect(msg: email.message.Message) -> Detection:
         return Detection("auto_reply")
     return Detection("unknown")
 
-
-def detect_kind(msg: email.message.Message) -> str:
-    return detect(msg).kind

@@ -317,21 +317,13 @@ def dkim_published(config: Config, resolver) -> list[Finding]:
     if result.status == "missing":
         return [Finding("dkim", BLOCKING, name, f"the DKIM key of {s.dkim_key_file} is not published at {name}",
                         publish)]
-    published = "".join(_tag(result.detail.get("record", ""), "p").split())
+    published = "".join(posture.record_tags(result.detail.get("record", "")).get("p", "").split())
     if published != public:
         return [Finding("dkim", BLOCKING, name, f"the TXT record at {name} holds another key than "
                         f"{s.dkim_key_file}: receivers cannot verify the signatures", publish)]
     severity = {"ok": OK, "warning": WARNING}.get(result.status, BLOCKING)
     return [Finding("dkim", severity, name, f"published, matches {s.dkim_key_file}: {result.summary}",
                     "" if severity == OK else publish)]
-
-
-def _tag(record: str, tag: str) -> str:
-    for part in record.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name.strip().lower() == tag:
-            return value.strip()
-    return ""
 
 
 def report_mx(config: Config, resolver, addresses: list[str]) -> list[Finding]:

@@ -194,11 +194,6 @@ def read_feedback(msg: email.message.Message, parts: _Parts | None = None) -> Fe
     return Feedback(report, found, _fields_of(found))
 
 
-def feedback_type_of(msg: email.message.Message) -> str | None:
-    """The report's feedback type, lower-cased; None when `msg` carries no feedback part."""
-    return read_feedback(msg).feedback_type
-
-
 # --- recognising the shapes that are not multipart/report ----------------------------
 
 def _sender(msg: email.message.Message) -> str:

@@ -137,12 +137,6 @@ def find_report_mail(msg: email.message.Message) -> ReportMail | None:
     return None if kind is None else ReportMail(kind, holding)
 
 
-def looks_like_report_mail(msg: email.message.Message) -> str | None:
-    """`dmarc_aggregate`, `smtp_tls` or `dmarc_failure` when the message carries such a report."""
-    found = find_report_mail(msg)
-    return None if found is None else found.kind
-
-
 def _head_text(part: email.message.Message) -> str:
     payload = part.get_payload()
     if not isinstance(payload, str):

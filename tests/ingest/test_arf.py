@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ingest.parse import parse_bytes
-from ingest.parsers.arf import feedback_type_of, iso_date, looks_like_complaint, parse_fields, redacted
+from ingest.parsers.arf import iso_date, looks_like_complaint, parse_fields, read_feedback, redacted
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_reports"
@@ -141,7 +141,7 @@ def test_parse_fields_folds_and_repeats():
 
 def test_feedback_type_of_and_auth_failure_is_a_dmarc_failure():
     raw = arf().replace(b"Feedback-Type: abuse", b"Feedback-Type: auth-failure")
-    assert feedback_type_of(email.message_from_bytes(raw)) == "auth-failure"
+    assert read_feedback(email.message_from_bytes(raw)).feedback_type == "auth-failure"
     r = parse_bytes(raw)
     assert r.kind == "dmarc_failure"
     assert r.report["feedback_type"] == "auth-failure"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import email
 
-from ingest.detect import detect_kind
+from ingest.detect import detect
 from ingest.envelope import Envelope
 from ingest.parse import parse_bytes
 
@@ -228,7 +228,7 @@ Content-Type: message/rfc822
 {NESTED}
 --D--
 """
-    assert detect_kind(email.message_from_string(dsn)) == "bounce"
+    assert detect(email.message_from_string(dsn)).kind == "bounce"
 
 
 # --- the feedback type -----------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_a_report_without_feedback_type_is_abuse():
 def test_rfc6591_auth_failure_is_one_dmarc_failure_report():
     feedback = fields(ftype="auth-failure", extra="Auth-Failure: dmarc\nDelivery-Result: reject\n")
     upper = report(feedback.replace("auth-failure", "Auth-Failure"))
-    assert detect_kind(email.message_from_bytes(upper)) == "dmarc_failure"
+    assert detect(email.message_from_bytes(upper)).kind == "dmarc_failure"
     r = parse_bytes(report(feedback))
     assert r.kind == "dmarc_failure" and r.events == []
     assert (r.report["feedback_type"], r.report["auth_failure"], r.report["original_rcpt_to"]) == \
