@@ -43,10 +43,14 @@ RETRIES = 5  # tries of a transaction that PostgreSQL ended to break a deadlock
 RETRY_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 
+def _parsed(raw: bytes, envelope: Envelope, result: ParseResult) -> Parsed:
+    """An input and what it was read as, ready to store (compressed, with its sha256)."""
+    return Parsed(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), envelope, result)
+
+
 def _prepare(item: tuple[bytes, Envelope], config: IngestConfig) -> Parsed:
     raw, envelope = item
-    result = parse_bytes(raw, config, envelope)
-    return Parsed(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), envelope, result)
+    return _parsed(raw, envelope, parse_bytes(raw, config, envelope))
 
 
 def _prepare_many(args: tuple[list, IngestConfig]) -> list[Parsed]:
@@ -87,8 +91,7 @@ class Pipeline:
     def ingest_read(self, raw: bytes, envelope: Envelope, result: ParseResult) -> Outcome:
         """Store one input its caller has read already (an ESP webhook's body) and its facts,
         in one transaction, with the same sha256 dedup as mail."""
-        parsed = Parsed(len(raw), zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest(), envelope, result)
-        return self._commit(self._stamp([parsed]))[0]
+        return self._commit(self._stamp([_parsed(raw, envelope, result)]))[0]
 
     def ingest_many(self, items: Iterable[tuple[bytes, Envelope]],
                     batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
@@ -170,8 +173,7 @@ class Pipeline:
         envelope = Envelope(msg.source, msg.origin, msg.envelope_from,
                             None if msg.envelope_to is None else tuple(msg.envelope_to))
         if is_webhook(msg.source):  # an ESP webhook's JSON body, read by its provider's reader
-            p = Parsed(len(raw), zlib.compress(raw, 1), msg.sha256, envelope,
-                       read_stored(msg.source, raw, self.config.rules_file))
+            p = _parsed(raw, envelope, read_stored(msg.source, raw, self.config.rules_file))
         else:
             p = _prepare((raw, envelope), self.config)
         p.received_at = msg.received_at
