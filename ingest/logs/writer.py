@@ -147,12 +147,12 @@ class LogWriter:
         return bool(self.config.verp_secret) and self._verp(sender, cache)[0] is not None
 
     def _volume(self, session: Session, sent: list[tuple[LogRecord, str | None]], path: str, now: datetime) -> None:
-        domains = {_domain(r.recipient) for r, _ in sent} - {""}
+        domains = {domain_of(r.recipient) for r, _ in sent} - {""}
         mapping = self.providers(session, domains) if self.providers and domains else {}
         counts: dict[CountKey, int] = {}
         for r, sender in sent:
-            rdomain = _domain(r.recipient)
-            key = (_day(r.when), _domain(sender), r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40],
+            rdomain = domain_of(r.recipient)
+            key = (_day(r.when), domain_of(sender), r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40],
                    (r.campaign or "")[:255])
             counts[key] = counts.get(key, 0) + 1
         add_counts(session, counts, origin=self.origin, now=now, source=path)
@@ -213,9 +213,9 @@ class LogWriter:
             token, send_id = self._verp(r.sender, verp)
             rows.append((
                 message_id, r.when, _cut(r.feedback_type or "abuse", 40), _cut(r.recipient, 320),
-                _domain(r.recipient)[:255] or None, _cut(r.sending_ip, 45), _domain(r.sender)[:255] or None,
+                domain_of(r.recipient)[:255] or None, _cut(r.sending_ip, 45), domain_of(r.sender)[:255] or None,
                 None, _cut(r.sender, 320), _cut(r.sending_ip, 45), "mta_log" if r.sending_ip else None,
-                _cut(r.message_id, 998), _domain(r.sender)[:255] or None, None, None, _cut(r.campaign, 255),
+                _cut(r.message_id, 998), domain_of(r.sender)[:255] or None, None, None, _cut(r.campaign, 255),
                 _cut(token, 64), send_id))
         insert_rows(session, cast(Table, m.ComplaintEvent.__table__), COMPLAINT_COLUMNS, rows)
         totals.complaints += len(rows)
@@ -234,13 +234,13 @@ class LogWriter:
                      "mta_category": r.mta_category}
             c = classify(event, rules=self.rules)
             token, send_id = self._verp(r.sender, verp)
-            rdomain = _domain(r.recipient)
+            rdomain = domain_of(r.recipient)
             rows.append((
                 message_id, r.when, _cut(r.recipient, 320), rdomain[:255] or None, _cut(c.get("provider"), 40),
                 action, _cut(r.status or c.get("status"), 16), _cut(r.reply_code, 3), r.diagnostic,
                 _cut(r.remote_mta, 255), None, _cut(r.smtp_command, 16), c["reason"], bool(c["hard_bounce"]),
                 c["category"], c.get("rule"), c.get("conflict"), _cut(r.sending_ip, 45),
-                "mta_log" if r.sending_ip else None, _cut(r.message_id, 998), _domain(r.sender)[:255] or None,
+                "mta_log" if r.sending_ip else None, _cut(r.message_id, 998), domain_of(r.sender)[:255] or None,
                 None, None, _cut(r.campaign, 255), _cut(token, 64), send_id))
             totals.reasons[c["reason"]] = totals.reasons.get(c["reason"], 0) + 1
         insert_rows(session, cast(Table, m.BounceEvent.__table__), BOUNCE_COLUMNS, rows)
@@ -249,12 +249,6 @@ class LogWriter:
 
 def _day(when: datetime) -> date:
     return when.astimezone(timezone.utc).date()
-
-
-def _domain(address: str | None) -> str:
-    if not address or "@" not in address:
-        return ""
-    return domain_of(address)
 
 
 def _cut(value: Any, n: int) -> Any:

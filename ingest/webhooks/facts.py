@@ -114,10 +114,8 @@ def _provider_domains() -> dict[str, str]:
 def mailbox_provider(recipient: str | None) -> str:
     """The mailbox provider of a recipient by its domain (the shipped list), else the domain
     itself (as the MTA logs count it), '' when there is no recipient."""
-    if not recipient or "@" not in recipient:
-        return ""
     domain = domain_of(recipient)
-    return suffix_lookup(domain, _provider_domains()) or domain
+    return (suffix_lookup(domain, _provider_domains()) or domain) if domain else ""
 
 
 def text(value: Any) -> str | None:
