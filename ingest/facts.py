@@ -1,6 +1,7 @@
 """Turning parsed results into rows: events and DMARC records in bulk, other reports one by one."""
 from __future__ import annotations
 
+import collections
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -32,6 +33,8 @@ class FactWriter:
         # and the keys they take, so a second copy in the same batch is seen
         self._dmarc: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._dmarc_keys: dict[tuple, int | None] = {}
+        # webhook send counts of the batch, added once per origin at the end of `write`
+        self._volume: dict[str, tuple[collections.Counter, list[int], Any]] = {}
 
     def write(self, items: list[tuple[Parsed, Outcome]]) -> None:
         quarantine: list[dict[str, Any]] = []
@@ -65,6 +68,7 @@ class FactWriter:
                 insert_rows(self.session, cast(Table, model.__table__), columns,
                             [tuple(r[c] for c in columns) for r in rows])
         self._write_aggregates()
+        self._write_volume()
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
         a = r.attribution or {}
@@ -134,9 +138,19 @@ class FactWriter:
             (bounces if part.kind == "bounce" else complaints).extend(rows)
             n += len(rows)
         if facts.volume:
-            add_counts(self.session, facts.volume, origin=f"webhook:{facts.provider}", now=p.received_at or utcnow(),
-                       source=f"inbound message {out.message_id}")
+            counts, ids, _now = self._volume.setdefault(f"webhook:{facts.provider}",
+                                                        (collections.Counter(), [], p.received_at or utcnow()))
+            counts.update(facts.volume)
+            ids.append(out.message_id)
         return n
+
+    def _write_volume(self) -> None:
+        """The batch's webhook send counts: one statement per origin, whichever messages they came in."""
+        for origin, (counts, ids, now) in self._volume.items():
+            source = (f"inbound message {ids[0]}" if len(ids) == 1
+                      else f"inbound messages {min(ids)}-{max(ids)} ({len(ids)})")
+            add_counts(self.session, counts, origin=origin, now=now, source=source)
+        self._volume.clear()
 
     def _duplicate(self, out: Outcome, what: str, other: int | None) -> None:
         out.status = "ignored"

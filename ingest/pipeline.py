@@ -9,6 +9,7 @@ happens before the transaction opens, so a slow parse never holds a lock.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -27,6 +28,7 @@ from ingest.attribution import OwnIps
 from ingest.config import DomainsConfig, IngestConfig
 from ingest.envelope import Envelope
 from ingest.facts import FactWriter
+from ingest.group_commit import GroupCommit
 from ingest.outcome import Outcome, Parsed
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
@@ -41,6 +43,7 @@ PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024  # a worker's task: at most this many bytes of input (or one input)
 RETRIES = 5  # tries of a transaction that PostgreSQL ended to break a deadlock
 RETRY_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
+_MESSAGES = m.InboundMessage.__table__  # written and read through Core: the ORM's bookkeeping costs more here
 
 
 def _parsed(raw: bytes, envelope: Envelope, result: ParseResult) -> Parsed:
@@ -83,6 +86,8 @@ class Pipeline:
         self.own = OwnIps(domains)  # what an event's sending IP is attributed to
         self.clock = clock
         prepare(self.config)
+        # inputs read by their callers (webhook bodies), from many threads: several per transaction
+        self._group = GroupCommit(lambda batch: self._commit(self._stamp(batch)), self.config.batch_size)
 
     def ingest(self, raw: bytes, envelope: Envelope) -> Outcome:
         """Store one message and its facts in one transaction."""
@@ -90,8 +95,14 @@ class Pipeline:
 
     def ingest_read(self, raw: bytes, envelope: Envelope, result: ParseResult) -> Outcome:
         """Store one input its caller has read already (an ESP webhook's body) and its facts,
-        in one transaction, with the same sha256 dedup as mail."""
-        return self._commit(self._stamp([_parsed(raw, envelope, result)]))[0]
+        with the same sha256 dedup as mail; return once it is committed. Inputs that threads
+        hand in at the same time share a transaction (group commit)."""
+        return self._group(_parsed(raw, envelope, result))
+
+    def expecting(self) -> contextlib.AbstractContextManager[None]:
+        """Around reading an input that will go to `ingest_read`: a shared transaction about to
+        be written waits a moment for it (see ingest.group_commit)."""
+        return self._group.expect()
 
     def ingest_many(self, items: Iterable[tuple[bytes, Envelope]],
                     batch_size: int | None = None, workers: int | None = None) -> Iterator[Outcome]:
@@ -225,50 +236,45 @@ class Pipeline:
         shas = list(shas)
         if not shas:  # after an insert that skipped nothing
             return {}
-        return {row.sha256: row for row in session.execute(
-            select(m.InboundMessage.sha256, m.InboundMessage.id, m.InboundMessage.kind,
-                   m.InboundMessage.status, m.InboundMessage.error).where(m.InboundMessage.sha256.in_(shas)))}
+        t = _MESSAGES
+        return {row.sha256: row for row in session.connection().execute(
+            select(t.c.sha256, t.c.id, t.c.kind, t.c.status, t.c.error).where(t.c.sha256.in_(shas)))}
 
     def _write(self, session: Session, batch: list[Parsed]) -> list[Outcome]:
-        stored = self._stored(session, {p.sha256 for p in batch})
+        # One outcome per input; a second copy inside the batch is told apart here, one
+        # stored before by the insert, which skips it (no look-up first: most inputs are new).
         outcomes: list[Outcome] = []
         fresh: dict[str, tuple[Parsed, Outcome]] = {}
         for p in batch:
-            old = stored.get(p.sha256)
-            if old is not None:
-                outcomes.append(Outcome(old.id, p.sha256, old.kind, old.status, old.error, 0, duplicate=True,
-                                        origin=p.envelope.origin))
-            elif p.sha256 in fresh:  # a second copy inside this batch
-                first = fresh[p.sha256][1]
-                outcomes.append(Outcome(None, p.sha256, first.kind, first.status, first.error, 0,
+            if p.sha256 in fresh:  # a second copy inside this batch: as the first becomes, below
+                outcomes.append(Outcome(None, p.sha256, p.result.kind, _status(p.result), p.result.error, 0,
                                         duplicate=True, origin=p.envelope.origin))
             else:
                 out = Outcome(None, p.sha256, p.result.kind, _status(p.result), p.result.error, 0,
                               origin=p.envelope.origin)
                 fresh[p.sha256] = (p, out)
                 outcomes.append(out)
-        if fresh:
-            # Rows in sha256 order: two transactions storing some of the same messages lock
-            # them in one order, so neither waits for the other in a circle (a deadlock).
-            # A message another transaction stored meanwhile is skipped here, not an error;
-            # its facts are that transaction's to write.
-            firsts = {sha: out for sha, (_p, out) in fresh.items()}
-            fresh = dict(sorted(fresh.items()))
-            ids = dict(session.execute(
-                _insert_new(session).returning(m.InboundMessage.sha256, m.InboundMessage.id),
-                [self._message_row(p, out.status) for p, out in fresh.values()]).all())
-            for sha, old in self._stored(session, [sha for sha in fresh if sha not in ids]).items():
-                out = fresh.pop(sha)[1]
-                out.message_id, out.kind, out.status, out.error = old.id, old.kind, old.status, old.error
-                out.duplicate = True
-            for sha, (_p, out) in fresh.items():
-                out.message_id = ids[sha]
-            FactWriter(session, self.own).write(list(fresh.values()))
-            for out in outcomes:
-                if out.message_id is None:  # a second copy inside this batch: as the first became
-                    first = firsts[out.sha256]
-                    out.message_id, out.kind, out.status, out.error = (first.message_id, first.kind,
-                                                                       first.status, first.error)
+        # Rows in sha256 order: two transactions storing some of the same messages lock them
+        # in one order, so neither waits for the other in a circle (a deadlock). A message
+        # stored before, or by another transaction meanwhile, is skipped here, not an error;
+        # its facts are the ones stored with it.
+        firsts = {sha: out for sha, (_p, out) in fresh.items()}
+        fresh = dict(sorted(fresh.items()))
+        ids = dict(session.connection().execute(
+            _insert_new(session).returning(_MESSAGES.c.sha256, _MESSAGES.c.id),
+            [self._message_row(p, out.status) for p, out in fresh.values()]).all())
+        for sha, old in self._stored(session, [sha for sha in fresh if sha not in ids]).items():
+            out = fresh.pop(sha)[1]
+            out.message_id, out.kind, out.status, out.error = old.id, old.kind, old.status, old.error
+            out.duplicate = True
+        for sha, (_p, out) in fresh.items():
+            out.message_id = ids[sha]
+        FactWriter(session, self.own).write(list(fresh.values()))
+        for out in outcomes:
+            if out.message_id is None:  # a second copy inside this batch: as the first became
+                first = firsts[out.sha256]
+                out.message_id, out.kind, out.status, out.error = (first.message_id, first.kind,
+                                                                   first.status, first.error)
         return outcomes
 
     def _message_row(self, p: Parsed, status: str) -> dict[str, Any]:
@@ -284,7 +290,7 @@ class Pipeline:
 
 def _insert_new(session: Session):
     """INSERT INTO inbound_messages that skips a message whose sha256 is stored already."""
-    return upsert_insert(session)(m.InboundMessage).on_conflict_do_nothing(index_elements=["sha256"])
+    return upsert_insert(session)(_MESSAGES).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 def _status(r: ParseResult) -> str:

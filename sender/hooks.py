@@ -151,6 +151,10 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
             return _json({"error": f"no webhook {provider!r} here (webhooks.providers: "
                                    f"{', '.join(config.providers) or 'none'})"}, 404)
         raw = request.get_data()
+        with pipeline.expecting():  # a transaction about to be written waits a moment for this body
+            return take(provider, raw)
+
+    def take(provider: str, raw: bytes) -> Response:
         if provider == "ses":
             return take_ses(raw)
         if provider == "mailgun":
