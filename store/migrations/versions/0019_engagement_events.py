@@ -1,7 +1,9 @@
-"""engagement_events: the opens and clicks of tracked messages
+"""engagement_events: the opens and clicks of tracked messages; tracked_campaigns: their links
 
 One row per hit on the tracking pixel or a tracked link (`/t/...`), naming the send-log row
-its signed token names; `machine` marks the hits of privacy proxies and link scanners.
+its signed token names; `machine` marks the hits of privacy proxies and link scanners. One
+tracked_campaigns row per campaign sent with tracking on, with its template's links in index
+order (the only places a tracked link may redirect to).
 
 Revision ID: 0019
 Revises: 0018
@@ -42,7 +44,20 @@ def upgrade() -> None:
                     ['recipient', 'occurred_at'], unique=False)
     op.create_index(op.f('ix_engagement_events_campaign_occurred_at'), 'engagement_events',
                     ['campaign', 'occurred_at'], unique=False)
+    op.create_table(
+        'tracked_campaigns',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('campaign', sa.String(length=255), nullable=False),
+        sa.Column('opens', sa.Boolean(), nullable=False),
+        sa.Column('clicks', sa.Boolean(), nullable=False),
+        sa.Column('links', sa.JSON(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_tracked_campaigns')),
+        sa.UniqueConstraint('campaign', name=op.f('uq_tracked_campaigns_campaign')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('tracked_campaigns')
     op.drop_table('engagement_events')
