@@ -38,6 +38,9 @@ class ReadOptions:
     rules: RuleSet
     campaign_key: str = "campaign"
     volume_from: str = "sends"  # sends | deliveries
+    # what the classifier said of each event shape seen (see `bounce`), shared by the threads
+    # that read with these options
+    verdicts: dict[tuple, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @functools.cache
@@ -167,8 +170,26 @@ def bounce(options: ReadOptions, provider: str, *, recipient: str | None, diagno
         "last_attempt_date": iso(at),
         "mta_category": f"{provider}:{term}".lower() if term else None,
     }
-    ev.update(classify(dict(ev), rules=options.rules))  # type: ignore[typeddict-item]
+    ev.update(_verdict(options, ev))  # type: ignore[typeddict-item]
     return ev
+
+
+VERDICTS_KEPT = 4096
+
+
+def _verdict(options: ReadOptions, ev: BounceEvent) -> dict[str, Any]:
+    """The classifier's verdict on `ev`, remembered by what it reads: a provider posts the same
+    receiver answer for many recipients of one mailbox provider (the recipient's domain is
+    what the classifier reads of the address; the time it does not read)."""
+    key = (domain_of(ev["recipient"]), ev["action"], ev["status"], ev["reply_code"], ev["diagnostic"],
+           ev["remote_mta"], ev["reporting_mta"], ev["mta_category"])
+    found = options.verdicts.get(key)
+    if found is None:
+        found = classify(dict(ev), rules=options.rules)
+        if len(options.verdicts) >= VERDICTS_KEPT:
+            options.verdicts.clear()
+        options.verdicts[key] = found
+    return found
 
 
 def complaint(recipient: str | None, feedback_type: str | None, *, at: datetime | None = None,

@@ -49,3 +49,24 @@ def test_a_body_no_reader_can_read_stays_in_quarantine_with_its_reason(pipeline,
     assert [o.status for o in pipeline.reprocess_quarantined()] == ["quarantined"]
     with store() as s:
         assert "SendGrid posts a JSON array" in s.scalar(select(m.Quarantine.reason))
+
+
+def test_remembered_verdicts_are_the_classifiers_and_follow_the_recipients_domain():
+    """The readers remember the classifier's verdict per event shape: each equals what the
+    classifier says of that very event, and the recipient's domain (which names the mailbox
+    provider) is part of the shape while its local part is not."""
+    from ingest.bounce.classify import classify
+    from ingest.webhooks.facts import bounce
+
+    options = read_options("")
+    said = "550 5.7.1 Our system has detected that this message is likely unsolicited mail."
+    events = [bounce(options, "sendgrid", recipient=f"{who}@{domain}", diagnostic=said, term=None, temporary=False)
+              for domain in ("gmail.com", "yahoo.com") for who in ("ann", "bob")]
+    for ev in events:
+        fresh = dict(ev)
+        for key in ("reason", "hard_bounce", "category", "rule", "provider", "conflict"):
+            fresh.pop(key)
+        assert {k: ev[k] for k in classify(dict(fresh), rules=options.rules)} == classify(dict(fresh),
+                                                                                         rules=options.rules)
+    assert len(options.verdicts) == 2  # one per domain: the local part is not read
+    assert events[0]["provider"] != events[2]["provider"]
