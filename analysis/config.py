@@ -127,6 +127,8 @@ class AlertsConfig:
     tls_failure_rate_warning: float = 0.05
     tls_failure_rate_critical: float = 0.2
     tls_min_sessions: int = 100
+    gmail_spam_rate_warning: float = 0.001  # Google Postmaster Tools' user-reported spam rate of a domain ...
+    gmail_spam_rate_critical: float = 0.003  # ... (docs/providers.md)
     new_source_days: int = 7  # a DMARC-failing source first seen this recently is "new"
     # anomaly rules: today against the trailing baseline
     baseline_days: int = 14
@@ -203,6 +205,21 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class SunsetConfig:
+    """[sunset]: stop mailing recipients who no longer open or click (analysis/sunset.py)."""
+
+    enabled: bool = False  # the `sunset` job suppresses nobody until this is true
+    sends: int = 10  # no human open or click after their last this many tracked messages; 0: not this rule
+    days: int = 180  # ... or in this many days since a tracked message reached them; 0: not this rule
+
+    def __post_init__(self) -> None:
+        if self.sends < 0 or self.days < 0:
+            raise ValueError("sunset.sends and sunset.days cannot be negative (0 turns that rule off)")
+        if self.enabled and not self.sends and not self.days:
+            raise ValueError("sunset.enabled is true but sunset.sends and sunset.days are both 0: set one of them")
+
+
+@dataclass(frozen=True)
 class ReportsConfig:
     """[reports]: the scheduled digests by e-mail (analysis/digest), sent by postwatch's sender."""
 
@@ -226,3 +243,29 @@ class ReportsConfig:
             raise ValueError("reports.top and reports.retries must be at least 1, retry_backoff not negative")
         if not self.dashboard_path.startswith("/"):
             raise ValueError(f"reports.dashboard_path must start with '/', not {self.dashboard_path!r}")
+
+
+@dataclass(frozen=True)
+class PostmasterConfig:
+    """[postmaster]: Google Postmaster Tools (API v2), fetched daily for `domains`."""
+
+    service_account_file: str = ""  # the service account's JSON key file; empty = no fetch
+    domains: tuple[str, ...] = ()  # the domains verified in Postmaster Tools that postwatch asks about
+    api_url: str = "https://gmailpostmastertools.googleapis.com/v2"
+    token_url: str = ""  # the OAuth token endpoint; empty = the key file's token_uri
+    scope: str = "https://www.googleapis.com/auth/postmaster.readonly"
+    days: int = 10  # each fetch asks for this many days back (Google's figures come a day or two late)
+    timeout: float = 30.0  # seconds per HTTP request
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise ValueError("postmaster.days must be at least 1")
+
+
+@dataclass(frozen=True)
+class SndsConfig:
+    """[snds]: Microsoft SNDS's automated access, fetched daily."""
+
+    key: str = ""  # the automated-access key of SNDS; empty = no fetch
+    base_url: str = "https://sendersupport.olc.protection.outlook.com/snds"  # data.aspx and ipStatus.aspx under it
+    timeout: float = 30.0  # seconds per HTTP request

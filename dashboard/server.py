@@ -54,7 +54,8 @@ def create_server(settings: Any, *, sessions: sessionmaker[Session] | None = Non
     app = Flask("postwatch")
     app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024
     auth.install(app, settings.web, clock=clock)
-    app.register_blueprint(blueprint(sessions, settings.web, salt=settings.privacy.salt, clock=clock))
+    app.register_blueprint(blueprint(sessions, settings.web, salt=settings.privacy.salt, clock=clock,
+                                     preferences=getattr(settings, "preferences", None)))
     app.register_blueprint(hooks_blueprint(sessions, settings.webhooks, ingest=settings.ingest,
                                            domains=settings.domains, clock=clock,
                                            **({"fetch": webhook_fetch} if webhook_fetch else {})))

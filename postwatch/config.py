@@ -24,9 +24,10 @@ from typing import Any, Mapping
 
 from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
                              PrivacyConfig, ProvidersConfig, ReportsConfig, SchedulerConfig,
-                             ScoresConfig, SuppressionConfig)
+                             ScoresConfig, SunsetConfig, SuppressionConfig)
+from analysis.config import PostmasterConfig, SndsConfig
 from dashboard.config import WebConfig
-from sender.config import SenderConfig, WebhooksConfig
+from sender.config import PreferencesConfig, SenderConfig, TrackingConfig, WebhooksConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
 from ingest.logs.config import LogsConfig
 from store.config import DatabaseConfig
@@ -70,12 +71,17 @@ SECTIONS: dict[str, type] = {
     "scores": ScoresConfig,
     "dmarc": DmarcConfig,
     "suppression": SuppressionConfig,
+    "sunset": SunsetConfig,
     "privacy": PrivacyConfig,
     "sender": SenderConfig,
     "web": WebConfig,
+    "preferences": PreferencesConfig,
     "reports": ReportsConfig,
     "webhooks": WebhooksConfig,
+    "tracking": TrackingConfig,
     "logs": LogsConfig,
+    "postmaster": PostmasterConfig,
+    "snds": SndsConfig,
 }
 
 
@@ -99,12 +105,17 @@ class Config:
     scores: ScoresConfig = field(default_factory=ScoresConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
+    sunset: SunsetConfig = field(default_factory=SunsetConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     sender: SenderConfig = field(default_factory=SenderConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    postmaster: PostmasterConfig = field(default_factory=PostmasterConfig)
+    snds: SndsConfig = field(default_factory=SndsConfig)
     source: str = "defaults"  # the file read, for `postwatch config show`
     secrets_file: str = ""  # where generated secrets are kept (read or written)
     generated: tuple[str, ...] = ()  # the GENERATED_SECRETS whose value came from it, not from the operator

@@ -15,8 +15,10 @@ How a run goes:
    rendered for every good row BEFORE anything is sent: one row the template cannot render
    and the run sends nothing (its error, with the line, is in the report);
 2. each recipient is checked against the in-memory suppression index in the scopes global,
-   domain:<From domain> and campaign:<name>; a suppressed one gets a send-log row
-   `suppressed` and no mail;
+   sunset, domain:<From domain>, campaign:<name> and topic:<name> for each of the campaign's
+   topics (`Settings.topics`); a recipient with a `frequency:<N>d` limit who was sent a
+   message (any campaign) less than N days ago counts as suppressed too. A suppressed one
+   gets a send-log row `suppressed` and no mail;
 3. the others get a send-log row `queued` first — the signed return path and the
    unsubscribe token point at it — then the message is composed, signed and handed to the
    transport, and the row takes the result (`sent`, `bounced`, `deferred`, `failed`) and the
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sender.compose import Identity, RenderError, Template, compose, load_template, render
@@ -53,6 +55,8 @@ from sender.transport import Result, Transport, rejection_dsn
 from sender.warmup import Budget, Ramp
 from store.addresses import domain_of
 from store.clock import Clock, utcnow
+from store.suppressions import TOPIC, normalise_scope
+from store.timeparse import utc
 from store.volume import SendLog
 
 log = logging.getLogger(__name__)
@@ -77,16 +81,27 @@ class Settings:
     utm: Mapping[str, str] = field(default_factory=dict)
     dry_run: bool = False
     workers: int = 8  # conversations at once over all domains
+    topics: tuple[str, ...] = ()  # what the campaign is about: recipients who left one are skipped
 
     @classmethod
     def from_config(cls, config: Any, campaign: str, *, from_address: str | None = None,
-                    utm: Mapping[str, str] | None = None, dry_run: bool = False) -> "Settings":
-        """From the postwatch configuration (its sender, web, ingest and privacy sections)."""
+                    utm: Mapping[str, str] | None = None, dry_run: bool = False,
+                    topics: Iterable[str] = ()) -> "Settings":
+        """From the postwatch configuration (its sender, web, ingest, privacy and preferences
+        sections). A topic must be one of preferences.topics, so recipients can leave it."""
+        topics = tuple(dict.fromkeys(t.strip().lower() for t in topics if t.strip()))
+        offered = getattr(config, "preferences", None)
+        known = offered.topic_names() if offered is not None else ()
+        unknown = [t for t in topics if t not in known]
+        if unknown:
+            raise ValueError(f"topic {unknown[0]!r} is not one of preferences.topics ("
+                             + (", ".join(known) or "none configured") + "): add it there, with a label, so "
+                             "recipients can leave it on the preference page")
         return cls(campaign=campaign, sender=config.sender,
                    from_address=from_address or config.sender.from_address, base_url=config.web.base_url,
                    verp_secret=config.ingest.verp_secret, unsubscribe_secret=config.web.secret,
                    salt=getattr(getattr(config, "privacy", None), "salt", "") or "", utm=dict(utm or {}),
-                   dry_run=dry_run)
+                   dry_run=dry_run, topics=topics)
 
     def check(self) -> None:
         """Refuse, with a sentence, what would send mail nobody can attribute or unsubscribe from."""
@@ -100,6 +115,8 @@ class Settings:
                              "long random secret")
         if "@" not in self.from_address:
             raise ValueError(f"the From address {self.from_address!r} is not an address")
+        for topic in self.topics:
+            normalise_scope(TOPIC + topic)  # ScopeError (a ValueError) says what a name may hold
 
     @property
     def from_domain(self) -> str:
@@ -165,7 +182,7 @@ class _Run:
         self.transport, self.pipeline, self.signer = transport, pipeline, signer
         self.providers, self.clock, self.progress = providers, clock, progress
         self.identity = settings.identity()
-        self.scopes = scopes_for(settings.from_domain, settings.campaign)
+        self.scopes = scopes_for(settings.from_domain, settings.campaign, settings.topics)
         self.reporting_mta = settings.sender.helo or socket.getfqdn()
 
     def go(self, rows: list[Recipient], errors: list[RowError]) -> Report:
@@ -224,6 +241,7 @@ class _Run:
         now = self.clock()
         to_send: list[tuple[Recipient, SendLog]] = []
         with self.sessions() as session:
+            too_soon = self._too_soon(session, chunk, index, now)
             for r in chunk:
                 old = existing.get(r.email)
                 if old is not None and old.result in DONE:
@@ -231,7 +249,7 @@ class _Run:
                     continue
                 domain = domain_of(r.email)
                 provider = provider_of.get(domain) or None
-                scope = index.suppressed(r.email, self.scopes)
+                scope = index.suppressed(r.email, self.scopes) or too_soon.get(r.email)
                 held = None if scope else budget.refuse(provider)
                 if s.dry_run:
                     report.add(r, "suppressed" if scope else "deferred" if held else "sent",
@@ -304,6 +322,19 @@ class _Run:
         for raw, return_path in bounces:
             self._file_bounce(raw, return_path)
         self.progress(len(chunk))
+
+    def _too_soon(self, session: Session, chunk: list[Recipient], index: SuppressionIndex,
+                  now) -> dict[str, str]:
+        """Recipients with a `frequency:<N>d` limit who were sent a message less than N days
+        ago (by any campaign) -> that scope."""
+        limits = {r.email: days for r in chunk if (days := index.frequency(r.email)) is not None}
+        if not limits:
+            return {}
+        last = dict(session.execute(select(SendLog.recipient, func.max(SendLog.sent_at)).where(
+            SendLog.recipient.in_(list(limits)), SendLog.result == "sent").group_by(SendLog.recipient)).all())
+        now = utc(now)
+        return {email: f"frequency:{days}d" for email, days in limits.items()
+                if email in last and (now - utc(last[email])).total_seconds() < days * 86400}
 
     def _file_bounce(self, raw: bytes, return_path: str) -> None:
         if self.pipeline is None:

@@ -92,6 +92,38 @@ class WebConfig:
             raise ValueError("web.threads must be at least 1")
 
 
+@dataclass(frozen=True)
+class TrackingConfig:
+    """[tracking]: open and click tracking of the sender's mail (docs/tracking.md); off by default."""
+
+    campaigns: tuple[str, ...] = ()  # campaigns tracked without `send --track`; "*": all; empty: none
+    opens: bool = True  # a tracked campaign's HTML gets the 1x1 pixel
+    clicks: bool = True  # a tracked campaign's links go through /t/c/
+    rules_file: str = ""  # a machine-activity rules file used instead of the shipped one
+    apple_ranges_file: str = ""  # Apple's egress-ip-ranges.csv used instead of the shipped excerpt
+    click_delay_seconds: float = 10.0  # a click this soon after delivery is a scanner's
+    burst_seconds: float = 5.0  # clicks on burst_links different links of one message within this: a scanner's
+    burst_links: int = 3  # (or on every link of the message, when it has fewer but at least 2)
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs of reverse proxies whose X-Forwarded-For is believed
+
+    def __post_init__(self) -> None:
+        if self.click_delay_seconds < 0 or self.burst_seconds < 0:
+            raise ValueError("tracking.click_delay_seconds and burst_seconds cannot be negative")
+        if self.burst_links < 2:
+            raise ValueError("tracking.burst_links must be at least 2 (one click is not a burst)")
+        import ipaddress
+
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"tracking.trusted_proxies: {cidr!r} is not an address or CIDR "
+                                 "(e.g. 10.0.0.0/8)") from None
+
+    def tracks(self, campaign: str) -> bool:
+        return "*" in self.campaigns or campaign in self.campaigns
+
+
 WEBHOOK_PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark")
 
 
@@ -121,3 +153,46 @@ class WebhooksConfig:
             raise ValueError(f"webhooks.volume_from must be sends or deliveries, not {self.volume_from!r}")
         if bool(self.postmark_username) != bool(self.postmark_password):
             raise ValueError("webhooks.postmark_username and postmark_password go together: set both, or neither")
+
+
+@dataclass(frozen=True)
+class PreferencesConfig:
+    """[preferences]: what the page behind the unsubscribe link offers besides leaving altogether."""
+
+    topics: tuple[str, ...] = ()  # "NAME:Label" each, e.g. "news:Product news"; a campaign names its own (--topic)
+    pause_days: tuple[str, ...] = ("30", "90")  # the pauses offered, in days; empty: no pause
+    frequency_days: tuple[str, ...] = ("7", "30")  # "at most one message every N days" offered; empty: none
+
+    def __post_init__(self) -> None:
+        import re
+
+        names = []
+        for entry in self.topics:
+            name, sep, label = entry.partition(":")
+            name = name.strip().lower()
+            if not sep or not label.strip() or not re.match(r"^[a-z0-9][a-z0-9_.-]{0,62}$", name):
+                raise ValueError(f"preferences.topics: {entry!r} is not NAME:Label (a name of lower-case letters, "
+                                 "digits, . _ -, e.g. news:Product news)")
+            names.append(name)
+        if len(set(names)) != len(names):
+            raise ValueError("preferences.topics: a topic name is listed twice")
+        for key in ("pause_days", "frequency_days"):
+            try:
+                days = [int(v) for v in getattr(self, key)]
+            except ValueError:
+                raise ValueError(f"preferences.{key} must be whole numbers of days") from None
+            if any(not 1 <= d <= 366 for d in days):
+                raise ValueError(f"preferences.{key}: every value must be 1 to 366 days")
+
+    def topic_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.topic_labels())
+
+    def topic_labels(self) -> tuple[tuple[str, str], ...]:
+        """(name, label) of each configured topic, in order."""
+        return tuple((e.partition(":")[0].strip().lower(), e.partition(":")[2].strip()) for e in self.topics)
+
+    def pauses(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.pause_days)
+
+    def frequencies(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.frequency_days)

@@ -5,9 +5,10 @@ one-click unsubscribe links of the mail postwatch sends.
     GET    /api/v1/suppressions/ADDRESS[?scope=S...]                read token
     POST   /api/v1/suppressions          {"address", "reason", "scope"?, "expires_at"?}   write token
     DELETE /api/v1/suppressions/ADDRESS  {"reason", "scope"?} (or ?reason=&scope=)       write token
-    GET    /unsubscribe/TOKEN            a confirmation page; never unsubscribes
+    GET    /unsubscribe/TOKEN            the preference page (sender/preferences.py); never changes anything
     GET    /api/v1/openapi.json          this API as an OpenAPI 3.1 document (sender/openapi.json); no token
-    POST   /unsubscribe/TOKEN            RFC 8058 one-click: no login, no redirect, 200
+    POST   /unsubscribe/TOKEN            RFC 8058 one-click: no login, no redirect, 200; with a `choice`
+                                         field (and no List-Unsubscribe=One-Click) one of the page's choices
 
 `blueprint(...)` makes it; `sender.web.create_app` serves it alone until the dashboard mounts
 it. The feed's shape is DESIGN.md's contract, made by `store.suppressions.feed_document`.
@@ -24,8 +25,9 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, render_template_string, request
 from sqlalchemy.orm import Session, sessionmaker
 
+from sender import preferences as pref
 from sender import unsubscribe as unsub
-from sender.config import WebConfig
+from sender.config import PreferencesConfig, WebConfig
 from store.addresses import HASH_PREFIX, AddressError, is_hashed, normalise
 from store.clock import Clock, utcnow
 from store.suppressions import (MAX_FEED_LIMIT, ScopeError, add_suppression, changes_since, feed_csv, feed_document,
@@ -62,10 +64,11 @@ def _matches(given: str, tokens: tuple[str, ...]) -> bool:
 
 
 def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = "", clock: Clock = utcnow,
-              name: str = "sender") -> Blueprint:
-    """The blueprint, bound to a store (`sessions`), the [web] section and the privacy salt
-    (so erased addresses answer look-ups through their hash)."""
+              name: str = "sender", preferences: PreferencesConfig | None = None) -> Blueprint:
+    """The blueprint, bound to a store (`sessions`), the [web] section, the privacy salt
+    (so erased addresses answer look-ups through their hash) and the [preferences] section."""
     bp = Blueprint(name, __name__)
+    prefs = preferences or PreferencesConfig()
     if not web.read_tokens and not web.write_tokens:
         log.warning("web.read_tokens and web.write_tokens are empty: the suppression API refuses every "
                     "request (401) until a token is configured")
@@ -171,11 +174,22 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
 
     # -- one-click unsubscribe ---------------------------------------------------------------
 
-    def page(title: str, text: str, status: int = 200, form: bool = False) -> Response:
-        html = render_template_string(_PAGE, title=title, text=text, form=form)
-        # the URL carries a capability: keep it out of caches, indexes and Referer headers
+    def page(title: str, text: str, status: int = 200, template: str = _PAGE, **values: Any) -> Response:
+        html = render_template_string(template, title=title, text=text, **values)
+        # the URL carries a capability: keep it out of caches, indexes, Referer headers and frames
         return Response(html, status=status, mimetype="text/html", headers={
-            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"})
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                       "frame-ancestors 'none'", "X-Frame-Options": "DENY"})
+
+    def preference_page(session: Session, req: unsub.Request, notice: str = "", status: int = 200) -> Response:
+        who = unsub.masked(req.recipient)
+        now = pref.state(session, req, now=clock(), salt=salt)
+        if now.unsubscribed:
+            return page("Unsubscribed", f"{who} is unsubscribed: no more mail will be sent to it.", status)
+        sender = f" from {req.sending_domain}" if req.scope != "global" and req.sending_domain else ""
+        return page("Your e-mail preferences", "", status, template=pref.PAGE, who=who, sender=sender,
+                    notice=notice, **pref.page_values(now, prefs))
 
     def resolve(session: Session, token: str) -> unsub.Request | Response:
         if not web.secret:
@@ -190,23 +204,33 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
 
     @bp.get("/unsubscribe/<token>")
     def unsubscribe_page(token: str) -> Response:
-        # link scanners fetch every GET: this only asks, the button POSTs
+        # link scanners fetch every GET: this only shows, the forms POST
         with sessions() as session:
             req = resolve(session, token)
             if isinstance(req, Response):
                 return req
-            done = unsub.already(session, req, now=clock(), salt=salt)
-        who = unsub.masked(req.recipient)
-        if done:
-            return page("Unsubscribed", f"{who} is unsubscribed: no more mail will be sent to it.")
-        sender = f" from {req.sending_domain}" if req.scope != "global" and req.sending_domain else ""
-        return page("Unsubscribe", f"Stop all mail{sender} to {who}?", form=True)
+            return preference_page(session, req)
 
     @bp.post("/unsubscribe/<token>")
     def unsubscribe_post(token: str) -> Response:
-        # RFC 8058: mailbox providers POST "List-Unsubscribe=One-Click"; our page's button does too.
-        # Any POST to a valid token unsubscribes: the signed token is the authority.
-        method = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "post"
+        # RFC 8058: mailbox providers POST "List-Unsubscribe=One-Click"; our page's last button does too.
+        # Any other POST to a valid token without one of the page's choices unsubscribes as well:
+        # the signed token is the authority.
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        choice = request.form.get("choice", "")
+        if not one_click and choice in pref.CHOICES:
+            with sessions.begin() as session:
+                req = resolve(session, token)
+                if isinstance(req, Response):
+                    return req
+                try:
+                    notice = pref.choose(session, req, prefs, choice, topics=request.form.getlist("topic"),
+                                         days=request.form.get("days", ""), now=clock(), salt=salt)
+                except pref.ChoiceError as exc:
+                    return preference_page(session, req, f"Nothing was changed: {exc}.", 400)
+                log.info("preferences (%s): send %d, %s", choice, req.send_id, unsub.masked(req.recipient))
+                return preference_page(session, req, notice)
+        method = "one-click" if one_click else "post"
         with sessions.begin() as session:
             req = resolve(session, token)
             if isinstance(req, Response):
@@ -287,7 +311,5 @@ _PAGE = """<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}</style></head>
 <body><h1>{{ title }}</h1><p>{{ text }}</p>
-{% if form %}<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Unsubscribe</button></form>{% endif %}
 </body></html>
 """

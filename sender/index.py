@@ -21,18 +21,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.addresses import HASH_PREFIX, address_hash, is_hashed
 from store.clock import Clock, utcnow
-from store.suppressions import GLOBAL, Suppression, SuppressionChange, utc
+from store.suppressions import (FREQUENCY, GLOBAL, SUNSET, TOPIC, Suppression, SuppressionChange, frequency_days,
+                                normalise_scope, utc)
 
 CHUNK = 10_000
 
 
-def scopes_for(sending_domain: str | None, campaign: str | None) -> tuple[str, ...]:
-    """The scopes one message is checked in: global, its sending domain, its campaign."""
-    out = [GLOBAL]
+def scopes_for(sending_domain: str | None, campaign: str | None, topics: Iterable[str] = ()) -> tuple[str, ...]:
+    """The scopes one message is checked in: global, sunset, its sending domain, its campaign
+    and each of its topics (a recipient who left any one of them is not sent it)."""
+    out = [GLOBAL, SUNSET]
     if sending_domain:
         out.append(f"domain:{sending_domain.lower()}")
     if campaign:
         out.append(f"campaign:{campaign}")
+    out += [normalise_scope(TOPIC + t) for t in topics]
     return tuple(out)
 
 
@@ -139,6 +142,18 @@ class SuppressionIndex:
                 if digest in self._erased.get(scope, ()):
                     return scope
         return None
+
+    def frequency(self, address: str, now: float | None = None) -> int | None:
+        """The longest N of the `frequency:<N>d` limits `address` asked for (at most one message
+        per N days), or None. A limit, not a block: the sender checks the send log."""
+        scopes = {s for s in (*self._keys, *self._expiring) if s.startswith(FREQUENCY)}
+        longest = None
+        for scope in scopes:
+            if self.suppressed(address, (scope,), now) is not None:
+                days = frequency_days(scope)
+                if days is not None and (longest is None or days > longest):
+                    longest = days
+        return longest
 
     def __len__(self) -> int:
         return (sum(len(b) for b in self._keys.values()) + sum(len(b) for b in self._expiring.values())

@@ -1,8 +1,8 @@
 """The web app that serves the sender's blueprint on its own (`postwatch web`), until the
 dashboard's server mounts the blueprint beside its pages.
 
-`create_app(config)` takes the whole configuration (it reads `database`, `web` and
-`privacy.salt`); `access_log(app)` wraps any WSGI app with one log line per request.
+`create_app(config)` takes the whole configuration (it reads `database`, `web`,
+`privacy.salt` and `preferences`); `access_log(app)` wraps any WSGI app with one log line per request.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def create_app(config: Any, *, sessions: sessionmaker[Session] | None = None, cl
 
         sessions = session_factory(config.database)
     app = Flask("postwatch")
-    app.register_blueprint(blueprint(sessions, config.web, salt=config.privacy.salt, clock=clock))
+    app.register_blueprint(blueprint(sessions, config.web, salt=config.privacy.salt, clock=clock,
+                                     preferences=getattr(config, "preferences", None)))
     return app
 
 

@@ -11,6 +11,7 @@ grows: a consumer that asks for changes after the last cursor it saw misses noth
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -22,15 +23,20 @@ from store.clock import utcnow
 from store.models import Base, BigId
 from store.timeparse import utc
 
-SOURCES = ("bounce", "complaint", "unsubscribe", "manual", "import")
+SOURCES = ("bounce", "complaint", "unsubscribe", "manual", "import", "sunset")
 GLOBAL = "global"
+SUNSET = "sunset"  # the disengaged (analysis/sunset.py): not mailed, like global, until removed
+TOPIC, FREQUENCY = "topic:", "frequency:"  # a topic opted out of; at most one message per N days
+MAX_FREQUENCY_DAYS = 366
+_TOPIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MAX_FEED_LIMIT = 10_000  # changes per page of the feed, at most
 FEED_COLUMNS = ("cursor", "op", "address", "scope", "reason", "at")
 _FEED_LOCK = 0x706F_7374_7761_7463  # PostgreSQL advisory lock that orders cursor commits
 
 
 class ScopeError(ValueError):
-    """A scope that is not global, domain:<sending domain> or campaign:<id>."""
+    """A scope that is not global, domain:<sending domain>, campaign:<id>, topic:<name>,
+    frequency:<N>d or sunset."""
 
 
 class Suppression(Base):
@@ -41,9 +47,10 @@ class Suppression(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     address: Mapped[str | None] = mapped_column(String(320))  # normalised; NULL once erased
     address_hash: Mapped[str | None] = mapped_column(String(64))  # HMAC-SHA256 of an erased address
-    scope: Mapped[str] = mapped_column(String(300))  # global | domain:<sending domain> | campaign:<id>
+    # global | domain:<sending domain> | campaign:<id> | topic:<name> | frequency:<N>d | sunset
+    scope: Mapped[str] = mapped_column(String(300))
     reason: Mapped[str] = mapped_column(String(60))
-    source: Mapped[str] = mapped_column(String(12))  # bounce | complaint | unsubscribe | manual | import
+    source: Mapped[str] = mapped_column(String(12))  # bounce | complaint | unsubscribe | manual | import | sunset
     event_table: Mapped[str | None] = mapped_column(String(40))  # bounce_events | complaint_events
     event_id: Mapped[int | None] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any] | None]  # how the rule decided: the events counted, thresholds
@@ -123,10 +130,12 @@ def feed_time(dt: datetime) -> str:
 
 
 def normalise_scope(scope: str | None) -> str:
-    """'global', 'domain:<IDNA sending domain>' or 'campaign:<id>'; raises ScopeError."""
+    """'global', 'domain:<IDNA sending domain>', 'campaign:<id>', 'topic:<name>' (lower-case
+    letters, digits, . _ -), 'frequency:<N>d' (at most one message per N days) or 'sunset';
+    raises ScopeError."""
     value = (scope or GLOBAL).strip()
-    if value.lower() == GLOBAL:
-        return GLOBAL
+    if value.lower() in (GLOBAL, SUNSET):
+        return value.lower()
     kind, sep, rest = value.partition(":")
     kind, rest = kind.strip().lower(), rest.strip()
     if sep and rest and kind == "domain":
@@ -136,8 +145,24 @@ def normalise_scope(scope: str | None) -> str:
             pass
     elif sep and rest and kind == "campaign":
         return f"campaign:{rest}"
-    raise ScopeError(f"scope {scope!r} is not valid: use 'global', 'domain:<sending domain>' "
-                     "or 'campaign:<id>'")
+    elif sep and kind == "topic" and _TOPIC_NAME.match(rest.lower()):
+        return TOPIC + rest.lower()
+    elif sep and kind == "frequency":
+        days = frequency_days(FREQUENCY + rest.lower())
+        if days is not None:
+            return f"{FREQUENCY}{days}d"
+    raise ScopeError(f"scope {scope!r} is not valid: use 'global', 'domain:<sending domain>', "
+                     "'campaign:<id>', 'topic:<name>', 'frequency:<days>d' or 'sunset'")
+
+
+def frequency_days(scope: str) -> int | None:
+    """N of a 'frequency:<N>d' scope (1 to 366), or None for any other scope."""
+    if not scope.startswith(FREQUENCY):
+        return None
+    digits = scope[len(FREQUENCY):].removesuffix("d")
+    if not digits.isascii() or not digits.isdigit() or not 1 <= int(digits) <= MAX_FREQUENCY_DAYS:
+        return None
+    return int(digits)
 
 
 def target(address: str) -> tuple[str | None, str | None]:
