@@ -39,6 +39,8 @@ from store.suppressions import utc
 
 THRESHOLD_RULES = ("complaint_rate", "hard_bounce_rate", "block_rate", "tls_failure_rate", "block_spike",
                    "dmarc_new_source")
+# the providers' own figures (analysis/provider_view.py): Gmail's spam rate, SNDS, Google's compliance
+PROVIDER_RULES = ("gmail_spam_rate", "snds_filter", "snds_blocked", "gmail_compliance")
 ANOMALY_PREFIX = "anomaly."
 
 
@@ -56,7 +58,7 @@ class Finding:
 
 def owns(rule: str) -> bool:
     """Whether this module judges (and so may resolve) alerts of `rule`."""
-    return rule in THRESHOLD_RULES or rule.startswith(ANOMALY_PREFIX)
+    return rule in THRESHOLD_RULES or rule in PROVIDER_RULES or rule.startswith(ANOMALY_PREFIX)
 
 
 # ---------------------------------------------------------------- reading the rollups
@@ -236,7 +238,59 @@ def evaluate(session: Session, cfg: AlertsConfig, day: date) -> list[Finding]:
         findings += threshold_findings(frame, day, dimension, key, cfg)
         findings += anomaly_findings(frame, day, dimension, key, cfg)
     findings += dmarc_new_sources(session, day, cfg)
+    findings += provider_findings(session, day, cfg)
     return [_with_tls_results(session, f, day) for f in findings]
+
+
+def provider_findings(session: Session, day: date, cfg: AlertsConfig) -> list[Finding]:
+    """The providers' own figures of `day`: Gmail's user-reported spam rate of a domain against
+    its two lines; an SNDS IP YELLOW (warning) or RED (critical); an IP range the SNDS status
+    list blocks (critical); a Postmaster Tools compliance requirement at needs_work (warning)."""
+    from analysis import provider_view as pv
+
+    out = []
+    for domain, rate in sorted(pv.gmail_spam_rate_on(session, day).items()):
+        severity = ("critical" if rate >= cfg.gmail_spam_rate_critical else
+                    "warning" if rate >= cfg.gmail_spam_rate_warning else None)
+        line = cfg.gmail_spam_rate_critical if severity == "critical" else cfg.gmail_spam_rate_warning
+        out.append(Finding("gmail_spam_rate", "sending_domain", domain, severity,
+                           f"Gmail user-reported spam rate {_pct(rate)} for {domain} on {day} (Google Postmaster "
+                           f"Tools): at or above the {severity} line {_pct(line)}" if severity else "",
+                           {"day": day.isoformat(), "rate": rate, "warning": cfg.gmail_spam_rate_warning,
+                            "critical": cfg.gmail_spam_rate_critical, "source": "postmaster"}))
+    for ip, a in sorted(pv.snds_on(session, day).items()):
+        severity = {"RED": "critical", "YELLOW": "warning"}.get(a.filter_result)
+        out.append(Finding("snds_filter", "sending_ip", ip, severity,
+                           f"Microsoft SNDS rates {ip} {a.filter_result} on {day} (complaint rate "
+                           f"{a.complaint_rate_text or 'not given'}, {a.trap_hits} trap hit(s), {a.recipients} "
+                           "recipient(s))" if severity else "",
+                           {"day": day.isoformat(), "colour": a.filter_result, "complaint_rate": a.complaint_rate,
+                            "trap_hits": a.trap_hits, "recipients": a.recipients, "source": "snds"}))
+    statuses = pv.status_list(session, day)
+    if statuses.day is not None:
+        listed = {pv.range_key(r): r for r in statuses.ranges}
+        opened = session.scalars(select(Alert.key).where(Alert.status == "open", Alert.rule == "snds_blocked"))
+        for key in sorted(set(listed) | set(opened)):
+            r = listed.get(key)
+            blocked = r is not None and r.blocked
+            out.append(Finding("snds_blocked", "sending_ip", key, "critical" if blocked else None,
+                               f"Microsoft SNDS blocks {key} (IP status list read on {statuses.day}): "
+                               f"{r.details or 'no details given'}" if blocked and r else "",
+                               {"day": day.isoformat(), "read_on": statuses.day.isoformat(),
+                                "details": r.details if r else None, "source": "snds"}))
+    for (domain, requirement), states in sorted(pv.compliance_on(session, day).items()):
+        latest = states[0]
+        before = next((s.state for s in states[1:] if s.state != latest.state), None)
+        needs_work = latest.state == "needs_work"
+        out.append(Finding("gmail_compliance", "gmail_compliance", f"{domain} {requirement}",
+                           "warning" if needs_work else None,
+                           f"Google Postmaster Tools: {requirement.replace('_', ' ')} of {domain} needs work "
+                           f"(read on {latest.day}{', was ' + before if before else ''}"
+                           f"{'; reason ' + latest.reason if latest.reason else ''})" if needs_work else "",
+                           {"day": day.isoformat(), "domain": domain, "requirement": requirement,
+                            "state": latest.state, "previous_state": before, "reason": latest.reason,
+                            "source": "postmaster"}))
+    return out
 
 
 def _with_tls_results(session: Session, f: Finding, day: date) -> Finding:

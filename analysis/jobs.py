@@ -12,16 +12,18 @@ from typing import Callable, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, PrivacyConfig, ProvidersConfig,
-                             ReportsConfig, SchedulerConfig, ScoresConfig, SuppressionConfig)
+from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, PostmasterConfig, PrivacyConfig,
+                             ProvidersConfig, ReportsConfig, SchedulerConfig, ScoresConfig, SndsConfig,
+                             SunsetConfig, SuppressionConfig)
 from ingest.config import DomainsConfig
 from sender.config import SenderConfig, WebConfig
 from store.clock import Clock
 
 # Modules that define jobs with @job; importing them fills the registry.
 JOB_MODULES: tuple[str, ...] = ("analysis.rollups", "analysis.dmarc_intel", "analysis.scores", "analysis.suppression",
-                                "analysis.privacy", "analysis.maintenance",
-                                "analysis.blocklists", "analysis.alerts", "analysis.notify", "analysis.posture")
+                                "analysis.sunset", "analysis.privacy", "analysis.maintenance",
+                                "analysis.blocklists", "analysis.alerts", "analysis.notify", "analysis.posture",
+                                "analysis.provider_feeds")
 # Modules whose `scheduled_jobs(settings)` makes jobs from the configuration (a digest per schedule).
 JOB_PROVIDERS: tuple[str, ...] = ("analysis.digest.delivery",)
 
@@ -48,9 +50,15 @@ class JobSettings(Protocol):
     @property
     def scores(self) -> ScoresConfig: ...
     @property
+    def postmaster(self) -> PostmasterConfig: ...
+    @property
+    def snds(self) -> SndsConfig: ...
+    @property
     def dmarc(self) -> DmarcConfig: ...
     @property
     def suppression(self) -> SuppressionConfig: ...
+    @property
+    def sunset(self) -> SunsetConfig: ...
     @property
     def privacy(self) -> PrivacyConfig: ...
     @property
@@ -84,12 +92,14 @@ class Job:
 REGISTRY: dict[str, Job] = {}
 
 
-def job(name: str, *, every: timedelta | None = None, cron: str | None = None, order: int = 100):
+def job(name: str, *, every: timedelta | None = None, cron: str | None = None, order: int = 100,
+        in_analyze: bool = True):
     """Register the decorated function as a job."""
     def register(fn: Callable[[JobContext], int]) -> Callable[[JobContext], int]:
         if name in REGISTRY and REGISTRY[name].run is not fn:
             raise ValueError(f"two jobs are named {name!r}")
-        REGISTRY[name] = Job(name, fn, every, cron, order, (fn.__doc__ or "").strip().split("\n")[0])
+        REGISTRY[name] = Job(name, fn, every, cron, order, (fn.__doc__ or "").strip().split("\n")[0],
+                             in_analyze=in_analyze)
         return fn
     return register
 

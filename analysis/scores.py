@@ -30,6 +30,12 @@ The grade follows the worst signal: points cannot average a catastrophe away. Ca
   or past the bad complaint line stay at most `watch` until 7 clean days have passed.
 Each cap names its component. A component without data loses nothing; a day below
 `min_volume` gets no score.
+
+The providers' own figures (analysis/provider_view.py), where there are any for the entity and
+day, join the explanation as the `providers` component and cap the grade without costing
+points: Gmail's user-reported spam rate (Postmaster Tools) at or past the complaint lines caps
+like our complaint rate would; an SNDS colour YELLOW caps at `watch`, RED or a block in the
+SNDS IP status list at `critical`.
 """
 from __future__ import annotations
 
@@ -118,7 +124,8 @@ def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
 
 
 def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
-            listings: list[str] | None = None) -> tuple[float, str, dict[str, Any]] | None:
+            listings: list[str] | None = None,
+            providers: dict[str, Any] | None = None) -> tuple[float, str, dict[str, Any]] | None:
     """The score, grade and components of `day`, from the daily metrics of one entity (`days`
     must hold the `recovery_days - 1` days before it when they have data); None below min_volume."""
     m = days.get(day, {})
@@ -154,6 +161,9 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
             caps.append({"rule": f"{name}_past_good", "component": name, "cap": config.good - 1})
     if zones:
         caps.append({"rule": "blocklist_listing", "component": "blocklists", "cap": config.good - 1})
+    if providers:
+        c["providers"] = dict(providers)
+        caps += _provider_caps(providers, config)
     if not _breach(m, config):
         last = next((day - timedelta(days=i) for i in range(1, config.recovery_days)
                      if _breach(days.get(day - timedelta(days=i)), config)), None)
@@ -168,6 +178,40 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
     c["lost"] = round(lost, 4)
     score = round(score, 2)
     return score, grade(score, config), c
+
+
+def _provider_caps(providers: dict[str, Any], config: ScoresConfig) -> list[dict[str, Any]]:
+    """The caps the providers' own figures put on the grade (see the module's docstring)."""
+    caps = []
+    gmail = providers.get("gmail_spam_rate")
+    if gmail is not None:
+        if gmail["rate"] >= config.complaint_bad:
+            caps.append({"rule": "gmail_spam_rate_at_or_above_bad", "component": "providers",
+                         "cap": config.watch - 1, "rate": gmail["rate"], "domain": gmail["domain"]})
+        elif gmail["rate"] >= config.complaint_good:
+            caps.append({"rule": "gmail_spam_rate_past_good", "component": "providers", "cap": config.good - 1,
+                         "rate": gmail["rate"], "domain": gmail["domain"]})
+    colour = providers.get("snds_colour")
+    if colour is not None and colour["colour"] in ("YELLOW", "RED"):
+        caps.append({"rule": f"snds_{colour['colour'].lower()}", "component": "providers",
+                     "cap": config.watch - 1 if colour["colour"] == "RED" else config.good - 1, "ip": colour["ip"]})
+    if providers.get("snds_blocked"):
+        caps.append({"rule": "snds_blocked", "component": "providers", "cap": config.watch - 1,
+                     "ranges": providers["snds_blocked"]["ranges"]})
+    return caps
+
+
+def _provider_signals(session: Session) -> Callable[[date], Any]:
+    """`analysis.provider_view.signals` per day, cached."""
+    from analysis.provider_view import signals
+
+    cache: dict[date, Any] = {}
+
+    def get(day: date) -> Any:
+        if day not in cache:
+            cache[day] = signals(session, day)
+        return cache[day]
+    return get
 
 
 def _blocklist_listings(session: Session) -> Callable[[date], dict[tuple[str, str], list[str]]]:
@@ -201,6 +245,7 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
     from analysis.rollups import as_date
 
     listings = _blocklist_listings(session)
+    provider_signals = _provider_signals(session)
     by_dimension: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
     for d, dimension, key in pending:
         by_dimension[dimension][key].add(as_date(d))
@@ -229,7 +274,8 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
             for d in days:  # a complaint breach caps the days after it
                 targets.update(d + timedelta(days=i) for i in range(1, span + 1) if d + timedelta(days=i) in series)
             for d in sorted(targets):
-                result = compute(series, d, config, _listings_for(listings(d), dimension, key))
+                result = compute(series, d, config, _listings_for(listings(d), dimension, key),
+                                 provider_signals(d).for_entity(dimension, key))
                 row = existing.get((key, d))
                 if result is None:
                     if row is not None:
