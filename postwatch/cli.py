@@ -109,7 +109,7 @@ COMMAND_MODULES: tuple[str, ...] = ("postwatch.commands_analysis", "postwatch.co
                                     "postwatch.commands_sender", "postwatch.commands_serve",
                                     "postwatch.commands_demo", "postwatch.commands_reports",
                                     "postwatch.commands_doctor", "postwatch.commands_rules",
-                                    "postwatch.commands_logs")
+                                    "postwatch.commands_logs", "postwatch.commands_providers")
 
 
 def build_parser(only_parse: bool = False) -> argparse.ArgumentParser:
@@ -375,7 +375,7 @@ def cmd_config_show(args, config) -> int:
         if key in config.generated:  # made by postwatch and kept in the secrets file
             value = f"(generated, kept in {config.secrets_file})"
         elif (("secret" in name and not name.endswith("_header")) or "password" in name or name == "salt"
-              or name.endswith("tokens")) and value:  # a header's name is not a secret
+              or name.endswith("tokens") or key == "snds.key") and value:  # a header's name is not a secret
             value = "(set)"
         elif key == "web.users":  # the names and roles; never a hash or a TOTP secret
             value = tuple(":".join(entry.split(":", 2)[:2]) + ":(set)" for entry in value)
