@@ -1,17 +1,24 @@
-"""Privacy: forgetting an address, and purging raw messages after the retention period.
+"""Privacy: what is stored about an address (`subject_access`, GDPR article 15), forgetting
+it (article 17), and purging raw messages after the retention period.
 
 `forget` erases what postwatch holds about one address — its bounce and complaint events,
 the raw bytes of the messages that named it — and keeps only a salted hash (HMAC-SHA256
 keyed by privacy.salt) in the suppression list and its change log, so the address is never
 mailed again while nothing readable of it is left. The inbound message rows stay, with their
 raw bytes gone and a note saying why, so the counts that were built from them still add up.
+The send log and the engagement events keep their rows (the volume and rates count them) with
+the recipient replaced by the hash and the opener's user agent dropped.
+
+`subject_access` gathers every row that names the address, in clear, as JSON-ready dicts:
+after `forget` it finds nothing (the rows kept under the hash are listed apart, as counts).
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import idna
 from sqlalchemy import func, inspect, select, update
@@ -19,8 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.jobs import JobContext, job
 from store.addresses import HASH_PREFIX, address_hash, normalise, split_address
+from store.engagement import EngagementEvent
 from store.models import BounceEvent, ComplaintEvent, DmarcFailureReport, InboundMessage, Quarantine
-from store.suppressions import GLOBAL, add_suppression, erase_address, is_suppressed, utc
+from store.suppressions import (GLOBAL, Suppression, SuppressionChange, SuppressionEvidence, SuppressionHold,
+                                add_suppression, erase_address, is_suppressed, utc)
+from store.volume import SendLog
 
 BATCH = 1000
 
@@ -82,6 +92,9 @@ def forget(session: Session, address: str, *, salt: str, now: datetime) -> Forgo
     result.erased["raw_messages"] = _erase_raw(session, messages, f"raw bytes erased {now:%Y-%m-%d} "
                                                "(postwatch forget)", now, scrub=True)
     result.erased["send_log"] = _scrub_send_log(session, spellings, result.hash)
+    result.erased["engagement_events"] = session.execute(
+        update(EngagementEvent).where(func.lower(EngagementEvent.recipient).in_(spellings))
+        .values(recipient=result.hash, user_agent=None).execution_options(synchronize_session=False)).rowcount
     result.erased.update(erase_address(session, addr, digest))
     if is_suppressed(session, result.hash, [GLOBAL], now=now) is None:
         add_suppression(session, result.hash, reason="erased", source="manual", now=now, scope=GLOBAL)
@@ -147,6 +160,82 @@ def _scrub_send_log(session: Session, spellings: set[str], shown_hash: str) -> i
 
     return session.execute(update(SendLog).where(func.lower(SendLog.recipient).in_(spellings))
                            .values(recipient=shown_hash).execution_options(synchronize_session=False)).rowcount
+
+
+# -- subject access ---------------------------------------------------------------------------
+
+# what the inbound messages that name the address are shown by: never their bytes
+MESSAGE_FIELDS = ("id", "sha256", "received_at", "source", "kind", "status", "envelope_from", "envelope_to",
+                  "size", "error")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return None
+    return value
+
+
+def _row(obj: Any, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    names = fields or tuple(c.key for c in inspect(type(obj)).column_attrs)
+    return {name: _plain(getattr(obj, name)) for name in names}
+
+
+def subject_access(session: Session, address: str, *, salt: str = "", now: datetime) -> dict[str, Any]:
+    """Every stored row that names `address` in clear, per table, as a JSON-ready dict.
+
+    With `salt`, the rows kept under the address's hash (after `forget`) are counted apart,
+    under `kept_as_hash`: they no longer name it, but they are about it.
+    """
+    addr = normalise(address)
+    spellings, domains = _spellings(addr)
+    out: dict[str, Any] = {"address": addr, "generated_at": utc(now).isoformat()}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    messages: set[int] = set()
+
+    tables["send_log"] = [_row(r) for r in session.scalars(
+        select(SendLog).where(func.lower(SendLog.recipient).in_(spellings)).order_by(SendLog.id))]
+    for model, name in ((BounceEvent, "bounce_events"), (ComplaintEvent, "complaint_events")):
+        rows = session.scalars(select(model).where(model.recipient_domain.in_(domains),
+                                                   func.lower(model.recipient).in_(spellings)).order_by(model.id)).all()
+        messages.update(r.message_id for r in rows)
+        tables[name] = [_row(r) for r in rows]
+    tables["engagement_events"] = [_row(r) for r in session.scalars(
+        select(EngagementEvent).where(func.lower(EngagementEvent.recipient).in_(spellings))
+        .order_by(EngagementEvent.id))]
+    failures = session.scalars(select(DmarcFailureReport).where(
+        func.lower(DmarcFailureReport.original_rcpt_to).in_(spellings)
+        | func.lower(DmarcFailureReport.original_mail_from).in_(spellings)).order_by(DmarcFailureReport.id)).all()
+    messages.update(r.message_id for r in failures)
+    tables["dmarc_failure_reports"] = [_row(r) for r in failures]
+    tables["suppressions"] = [_row(r) for r in session.scalars(
+        select(Suppression).where(Suppression.address.in_(spellings)).order_by(Suppression.id))]
+    tables["suppression_changes"] = [_row(r) for r in session.scalars(
+        select(SuppressionChange).where(SuppressionChange.address.in_(spellings)).order_by(SuppressionChange.cursor))]
+    tables["suppression_evidence"] = [_row(r) for r in session.scalars(
+        select(SuppressionEvidence).where(SuppressionEvidence.address.in_(spellings)).order_by(SuppressionEvidence.id))]
+    tables["suppression_holds"] = [_row(r) for r in session.scalars(
+        select(SuppressionHold).where(SuppressionHold.address.in_(spellings)))]
+    messages |= _quarantined_naming(session, spellings)
+    tables["inbound_messages"] = [_row(r, MESSAGE_FIELDS) for r in session.scalars(
+        select(InboundMessage).where(InboundMessage.id.in_(sorted(messages))).order_by(InboundMessage.id))]
+    out["tables"] = tables
+    if salt:
+        digest = address_hash(addr, salt)
+        shown = HASH_PREFIX + digest
+        out["kept_as_hash"] = {"hash": shown, "rows": {
+            "suppressions": _count(session, Suppression.address_hash == digest),
+            "suppression_changes": _count(session, SuppressionChange.address == shown),
+            "send_log": _count(session, SendLog.recipient == shown),
+            "engagement_events": _count(session, EngagementEvent.recipient == shown)}}
+    return out
+
+
+def _count(session: Session, where) -> int:
+    return session.scalar(select(func.count()).where(where)) or 0
 
 
 # -- retention --------------------------------------------------------------------------------

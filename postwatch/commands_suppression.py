@@ -1,4 +1,5 @@
-"""`postwatch suppression ...` and `postwatch forget`: the suppression list for people."""
+"""`postwatch suppression ...`, `postwatch forget` and `postwatch subject-access`: the
+suppression list and an address's data, for people."""
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,15 @@ def register(sub) -> None:
         "suppression", help="list, add, remove, export and import suppressed addresses",
         description="The suppression list: addresses postwatch's sender (and any sender reading the "
                     "feed) must not mail, in a scope — global, domain:<sending domain> or "
-                    "campaign:<id>. Every change is written to the change log that the feed serves.")
+                    "campaign:<id> (and the preference centre's topic:<name> and frequency:<N>d, "
+                    "and sunset). Every change is written to the change log that the feed serves.")
     ssub = p.add_subparsers(dest="suppression_command", metavar="COMMAND", required=True)
 
     ls = ssub.add_parser("list", help="print the suppressions in force",
                          description="Print the suppressions in force: address (or its hash once "
                                      "erased), scope, reason, source, created, expires.")
-    ls.add_argument("--scope", metavar="S", help="only this scope (global, domain:D, campaign:ID)")
+    ls.add_argument("--scope", metavar="S",
+                    help="only this scope (global, domain:D, campaign:ID, topic:NAME, frequency:Nd, sunset)")
     ls.add_argument("--reason", metavar="R", help="only this reason (e.g. userunknown, abuse, manual)")
     ls.add_argument("--search", metavar="ADDRESS", help="only addresses containing this text")
     ls.add_argument("--json", action="store_true", help="one JSON object per suppression per line")
@@ -31,7 +34,8 @@ def register(sub) -> None:
     add.add_argument("address", metavar="ADDRESS")
     add.add_argument("--reason", metavar="R", required=True, help="why, kept with it and shown in the feed")
     add.add_argument("--scope", metavar="S", default="global",
-                     help="global (default), domain:<sending domain> or campaign:<id>")
+                     help="global (default), domain:<sending domain>, campaign:<id>, topic:<name>, "
+                          "frequency:<N>d or sunset")
     add.add_argument("--expires", metavar="DAYS", type=_positive, help="lift it after DAYS days (default: never)")
     add.set_defaults(func=cmd_add)
 
@@ -76,6 +80,17 @@ def register(sub) -> None:
     fg.add_argument("address", metavar="ADDRESS")
     fg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     fg.set_defaults(func=cmd_forget)
+
+    sa = sub.add_parser("subject-access", help="export as JSON everything stored about an address",
+                        description="Write as JSON everything postwatch stores that names ADDRESS (GDPR "
+                                    "article 15): its send-log rows, bounce and complaint events, "
+                                    "engagement events (opens, clicks), DMARC failure reports naming it, "
+                                    "its suppressions with their change log, and the inbound messages "
+                                    "that name it (their metadata, never their bytes). With privacy.salt "
+                                    "set, the rows kept only under its hash after `forget` are counted.")
+    sa.add_argument("address", metavar="ADDRESS")
+    sa.add_argument("--output", metavar="FILE", help="write the JSON to FILE (default: standard output)")
+    sa.set_defaults(func=cmd_subject_access)
 
 
 def _positive(text: str) -> int:
@@ -229,4 +244,29 @@ def cmd_forget(args, config) -> int:
     counts = ", ".join(f"{n} {table}" for table, n in result.erased.items() if n)
     print(f"{address} erased ({counts or 'nothing stored about it'}); kept as {result.hash}"
           + (", now suppressed" if result.suppressed else ", still suppressed"))
+    return 0
+
+
+def cmd_subject_access(args, config) -> int:
+    from analysis.privacy import subject_access
+    from store.addresses import AddressError
+    from store.clock import utcnow
+
+    try:
+        with open_store(config)() as session:
+            found = subject_access(session, args.address, salt=config.privacy.salt, now=utcnow())
+    except AddressError as exc:
+        return fail(str(exc))
+    text = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            return fail(f"cannot write {args.output}: {exc.strerror}")
+    else:
+        sys.stdout.write(text)
+    rows = sum(len(v) for v in found["tables"].values())
+    print(f"{found['address']}: {rows} row(s) stored in clear"
+          + (f", written to {args.output}" if args.output else ""), file=sys.stderr)
     return 0

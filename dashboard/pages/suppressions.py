@@ -7,6 +7,7 @@ import io
 
 from dash import Input, Output, State, dcc, html
 
+from analysis.sunset import count as sunset_count
 from dashboard import charts, data
 from dashboard import components as ui
 from dashboard import filters as flt
@@ -38,9 +39,13 @@ def update(ctx, search):
     with ctx.sessions() as session:
         growth = data.suppression_growth(session, f)
         count = data.active_count(session, ctx.clock())
+        sunset = sunset_count(session, ctx.clock())
     return (charts.stacked(growth, "Suppressions added per day by reason"),
             html.Div([html.Div(f"{count:,}", style={"fontSize": "28px", "fontWeight": "bold"}),
-                      html.Div("addresses and scopes suppressed now")]))
+                      html.Div("addresses and scopes suppressed now"),
+                      html.Div([html.Span(f"{sunset:,}", id="su-sunset", style={"fontWeight": "bold"}),
+                                " of them sunset: no human open or click in their last tracked messages "
+                                "(scope sunset; remove one to mail it again)"], style={"marginTop": "8px"})]))
 
 
 def _salt(ctx) -> str:
