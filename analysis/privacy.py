@@ -29,7 +29,7 @@ from store.addresses import HASH_PREFIX, address_hash, normalise, split_address
 from store.engagement import EngagementEvent
 from store.models import BounceEvent, ComplaintEvent, DmarcFailureReport, InboundMessage, Quarantine
 from store.suppressions import (GLOBAL, Suppression, SuppressionChange, SuppressionEvidence, SuppressionHold,
-                                add_suppression, erase_address, is_suppressed, utc)
+                                add_suppression, erase_address, suppressions_of, utc)
 from store.volume import SendLog
 
 BATCH = 1000
@@ -96,7 +96,8 @@ def forget(session: Session, address: str, *, salt: str, now: datetime) -> Forgo
         update(EngagementEvent).where(func.lower(EngagementEvent.recipient).in_(spellings))
         .values(recipient=result.hash, user_agent=None).execution_options(synchronize_session=False)).rowcount
     result.erased.update(erase_address(session, addr, digest))
-    if is_suppressed(session, result.hash, [GLOBAL], now=now) is None:
+    # a pause (an expiring global suppression) would lapse: the hash must be kept for good
+    if not any(r.scope == GLOBAL and r.expires_at is None for r in suppressions_of(session, result.hash, now=now)):
         add_suppression(session, result.hash, reason="erased", source="manual", now=now, scope=GLOBAL)
         result.suppressed = True
     return result
