@@ -1,4 +1,5 @@
-"""Many rows into one table in one go: COPY on PostgreSQL, one executemany on SQLite.
+"""Many rows into one table in one go: COPY on PostgreSQL (one INSERT of many VALUES for a
+few rows, where COPY's extra round trips cost more), one executemany on SQLite.
 
 For facts that come by the thousand (the records of DMARC aggregate reports), where the
 ORM's and SQLAlchemy's bookkeeping per row costs more than the database's work. Rows are
@@ -37,8 +38,12 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
     if dialect.name == "postgresql":
-        _copy(conn, table, names, [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)],
-              [i for i, name in enumerate(columns) if isinstance(table.c[name].type, String)], rows)
+        as_json = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        texts = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, String)]
+        if len(rows) <= FEW_ROWS:
+            _insert_values(conn, table, names, len(columns), as_json, texts, rows)
+        else:
+            _copy(conn, table, names, as_json, texts, rows)
     elif dialect.name == "sqlite":
         procs = [(i, p) for i, name in enumerate(columns)
                  if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
@@ -55,20 +60,38 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
 
 
+FEW_ROWS = 100  # PostgreSQL: up to this many rows go in one INSERT ... VALUES, more by COPY
+
+
+def _sendable(row: Sequence[Any], as_json: list[int], texts: list[int]) -> Sequence[Any]:
+    """A row as PostgreSQL takes it: NUL in text replaced, JSON values as their text."""
+    for i in texts:
+        v = row[i]
+        if type(v) is str and "\x00" in v:
+            row = without_nul(row)
+            break
+    if as_json:
+        row = list(row)
+        for i in as_json:
+            row[i] = json.dumps(row[i])
+    return row
+
+
+def _insert_values(conn, table: Table, names: str, width: int, as_json: list[int], texts: list[int],
+                   rows: Sequence[Sequence[Any]]) -> None:
+    marks = "(" + ", ".join(["%s"] * width) + ")"
+    values: list[Any] = []
+    for row in rows:
+        values.extend(_sendable(row, as_json, texts))
+    conn.exec_driver_sql(f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({names}) "
+                         f"VALUES {', '.join([marks] * len(rows))}", tuple(values))
+
+
 def _copy(conn, table: Table, names: str, as_json: list[int], texts: list[int], rows: Sequence[Sequence[Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         with cursor.copy(f"COPY {conn.dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as copy:
             for row in rows:
-                for i in texts:
-                    v = row[i]
-                    if type(v) is str and "\x00" in v:
-                        row = without_nul(row)
-                        break
-                if as_json:
-                    row = list(row)
-                    for i in as_json:
-                        row[i] = json.dumps(row[i])
-                copy.write_row(row)
+                copy.write_row(_sendable(row, as_json, texts))
     finally:
         cursor.close()

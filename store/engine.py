@@ -50,7 +50,7 @@ def without_nul(values):
 def _text_without_nul(conn, cursor, statement, parameters, context, executemany):
     if not parameters:
         return statement, parameters
-    if executemany:
+    if executemany and not isinstance(parameters, dict):  # (a dict: one batch of SQLAlchemy's insertmanyvalues)
         if any(_has_nul(p) for p in parameters):
             parameters = [without_nul(p) for p in parameters]
     elif isinstance(parameters, (dict, tuple, list)) and _has_nul(parameters):
