@@ -28,7 +28,7 @@ log = logging.getLogger("dashboard.auth")
 # Paths served without a login: the API has its bearer tokens, an unsubscribe link is its own
 # authority (RFC 8058), health and metrics are for probes and Prometheus.
 PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/metrics", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/api/", "/unsubscribe/", "/hooks/")  # each checks its own credentials
+PUBLIC_PREFIXES = ("/api/", "/unsubscribe/", "/hooks/", "/t/")  # each checks its own credentials
 SESSION_COOKIE = "postwatch_session"
 
 

@@ -30,6 +30,7 @@ from dashboard import auth
 from dashboard.metrics import Exposition
 from sender.hooks import blueprint as hooks_blueprint
 from sender.http import blueprint
+from sender.track_http import blueprint as tracking_blueprint
 from store.clock import Clock, utcnow
 
 log = logging.getLogger("dashboard.server")
@@ -59,6 +60,7 @@ def create_server(settings: Any, *, sessions: sessionmaker[Session] | None = Non
     app.register_blueprint(hooks_blueprint(sessions, settings.webhooks, ingest=settings.ingest,
                                            domains=settings.domains, clock=clock,
                                            **({"fetch": webhook_fetch} if webhook_fetch else {})))
+    app.register_blueprint(tracking_blueprint(sessions, settings.web, settings.tracking, clock=clock))
     checks: dict[str, HealthCheck] = {"database": _database_check(sessions)}
     checks.update(health or {})
     exposition = Exposition(sessions, clock)

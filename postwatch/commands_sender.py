@@ -1,6 +1,7 @@
 """`postwatch send` and `postwatch dkim keygen`: postwatch's own sender for people."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -25,6 +26,9 @@ def register(sub) -> None:
                    help="the From address (default: sender.from_address)")
     p.add_argument("--utm", metavar="KEY=VALUE", action="append", default=[],
                    help="add utm_KEY=VALUE to every link (repeatable; utm_campaign defaults to the campaign)")
+    p.add_argument("--track", action=argparse.BooleanOptionalAction, default=None,
+                   help="track opens and clicks of this campaign (a pixel and /t/c/ links in the HTML part); "
+                        "default: whether tracking.campaigns lists it")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and say what would happen; send and write nothing")
     p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
@@ -56,7 +60,8 @@ def cmd_send(args, config) -> int:
 
     try:
         settings = Settings.from_config(config, args.campaign, from_address=args.from_address,
-                                        utm=parse_utm(args.utm), dry_run=args.dry_run)
+                                        utm=parse_utm(args.utm), dry_run=args.dry_run,
+                                        track=args.track)
         settings.check()
         signer = None
         if config.sender.dkim_key_file:

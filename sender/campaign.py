@@ -40,21 +40,25 @@ from __future__ import annotations
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sender.compose import Identity, RenderError, Template, compose, load_template, render
+from sender.compose import (UNSUBSCRIBE_MARK, Identity, RenderError, Template, compose, load_template, render,
+                            tag_links)
 from sender.config import SenderConfig
 from sender.index import SuppressionIndex, scopes_for
 from sender.recipients import Recipient, RowError, read_recipients
 from sender.transport import Result, Transport, rejection_dsn
+from sender.tracking import Tracking
+from sender.tracking import campaign_links as tracked_links
 from sender.warmup import Budget, Ramp
 from store.addresses import domain_of
 from store.clock import Clock, utcnow
+from store.engagement import register_links
 from store.suppressions import TOPIC, normalise_scope
 from store.timeparse import utc
 from store.volume import SendLog
@@ -82,11 +86,13 @@ class Settings:
     dry_run: bool = False
     workers: int = 8  # conversations at once over all domains
     topics: tuple[str, ...] = ()  # what the campaign is about: recipients who left one are skipped
+    track_opens: bool = False  # the HTML part gets the tracking pixel (sender/tracking.py)
+    track_clicks: bool = False  # its links go through /t/c/
 
     @classmethod
     def from_config(cls, config: Any, campaign: str, *, from_address: str | None = None,
                     utm: Mapping[str, str] | None = None, dry_run: bool = False,
-                    topics: Iterable[str] = ()) -> "Settings":
+                    topics: Iterable[str] = (), track: bool | None = None) -> "Settings":
         """From the postwatch configuration (its sender, web, ingest, privacy and preferences
         sections). A topic must be one of preferences.topics, so recipients can leave it."""
         topics = tuple(dict.fromkeys(t.strip().lower() for t in topics if t.strip()))
@@ -101,7 +107,7 @@ class Settings:
                    from_address=from_address or config.sender.from_address, base_url=config.web.base_url,
                    verp_secret=config.ingest.verp_secret, unsubscribe_secret=config.web.secret,
                    salt=getattr(getattr(config, "privacy", None), "salt", "") or "", utm=dict(utm or {}),
-                   dry_run=dry_run, topics=topics)
+                   dry_run=dry_run, topics=topics, **_tracking_settings(config, campaign, track))
 
     def check(self) -> None:
         """Refuse, with a sentence, what would send mail nobody can attribute or unsubscribe from."""
@@ -121,6 +127,12 @@ class Settings:
     @property
     def from_domain(self) -> str:
         return domain_of(self.from_address)
+
+    def tracking(self) -> Tracking | None:
+        """How the run's messages are tracked (its link list is added when the run starts), or None."""
+        if not (self.track_opens or self.track_clicks):
+            return None
+        return Tracking(self.base_url, self.unsubscribe_secret, opens=self.track_opens, clicks=self.track_clicks)
 
     def identity(self) -> Identity:
         s = self.sender
@@ -182,6 +194,8 @@ class _Run:
         self.transport, self.pipeline, self.signer = transport, pipeline, signer
         self.providers, self.clock, self.progress = providers, clock, progress
         self.identity = settings.identity()
+        self.tracking = settings.tracking()
+        self.links: dict[str, None] = {}  # the links of every row's HTML, when clicks are tracked
         self.scopes = scopes_for(settings.from_domain, settings.campaign, settings.topics)
         self.reporting_mta = settings.sender.helo or socket.getfqdn()
 
@@ -195,6 +209,11 @@ class _Run:
             report.aborted = (f"the template cannot be rendered for {len(bad)} row(s): nothing was sent; "
                               "fix the template or the rows and run again")
             return report
+        if self.tracking is not None and not self.settings.dry_run:
+            with self.sessions.begin() as session:  # before any message: its links need their index
+                links = register_links(session, self.settings.campaign, self.links, opens=self.tracking.opens,
+                                       clicks=self.tracking.clicks, now=self.clock())
+            self.tracking = replace(self.tracking, links=links)
         index = SuppressionIndex.load(self.sessions, salt=self.settings.salt, clock=self.clock)
         provider_of = dict(self.providers({domain_of(r.email) for r in rows})) if self.providers and rows else {}
         now = self.clock()
@@ -216,7 +235,10 @@ class _Run:
         bad = []
         for r in rows:
             try:
-                render(self.template, {**r.fields, "email": r.email, "campaign": self.settings.campaign})
+                rendered = render(self.template, {**r.fields, "email": r.email, "campaign": self.settings.campaign})
+                if self.tracking is not None and self.tracking.clicks:
+                    tagged = tag_links(rendered, self.identity.utm, skip_prefix=UNSUBSCRIBE_MARK)
+                    self.links.update(dict.fromkeys(tracked_links([tagged.html], self.tracking)))
             except RenderError as exc:
                 bad.append(RowError(r.line, r.email, str(exc)))
         return bad
@@ -282,7 +304,8 @@ class _Run:
             jobs = []
             for r, row in to_send:
                 try:
-                    composed = compose(self.template, r.fields, r.email, row.id, self.identity, now)
+                    composed = compose(self.template, r.fields, r.email, row.id, self.identity, now,
+                                       tracking=self.tracking)
                     data = composed.as_bytes()
                     if self.signer is not None:
                         data = self.signer.sign(data)
@@ -345,6 +368,16 @@ class _Run:
             self.pipeline.ingest(raw, Envelope("sender", mail_from="", rcpt_tos=(return_path,)))
         except Exception:  # the send log already says `bounced`; the event can be re-filed from it
             log.exception("could not file the SMTP-time rejection for %s as a bounce event", return_path)
+
+
+def _tracking_settings(config: Any, campaign: str, track: bool | None) -> dict[str, bool]:
+    """track_opens / track_clicks: `send --track` / `--no-track`, else whether [tracking]
+    campaigns lists the campaign (or "*")."""
+    tracking = getattr(config, "tracking", None)
+    if tracking is None:
+        return {"track_opens": bool(track), "track_clicks": bool(track)}
+    on = tracking.tracks(campaign) if track is None else track
+    return {"track_opens": on and tracking.opens, "track_clicks": on and tracking.clicks}
 
 
 def parse_utm(items: Iterable[str]) -> dict[str, str]:

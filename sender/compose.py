@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingest import verp
+from sender.tracking import Tracking, track_html
 from store.addresses import domain_of
 
 SUBJECT, TEXT, HTML = "subject.txt", "body.txt", "body.html"
@@ -189,12 +190,15 @@ class Composed:
 
 
 def compose(template: Template, fields: Mapping[str, Any], recipient: str, send_id: int,
-            identity: Identity, now: datetime) -> Composed:
-    """The message of send-log row `send_id` to `recipient`; raises RenderError."""
+            identity: Identity, now: datetime, tracking: Tracking | None = None) -> Composed:
+    """The message of send-log row `send_id` to `recipient`; raises RenderError. With
+    `tracking`, its HTML part gets the pixel and tracked links (sender/tracking.py)."""
     url, mailto = unsubscribe_links(identity, send_id)
     values = {**fields, "email": recipient, "campaign": identity.campaign}
     rendered = tag_links(render(template, values, unsubscribe_url=url), identity.utm,
                          skip_prefix=url)
+    if tracking is not None and rendered.html is not None:
+        rendered = Rendered(rendered.subject, rendered.text, track_html(rendered.html, send_id, tracking, skip=url))
     smtputf8 = not (recipient.isascii() and identity.from_address.isascii())
     msg = EmailMessage(policy=email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP)
     mid = message_id(identity.campaign, recipient, send_id, identity.from_domain)

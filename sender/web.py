@@ -18,7 +18,7 @@ from sender.http import blueprint
 from store.clock import Clock, utcnow
 
 access = logging.getLogger("sender.web.access")
-_TOKEN_IN_PATH = re.compile(r"(/unsubscribe/[^/]{4})[^/]*")
+_TOKEN_IN_PATH = re.compile(r"((?:/unsubscribe|/t/[oc])/[^/]{4})[^/]*")  # and tracking tokens
 
 
 def create_app(config: Any, *, sessions: sessionmaker[Session] | None = None, clock: Clock = utcnow) -> Flask:
