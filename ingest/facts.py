@@ -40,6 +40,8 @@ class FactWriter:
         quarantine: list[dict[str, Any]] = []
         bounces: list[dict[str, Any]] = []
         complaints: list[dict[str, Any]] = []
+        mail_bounces: list[dict[str, Any]] = []  # read from mail: maybe logged by the MTA already
+        counted: list[tuple[Outcome, list[dict[str, Any]]]] = []
         self._load_send_ips(items)
         for p, out in items:
             r = p.result
@@ -48,8 +50,9 @@ class FactWriter:
                                    "created_at": p.received_at, "released_at": None})
             elif r.kind == "bounce":
                 rows = self._bounces(p, out.message_id)
-                bounces.extend(rows)
+                mail_bounces.extend(rows)
                 out.events = len(rows)
+                counted.append((out, rows))
             elif r.kind == "complaint":
                 rows = self._complaints(p, out.message_id)
                 complaints.extend(rows)
@@ -62,6 +65,12 @@ class FactWriter:
                 out.events = self._failure(p, out.message_id)
             elif r.kind == WEBHOOK:
                 out.events = self._webhook(p, out, bounces, complaints)
+        if mail_bounces:
+            logged = self._logged(mail_bounces)
+            if logged:
+                for out, rows in counted:
+                    out.events -= sum(id(r) in logged for r in rows)
+            bounces.extend(r for r in mail_bounces if id(r) not in logged)
         for model, rows in ((m.Quarantine, quarantine), (m.BounceEvent, bounces), (m.ComplaintEvent, complaints)):
             if rows:  # every row of one kind has the same keys
                 columns = list(rows[0])
@@ -69,6 +78,28 @@ class FactWriter:
                             [tuple(r[c] for c in columns) for r in rows])
         self._write_aggregates()
         self._write_volume()
+
+    def _logged(self, rows: list[dict[str, Any]]) -> set[int]:
+        """The rows (by id()) whose failure an MTA log gave already: a bounce event read from a
+        log (`postwatch ingest-log`) for the same message (Message-ID) and recipient. The
+        non-delivery report the MTA mailed is a second account of it (the log side skips a
+        report read first the same way)."""
+        known = [r for r in rows if r["orig_message_id"] and r["recipient"]]
+        if not known:
+            return set()
+        e, msg = m.BounceEvent, m.InboundMessage
+        names = sorted({r["recipient"] for r in known} | {r["recipient"].lower() for r in known})
+        seen: set[tuple[str, str]] = set()
+        for i in range(0, len(names), 500):
+            for mid, rcpt in self.session.execute(
+                    select(e.orig_message_id, e.recipient).join(msg, msg.id == e.message_id).where(
+                        e.recipient.in_(names[i:i + 500]), e.orig_message_id.is_not(None),
+                        msg.source.like("log:%"))):
+                seen.add((mid.strip().strip("<>"), (rcpt or "").lower()))
+        if not seen:
+            return set()
+        return {id(r) for r in known
+                if (r["orig_message_id"].strip().strip("<>"), r["recipient"].lower()) in seen}
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
         a = r.attribution or {}

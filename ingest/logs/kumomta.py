@@ -64,12 +64,20 @@ class KumoReader:
             remote_mta=_text(peer.get("name")), status=status,
             reply_code=str(code) if isinstance(code, int) and 200 <= code < 600 else None,
             diagnostic=_text(content), campaign=campaign, pool=_text(rec.get("egress_pool")),
+            mta_category=_classification(rec.get("bounce_classification")),
             smtp_command=command.split(None, 1)[0].split(":", 1)[0].upper()[:16] if isinstance(command, str) and command.strip() else None)
         if outcome == "complaint":
             report = rec.get("feedback_report") if isinstance(rec.get("feedback_report"), dict) else {}
             record.feedback_type = _text(report.get("feedback_type")) or "abuse"
             record.sending_ip = _text(report.get("source_ip")) or record.sending_ip
         return [record]
+
+
+def _classification(value: Any) -> str | None:
+    """KumoMTA's bounce class as a sending MTA's category ('kumomta:invalidrecipient', mapped in
+    rules.toml's [mta_category]); 'Uncategorized' (no classifier rule matched) says nothing."""
+    text = _text(value)
+    return None if text is None or text.lower() == "uncategorized" else f"kumomta:{text.lower()}"
 
 
 def _when(value: Any) -> datetime | None:

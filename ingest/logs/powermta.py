@@ -8,9 +8,13 @@ asks for, in that order), e.g.
     d,2026-12-06 09:00:02-0000,news@example.com,alice@example.org,,relayed,2.0.0 (success),
     smtp;250 2.0.0 Ok,mx1.example.org (203.0.113.5),,smtp,app1 (192.0.2.40),smtp,192.0.2.18,...
 
-Records `d` (delivered), `b` (bounced) and `t` (transient) are read; the other types
-(receptions, feedback loop and remote bounce records with other fields) are skipped. A header
-line met again starts a new field list.
+Records `d` (delivered), `b` (bounced), `t` (transient), `rb` (a remote bounce: a
+non-delivery report PowerMTA's bounce processor received, in the fields of a `b` record) and
+`f` (a feedback-loop report PowerMTA received: the recipient in `rcpt`, the report's type in
+`feedbackType`, the reported source IP in `sourceIp` when the file has them) are read; the
+other types (receptions, remote status) are skipped. A header line met again starts a new
+field list; a file holding several record types has the fields of them all (PowerMTA leaves
+a field a record does not have empty).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from ingest.bounce.smtp import find_command, find_reply_code
 from ingest.logs.records import LineError, LogRecord, ReadOptions, read_lines
 from ingest.logs.timestamps import zone
 
-OUTCOMES = {"d": "sent", "b": "bounced", "t": "deferred"}
+OUTCOMES = {"d": "sent", "b": "bounced", "rb": "bounced", "t": "deferred", "f": "complaint"}
 NEEDED = ("type", "timeLogged", "rcpt")
 
 
@@ -72,7 +76,11 @@ class PowerMtaReader:
             status=status, diagnostic=diagnostic or None, pool=get("vmta") or None,
             campaign=get(self.campaign) or get("jobId") or None, mta_category=get("bounceCat") or None,
             message_id=(get("header_Message-Id") or "").strip("<>") or None)
-        if outcome != "sent" and diagnostic:
+        if outcome == "complaint":
+            record.feedback_type = get("feedbackType") or "abuse"
+            record.sending_ip = get("sourceIp") or get("srcIp") or record.sending_ip
+            record.recipient = record.recipient or get("origRcpt") or None
+        elif outcome != "sent" and diagnostic:
             record.reply_code = find_reply_code(diagnostic)
             record.smtp_command = find_command(diagnostic)
         return [record]

@@ -169,3 +169,30 @@ def test_a_failure_already_stored_from_its_dsn_is_not_stored_again(store, pipeli
     assert (totals.bounced, totals.reported) == (1, 1)
     with store() as s:
         assert sorted(e.recipient for e in s.scalars(select(m.BounceEvent))) == ["jdoe@example.net", "kim@example.net"]
+
+
+def test_a_dsn_that_arrives_after_the_log_adds_no_second_event(store, pipeline, tmp_path):
+    """The other order: the log is read first, then the non-delivery report the MTA mailed for
+    the same message and recipient is collected. The report is stored (it is still a message
+    postwatch received) but its event is not: the log's event is that failure already."""
+    from ingest.envelope import Envelope
+
+    log = tmp_path / "maillog"
+    log.write_text(
+        "Jan  9 10:14:52 mail postfix/cleanup[1]: 0A1B2C3D4E: message-id=<20240109101452.a1b2c3@mail.example.com>\n"
+        "Jan  9 10:14:52 mail postfix/qmgr[2]: 0A1B2C3D4E: from=<bounces@mail.example.com>, size=1, nrcpt=1 (queue active)\n"
+        "Jan  9 10:14:57 mail postfix/smtp[3]: 0A1B2C3D4E: to=<jdoe@example.net>, relay=mx.example.net[198.51.100.25]:25, "
+        "dsn=5.1.1, status=bounced (host mx.example.net[198.51.100.25] said: 550 5.1.1 <jdoe@example.net>: "
+        "Recipient address rejected: User unknown (in reply to RCPT TO command))\n")
+    os.utime(log, (1704800000, 1704800000))
+    assert _ingest(store).ingest_file(str(log)).bounced == 1
+    dsn = (ROOT / "sample_reports" / "bounces" / "postfix-user-unknown.eml").read_bytes()
+    out = pipeline.ingest(dsn, Envelope("file"))
+    assert (out.status, out.duplicate, out.events) == ("parsed", False, 0)
+    other = dsn.replace(b"20240109101452.a1b2c3@mail.example.com", b"20240109101452.zzzzzz@mail.example.com")
+    assert pipeline.ingest(other, Envelope("file")).events == 1  # another message: its own failure
+    with store() as s:
+        events = s.execute(select(m.BounceEvent.recipient, m.InboundMessage.source).join(
+            m.InboundMessage, m.InboundMessage.id == m.BounceEvent.message_id).order_by(m.BounceEvent.id)).all()
+        assert s.scalar(select(func.count()).select_from(m.InboundMessage)) == 3
+    assert events == [("jdoe@example.net", "log:postfix"), ("jdoe@example.net", "file")]

@@ -88,3 +88,48 @@ def test_kumomta_into_the_store(store):
         "abuse", "erin@yahoo.com", "december-news")
     assert (bounce.reason, bounce.smtp_command, bounce.sending_ip) == ("userunknown", "RCPT", "192.0.2.19")
     assert kinds == ["bounce", "complaint"]
+
+
+def test_powermta_remote_bounce_and_feedback_loop_records():
+    """`rb` (a non-delivery report PowerMTA's bounce processor took in) reads like `b`; `f` (a
+    feedback-loop report it took in) is a complaint with its type and source IP; `rs` is skipped."""
+    records = _read(powermta, "powermta-remote.csv")
+    assert [r.outcome for r in records] == ["bounced", "complaint"]
+    bounced, complaint = records
+    assert (bounced.recipient, bounced.status, bounced.reply_code, bounced.mta_category, bounced.message_id) == (
+        "old.user@example.net", "5.1.1", "550", "bad-mailbox", "m7@mail.example.com")
+    assert (complaint.recipient, complaint.feedback_type, complaint.sending_ip, complaint.campaign) == (
+        "frank@aol.com", "abuse", "192.0.2.18", "december-news")
+
+
+def test_powermta_remote_records_into_the_store(store):
+    totals = _ingest(store, "powermta", powermta.PowerMtaReader).ingest_file(str(LOGS / "powermta-remote.csv"))
+    assert (totals.bounced, totals.complaints, totals.sent) == (1, 1, 0)
+    with store() as s:
+        bounce = s.scalars(select(m.BounceEvent)).one()
+        complaint = s.scalars(select(m.ComplaintEvent)).one()
+    assert (bounce.reason, bounce.hard, bounce.orig_message_id) == ("userunknown", True, "m7@mail.example.com")
+    assert (complaint.recipient, complaint.feedback_type, complaint.source_ip) == ("frank@aol.com", "abuse",
+                                                                                    "192.0.2.18")
+
+
+def test_kumomta_bounce_class_decides_when_the_words_say_little():
+    """KumoMTA's bounce_classification is the sending MTA's category: it names the reason when
+    the receiver's words match no rule (rules.toml [mta_category]); Uncategorized says nothing."""
+    def line(cls: str, content: str) -> str:
+        return ('{"type":"Bounce","sender":"news@mail.example.com","recipient":"pat@example.org",'
+                '"timestamp":1765011603,"response":{"code":552,"enhanced_code":{"class":5,"subject":2,"detail":0},'
+                f'"content":"{content}","command":"RCPT TO:<pat@example.org>"}},"bounce_classification":"{cls}"}}')
+
+    (quota,) = kumomta.read([line("QuotaIssues", "sorry, no")], REF)
+    (plain,) = kumomta.read([line("Uncategorized", "sorry, no")], REF)
+    assert (quota.mta_category, plain.mta_category) == ("kumomta:quotaissues", None)
+    from ingest.bounce.classify import classify
+
+    def reason(r: LogRecord) -> tuple[str, str]:
+        c = classify({"recipient": r.recipient, "action": "failed", "status": r.status, "reply_code": r.reply_code,
+                      "diagnostic": r.diagnostic, "mta_category": r.mta_category})
+        return c["reason"], c["rule"]
+
+    assert reason(quota) == ("mailboxfull", "mta_category kumomta:quotaissues")
+    assert reason(plain)[0] != "mailboxfull"
