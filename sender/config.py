@@ -134,6 +134,7 @@ class WebhooksConfig:
     providers: tuple[str, ...] = ()  # the enabled ones (ses, sendgrid, mailgun, postmark); others answer 404
     ses_topic_arns: tuple[str, ...] = ()  # SNS topics whose messages are taken and whose subscriptions are confirmed
     sendgrid_public_key: str = ""  # the Signed Event Webhook's verification key (base64 DER)
+    sendgrid_max_age_minutes: int = 0  # a signature timestamp further from now than this is refused; 0: no limit
     mailgun_signing_secret: str = ""  # the HTTP webhook signing key
     mailgun_max_age_minutes: int = 10  # a signature timestamp further from now than this is refused
     postmark_username: str = ""  # basic auth Postmark sends (https://USER:PASSWORD@host/hooks/postmark)
@@ -149,6 +150,8 @@ class WebhooksConfig:
             raise ValueError(f"webhooks.providers: unknown {', '.join(unknown)}; known: {', '.join(WEBHOOK_PROVIDERS)}")
         if self.mailgun_max_age_minutes < 1:
             raise ValueError("webhooks.mailgun_max_age_minutes must be at least 1")
+        if self.sendgrid_max_age_minutes < 0:
+            raise ValueError("webhooks.sendgrid_max_age_minutes must be 0 (no limit) or more")
         if self.volume_from not in ("sends", "deliveries"):
             raise ValueError(f"webhooks.volume_from must be sends or deliveries, not {self.volume_from!r}")
         if bool(self.postmark_username) != bool(self.postmark_password):

@@ -130,7 +130,10 @@ def sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def check_sendgrid(key: ec.EllipticCurvePublicKey, headers: Mapping[str, str], raw: bytes) -> Refusal | None:
+def check_sendgrid(key: ec.EllipticCurvePublicKey, headers: Mapping[str, str], raw: bytes, *,
+                   now: datetime | None = None, max_age: timedelta | None = None) -> Refusal | None:
+    """The ECDSA signature of timestamp + body; and, with `max_age`, the signed timestamp's age
+    (SendGrid documents no limit: a retried or replayed body is stored once anyway)."""
     signature, timestamp = headers.get(SENDGRID_SIGNATURE), headers.get(SENDGRID_TIMESTAMP)
     if not signature or not timestamp:
         return Refusal(401, f"the request has no {SENDGRID_SIGNATURE} and {SENDGRID_TIMESTAMP} headers "
@@ -139,6 +142,15 @@ def check_sendgrid(key: ec.EllipticCurvePublicKey, headers: Mapping[str, str], r
         key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
         return Refusal(403, "the SendGrid signature does not match the timestamp and body")
+    if max_age and now is not None:
+        try:
+            signed = datetime.fromtimestamp(int(timestamp), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return Refusal(403, f"the SendGrid signature timestamp {timestamp!r} is not a Unix time")
+        if abs(now - signed) > max_age:
+            return Refusal(403, f"the SendGrid signature is from {signed:%Y-%m-%d %H:%M:%S}Z, more than "
+                                f"{int(max_age.total_seconds() // 60)} minutes from now "
+                                "(webhooks.sendgrid_max_age_minutes)")
     return None
 
 

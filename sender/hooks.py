@@ -162,7 +162,8 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
         if provider == "sendgrid":
             if sg_key is None:
                 return _refused(provider, Refusal(403, "webhooks.sendgrid_public_key is not set"))
-            refusal = check_sendgrid(sg_key, request.headers, raw)
+            refusal = check_sendgrid(sg_key, request.headers, raw, now=clock(),
+                                     max_age=timedelta(minutes=config.sendgrid_max_age_minutes))
         else:
             if not (config.postmark_username or config.postmark_secret):
                 return _refused(provider, Refusal(403, "neither webhooks.postmark_username nor postmark_secret is set"))

@@ -441,3 +441,22 @@ def test_webhook_volume_and_bounces_reach_the_rollups_as_the_send_log_does(hooks
     assert frame.loc[T.date(), "sent"] == 2
     row = frame.loc[T.date()]
     assert (row["sent"], row["bounced"], row["hard"], row["reason.userunknown"]) == (2, 1, 1, 1)
+
+
+def test_sendgrid_signature_age_is_checked_only_when_a_limit_is_set():
+    from datetime import timedelta
+
+    from sender.hook_auth import check_sendgrid, sendgrid_key
+
+    raw = json.dumps(SENDGRID_EVENTS).encode()
+    key, public = sign.sendgrid_keys()
+    headers = sign.sendgrid_headers(key, raw, timestamp="1780315200")
+    signed = datetime.fromtimestamp(1780315200, timezone.utc)
+    verifier = sendgrid_key(public)
+    limit = timedelta(minutes=10)
+    assert check_sendgrid(verifier, headers, raw, now=signed + timedelta(minutes=9), max_age=limit) is None
+    late = check_sendgrid(verifier, headers, raw, now=signed + timedelta(minutes=11), max_age=limit)
+    assert late is not None and late.status == 403 and "sendgrid_max_age_minutes" in late.reason
+    early = check_sendgrid(verifier, headers, raw, now=signed - timedelta(minutes=11), max_age=limit)
+    assert early is not None and early.status == 403
+    assert check_sendgrid(verifier, headers, raw, now=signed + timedelta(days=3), max_age=timedelta(0)) is None
