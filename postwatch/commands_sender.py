@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="the campaign's name: in Feedback-ID, the send log and the campaign:NAME scope")
     p.add_argument("--from", dest="from_address", metavar="ADDRESS",
                    help="the From address (default: sender.from_address)")
+    p.add_argument("--topic", metavar="NAME", action="append", default=[],
+                   help="what the campaign is about, one of preferences.topics (repeatable): recipients who "
+                        "left a topic on the preference page are skipped")
     p.add_argument("--utm", metavar="KEY=VALUE", action="append", default=[],
                    help="add utm_KEY=VALUE to every link (repeatable; utm_campaign defaults to the campaign)")
     p.add_argument("--track", action=argparse.BooleanOptionalAction, default=None,
@@ -60,7 +63,7 @@ def cmd_send(args, config) -> int:
 
     try:
         settings = Settings.from_config(config, args.campaign, from_address=args.from_address,
-                                        utm=parse_utm(args.utm), dry_run=args.dry_run,
+                                        utm=parse_utm(args.utm), dry_run=args.dry_run, topics=args.topic,
                                         track=args.track)
         settings.check()
         signer = None
