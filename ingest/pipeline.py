@@ -32,6 +32,7 @@ from ingest.group_commit import GroupCommit
 from ingest.outcome import Outcome, Parsed
 from ingest.parse import parse_bytes, prepare
 from ingest.types import ParseResult
+from ingest.webhooks.facts import ReadOptions, read_options
 from ingest.webhooks.readers import is_webhook, read_stored
 from store import models as m
 from store.bulk import upsert_insert
@@ -80,9 +81,12 @@ class Pipeline:
     """Ingests raw messages into one store."""
 
     def __init__(self, sessions: sessionmaker[Session], config: IngestConfig | None = None,
-                 clock: Clock = utcnow, domains: DomainsConfig | None = None) -> None:
+                 clock: Clock = utcnow, domains: DomainsConfig | None = None,
+                 webhooks: ReadOptions | None = None) -> None:
         self.sessions = sessions
         self.config = config or IngestConfig()
+        # how webhook bodies kept in quarantine are read again: as the web server reads them
+        self.webhooks = webhooks or read_options(self.config.rules_file)
         self.own = OwnIps(domains)  # what an event's sending IP is attributed to
         self.clock = clock
         prepare(self.config)
@@ -184,7 +188,7 @@ class Pipeline:
         envelope = Envelope(msg.source, msg.origin, msg.envelope_from,
                             None if msg.envelope_to is None else tuple(msg.envelope_to))
         if is_webhook(msg.source):  # an ESP webhook's JSON body, read by its provider's reader
-            p = _parsed(raw, envelope, read_stored(msg.source, raw, self.config.rules_file))
+            p = _parsed(raw, envelope, read_stored(msg.source, raw, self.webhooks))
         else:
             p = _prepare((raw, envelope), self.config)
         p.received_at = msg.received_at

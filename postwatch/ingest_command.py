@@ -10,6 +10,7 @@ from ingest.envelope import Envelope
 from ingest.outcome import Outcome
 from ingest.pipeline import Pipeline
 from ingest.sources import count_inputs, iter_inputs
+from ingest.webhooks.facts import read_options
 from postwatch.commands_common import report_unreadable
 from store.engine import session_factory, upgrade
 
@@ -90,7 +91,8 @@ def run_ingest(args, config) -> int:
 
 def run_reprocess(args, config) -> int:
     upgrade(config.database)
-    pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains)
+    webhooks = read_options(config.ingest.rules_file, config.webhooks.campaign_key, config.webhooks.volume_from)
+    pipeline = Pipeline(session_factory(config.database), config.ingest, domains=config.domains, webhooks=webhooks)
     summary = Summary()
     released = 0
     for outcome in pipeline.reprocess_quarantined(kind=args.kind):

@@ -59,8 +59,8 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
     signature checker with its certificate cache."""
     bp = Blueprint(name, __name__)
     ingest = ingest or IngestConfig()
-    pipeline = Pipeline(sessions, ingest, clock, domains)
     options = read_options(ingest.rules_file, config.campaign_key, config.volume_from)
+    pipeline = Pipeline(sessions, ingest, clock, domains, webhooks=options)
     sns = sns or SnsVerifier(fetch)
     sg_key = sendgrid_key(config.sendgrid_public_key) if config.sendgrid_public_key else None
     max_age = timedelta(minutes=config.mailgun_max_age_minutes)

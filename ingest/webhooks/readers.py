@@ -17,10 +17,11 @@ def is_webhook(source: str | None) -> bool:
     return bool(source) and source.startswith(SOURCE_PREFIX)
 
 
-def read_stored(source: str, raw: bytes, rules_file: str = "") -> ParseResult:
+def read_stored(source: str, raw: bytes, options: ReadOptions | None = None) -> ParseResult:
     """A stored body read again by its provider's reader (the headers are not kept: no reader
-    needs them once the request was checked); the default campaign key and volume setting."""
+    needs them once the request was checked), with the options the web server reads with (the
+    rules file, [webhooks] campaign_key and volume_from); the defaults without them."""
     reader = READERS.get(source[len(SOURCE_PREFIX):])
     if reader is None:
         return unreadable(f"no webhook reader for source {source!r}")
-    return reader({}, raw, read_options(rules_file))
+    return reader({}, raw, options or read_options())

@@ -70,3 +70,22 @@ def test_remembered_verdicts_are_the_classifiers_and_follow_the_recipients_domai
                                                                                          rules=options.rules)
     assert len(options.verdicts) == 2  # one per domain: the local part is not read
     assert events[0]["provider"] != events[2]["provider"]
+
+
+def test_a_quarantined_webhook_body_is_read_again_with_the_web_servers_options(store):
+    """The reprocess reads a kept body as the web server reads it: with [webhooks] campaign_key
+    and volume_from (here a custom argument `cmp`, and deliveries as volume), not the defaults."""
+    from ingest.pipeline import Pipeline
+    from store.volume import VolumeImport
+
+    events = [{"email": "a@example.org", "timestamp": 1780315200, "event": "delivered", "ip": "192.0.2.9",
+               "cmp": "winter"},
+              {"email": "b@example.org", "timestamp": 1780315200, "event": "processed", "cmp": "winter"}]
+    raw = json.dumps(events).encode()
+    pipeline = Pipeline(store, webhooks=read_options("", "cmp", "deliveries"))
+    out = pipeline.ingest_read(raw, Envelope(source="webhook:sendgrid"), unreadable("read by an older version"))
+    assert out.status == "quarantined"
+    assert [o.status for o in pipeline.reprocess_quarantined()] == ["parsed"]
+    with store() as s:
+        rows = [(v.campaign, v.sending_ip, v.sent) for v in s.scalars(select(VolumeImport))]
+    assert rows == [("winter", "192.0.2.9", 1)]  # the delivery counted, under the custom argument's campaign
