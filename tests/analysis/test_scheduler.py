@@ -139,7 +139,7 @@ def test_analyze_and_jobs_commands(tmp_path):
     assert lines[0].split()[:3] == ["job", "schedule", "last"]
     assert lines[-1].startswith("scheduler: none running (file lock ")  # who leads: nobody now
     by_name = {line.split()[0]: line for line in lines[1:-1]}
-    assert set(by_name) == set(names)
+    assert set(by_name) == set(names) | {"provider_feeds"}  # listed; run only on its schedule or when named
     assert "every 1h" in by_name["blocklists"] and by_name["alerts"].rstrip().endswith("ok")
 
 
