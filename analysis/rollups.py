@@ -245,11 +245,17 @@ def _imports(session: Session, batch: _Batch) -> int:
     rows = session.scalars(select(VolumeImport).where(VolumeImport.pending.is_(True))).all()
     for row in rows:
         n = row.sent - row.rolled
-        keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip,
-                "provider": row.provider, "campaign": row.campaign}
-        batch.add_entity(row.day, keys, "sent", n)
-        if row.provider in complaint_reporting():
-            batch.add_entity(row.day, keys, "sent.fbl", n)
+        if "." in row.provider:  # a recipient domain (a webhook's, say): its provider, as for events
+            keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip, "campaign": row.campaign}
+            batch.add_entity(row.day, keys, "sent", n)
+            batch.add_recipient_domain(row.day, row.provider, "sent", n)
+            batch.add_sent_fbl(row.day, keys, None, row.provider, n)
+        else:
+            keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip,
+                    "provider": row.provider, "campaign": row.campaign}
+            batch.add_entity(row.day, keys, "sent", n)
+            if row.provider in complaint_reporting():
+                batch.add_entity(row.day, keys, "sent.fbl", n)
         row.rolled, row.pending = row.sent, False
     return len(rows)
 

@@ -116,7 +116,9 @@ def _provider_domains() -> dict[str, str]:
 
 def mailbox_provider(recipient: str | None) -> str:
     """The mailbox provider of a recipient by its domain (the shipped list), else the domain
-    itself (as the MTA logs count it), '' when there is no recipient."""
+    itself, '' when there is no recipient. The rollups resolve a domain kept here the way they
+    resolve an event's recipient domain ([providers] lists, the MX look-up), so no DNS query
+    is made while a webhook request waits."""
     domain = domain_of(recipient)
     return (suffix_lookup(domain, _provider_domains()) or domain) if domain else ""
 

@@ -89,3 +89,25 @@ def test_the_command_imports_then_replaces(store, database, tmp_path, monkeypatc
 
     with store() as s:
         assert metrics_frame(s, date(2026, 5, 1), date(2026, 5, 1), "all").loc[date(2026, 5, 1), "sent"] == 400
+
+
+def test_a_count_kept_under_a_recipient_domain_is_rolled_under_that_domains_provider(store):
+    """A webhook counts sends under the recipient's domain when the shipped list does not name
+    its provider; the rollups resolve it as they resolve an event's recipient domain, so the
+    volume and the bounces of one provider meet under one name."""
+    from analysis.rollups import update
+    from store.rollups import Rollup
+
+    with store.begin() as s:
+        s.add_all([VolumeImport(day=date(2026, 5, 2), sending_domain="mail.example.com", sending_ip="",
+                                provider=provider, campaign="", origin="webhook:sendgrid", sent=n, rolled=0,
+                                pending=True, imported_at=NOW, source="inbound message 1")
+                   for provider, n in (("example.org", 5), ("google", 7))])
+    resolver = ProviderResolver(ProvidersConfig(mx_lookups=False, domains=("example.org=acme",)))
+    with store.begin() as s:
+        update(s, now=NOW, providers=resolver)
+    with store() as s:
+        sent = {r.key: r.value for r in s.scalars(select(Rollup).where(Rollup.dimension == "provider",
+                                                                      Rollup.metric == "sent"))}
+        total = s.scalar(select(Rollup.value).where(Rollup.dimension == "all", Rollup.metric == "sent"))
+    assert sent == {"acme": 5, "google": 7} and total == 12
