@@ -20,13 +20,13 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, redirect, request
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.group_commit import GroupCommit
@@ -65,10 +65,15 @@ class HitWriter:
     """`writer(hit)` stores a hit and returns True (an open) or the URL to redirect to (a
     click), or None when the send or the link is unknown (nothing stored)."""
 
-    def __init__(self, sessions: sessionmaker[Session], config: TrackingConfig, most: int = 256) -> None:
+    def __init__(self, sessions: sessionmaker[Session], config: TrackingConfig, most: int = 256,
+                 cached_sends: int = 100_000) -> None:
         self.sessions, self.config = sessions, config
         self._links: dict[str, list[str]] = {}  # campaign -> links; an index never changes its URL
+        # send_id -> what a hit copies from its send-log row: the same for every hit of a message
+        self._sends: OrderedDict[int, Any] = OrderedDict()
+        self._cached_sends = cached_sends
         self._group = GroupCommit(self._commit, most=most)
+        self._insert = EngagementEvent.__table__.insert()
 
     def __call__(self, hit: Hit) -> Any:
         return self._group(hit)
@@ -77,7 +82,19 @@ class HitWriter:
     def transactions(self) -> int:
         return self._group.transactions
 
-    def _link(self, session: Session, campaign: str | None, index: int) -> str | None:
+    def _send_rows(self, conn: Connection, ids: set[int]) -> dict[int, Any]:
+        """The send-log facts of these sends (from the cache when it has them)."""
+        missing = [i for i in ids if i not in self._sends]
+        if missing:
+            for r in conn.execute(select(SendLog.id, SendLog.recipient, SendLog.recipient_domain, SendLog.provider,
+                                         SendLog.campaign, SendLog.sending_domain, SendLog.sent_at)
+                                  .where(SendLog.id.in_(missing))):
+                self._sends[r.id] = r
+            while len(self._sends) > self._cached_sends:
+                self._sends.popitem(last=False)
+        return {i: self._sends[i] for i in ids if i in self._sends}
+
+    def _link(self, session: Connection, campaign: str | None, index: int) -> str | None:
         if not campaign:
             return None
         links = self._links.get(campaign, [])
@@ -86,10 +103,10 @@ class HitWriter:
         return links[index] if index < len(links) else None
 
     def _commit(self, hits: list[Hit]) -> list[Any]:
-        with self.sessions.begin() as session:
-            sends = {r.id: r for r in session.execute(
-                select(SendLog.id, SendLog.recipient, SendLog.recipient_domain, SendLog.provider, SendLog.campaign,
-                       SendLog.sending_domain, SendLog.sent_at).where(SendLog.id.in_({h.send_id for h in hits})))}
+        # Core on the session's engine: a hit is one short insert, the ORM's work per statement would
+        # cost more than the statement
+        with self.sessions.kw["bind"].begin() as session:
+            sends = self._send_rows(session, {h.send_id for h in hits})
             recent = self._recent_clicks(session, [h for h in hits if h.kind == CLICK and h.send_id in sends])
             rows: list[dict[str, Any]] = []
             relabel: set[int] = set()
@@ -112,13 +129,13 @@ class HitWriter:
                 rows.append(row)
                 outcomes.append(url if h.kind == CLICK else True)
             if rows:
-                session.execute(insert(EngagementEvent), rows)
+                session.execute(self._insert, rows)
             if relabel:
                 session.execute(update(EngagementEvent).where(EngagementEvent.id.in_(relabel))
                                 .values(machine=True, machine_reason=BURST))
         return outcomes
 
-    def _recent_clicks(self, session: Session, clicks: list[Hit]) -> dict[int, list[dict[str, Any]]]:
+    def _recent_clicks(self, session: Connection, clicks: list[Hit]) -> dict[int, list[dict[str, Any]]]:
         """The stored clicks of these sends that a burst ending at one of these hits may hold."""
         recent: dict[int, list[dict[str, Any]]] = defaultdict(list)
         if not clicks or self.config.burst_seconds <= 0:
