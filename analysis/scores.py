@@ -36,6 +36,11 @@ day, join the explanation as the `providers` component and cap the grade without
 points: Gmail's user-reported spam rate (Postmaster Tools) at or past the complaint lines caps
 like our complaint rate would; an SNDS colour YELLOW caps at `watch`, RED or a block in the
 SNDS IP status list at `critical`.
+
+Where the entity sent tracked mail (docs/tracking.md), the explanation also carries its
+engagement (analysis/engagement.py `trend`): the human open and click rates of the 7 days
+ending on the day beside the 7 before, with the all-hits rates, as the `engagement` component.
+It costs no points and caps nothing: an open rate says how mail is read, not how it is judged.
 """
 from __future__ import annotations
 
@@ -125,7 +130,8 @@ def _breach(m: dict[str, int] | None, config: ScoresConfig) -> bool:
 
 def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
             listings: list[str] | None = None,
-            providers: dict[str, Any] | None = None) -> tuple[float, str, dict[str, Any]] | None:
+            providers: dict[str, Any] | None = None,
+            engagement: dict[str, Any] | None = None) -> tuple[float, str, dict[str, Any]] | None:
     """The score, grade and components of `day`, from the daily metrics of one entity (`days`
     must hold the `recovery_days - 1` days before it when they have data); None below min_volume."""
     m = days.get(day, {})
@@ -164,6 +170,8 @@ def compute(days: dict[date, dict[str, int]], day: date, config: ScoresConfig,
     if providers:
         c["providers"] = dict(providers)
         caps += _provider_caps(providers, config)
+    if engagement:
+        c["engagement"] = dict(engagement)
     if not _breach(m, config):
         last = next((day - timedelta(days=i) for i in range(1, config.recovery_days)
                      if _breach(days.get(day - timedelta(days=i)), config)), None)
@@ -214,6 +222,16 @@ def _provider_signals(session: Session) -> Callable[[date], Any]:
     return get
 
 
+def _engagement_trend(session: Session) -> Callable[[date, str, str], dict[str, Any] | None]:
+    """`analysis.engagement.trend` of an entity-day; None at once when nothing is tracked."""
+    from analysis.engagement import trend
+    from store.engagement import TrackedCampaign
+
+    if session.scalar(select(TrackedCampaign.id).limit(1)) is None:
+        return lambda day, dimension, key: None
+    return lambda day, dimension, key: trend(session, day, dimension, key)
+
+
 def _blocklist_listings(session: Session) -> Callable[[date], dict[tuple[str, str], list[str]]]:
     """`analysis.blocklists.listed` per day, cached; no listings when that module is absent."""
     try:
@@ -246,6 +264,7 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
 
     listings = _blocklist_listings(session)
     provider_signals = _provider_signals(session)
+    engagement = _engagement_trend(session)
     by_dimension: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
     for d, dimension, key in pending:
         by_dimension[dimension][key].add(as_date(d))
@@ -275,7 +294,7 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
                 targets.update(d + timedelta(days=i) for i in range(1, span + 1) if d + timedelta(days=i) in series)
             for d in sorted(targets):
                 result = compute(series, d, config, _listings_for(listings(d), dimension, key),
-                                 provider_signals(d).for_entity(dimension, key))
+                                 provider_signals(d).for_entity(dimension, key), engagement(d, dimension, key))
                 row = existing.get((key, d))
                 if result is None:
                     if row is not None:

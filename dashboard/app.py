@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import filters as flt
 from dashboard.auth import current_role
-from dashboard.pages import (alerts, bounces, compare, complaints, dmarc, domains, overview, providers, reputation,
-                             suppressions, tls)
+from dashboard.pages import (alerts, bounces, compare, complaints, dmarc, domains, engagement, overview, providers,
+                             reputation, suppressions, tls)
 from store.clock import Clock, utcnow
 
-PAGES = (overview, bounces, complaints, dmarc, tls, reputation, providers, suppressions, compare, domains, alerts)
+PAGES = (overview, bounces, complaints, dmarc, tls, reputation, providers, engagement, suppressions, compare, domains,
+         alerts)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""Open and click rates of tracked mail, each as *human* (machine hits left out) and *all*.
+
+A rate is a share of messages: of the send-log rows `sent` (accepted by the receiver) of the
+tracked campaigns since their first tracked run (store.engagement.TrackedCampaign), the ones
+with at least one open (click) — human: one that is not a machine's. Hits count each fetch
+(a replayed pixel is one more hit, the same opened message). Messages are counted on the day
+they were sent, so a day's rate grows for a few days as its mail is read.
+
+    rates(session, first, last, by=("day", "campaign", "provider")) -> list[Rates]
+    trend(session, day, dimension, key, window=7) -> dict | None   (the score's explanation)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import and_, distinct, func, select
+from sqlalchemy.orm import Session
+
+from store.columns import as_date, utc_day
+from store.engagement import CLICK, OPEN, EngagementEvent, TrackedCampaign
+from store.volume import SendLog
+
+KEYS = ("day", "campaign", "provider")
+# score dimension -> the send-log column that names its entity
+DIMENSION_COLUMNS = {"sending_domain": SendLog.sending_domain, "sending_ip": SendLog.sending_ip,
+                     "provider": SendLog.provider, "campaign": SendLog.campaign}
+
+
+@dataclass
+class Rates:
+    day: date | None
+    campaign: str | None
+    provider: str | None
+    sent: int = 0
+    opened_human: int = 0  # messages
+    opened_all: int = 0
+    clicked_human: int = 0
+    clicked_all: int = 0
+    opens_human: int = 0  # hits
+    opens_all: int = 0
+    clicks_human: int = 0
+    clicks_all: int = 0
+
+    def rate(self, name: str) -> float | None:
+        """open_human, open_all, click_human or click_all: messages / sent (None without sends)."""
+        kind, who = name.split("_")
+        return getattr(self, ("opened_" if kind == "open" else "clicked_") + who) / self.sent if self.sent else None
+
+    def add(self, other: "Rates") -> None:
+        for f in fields(self)[3:]:
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def _bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    return (datetime.combine(first, time(), timezone.utc),
+            datetime.combine(last + timedelta(days=1), time(), timezone.utc))
+
+
+def _tracked_sends(where: Iterable[Any]):
+    return and_(SendLog.result == "sent", SendLog.campaign == TrackedCampaign.campaign,
+                SendLog.sent_at >= TrackedCampaign.created_at, *where)
+
+
+def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
+          where: Iterable[Any] = ()) -> list[Rates]:
+    """The rates of the messages sent from `first` to `last` (UTC days), one row per value of
+    the `by` keys (day, campaign, provider; () for one total row). `where` narrows the sends."""
+    dialect = session.get_bind().dialect.name
+    lo, hi = _bounds(first, last)
+    day = utc_day(SendLog.sent_at, dialect)
+    cell = (day, SendLog.campaign, SendLog.provider)
+    base = _tracked_sends([SendLog.sent_at >= lo, SendLog.sent_at < hi, *where])
+    cells: dict[tuple, Rates] = {}
+
+    def at(d, campaign, provider) -> Rates:
+        key = (as_date(d), campaign, provider)
+        if key not in cells:
+            cells[key] = Rates(*key)
+        return cells[key]
+
+    for d, campaign, provider, n in session.execute(
+            select(*cell, func.count()).select_from(SendLog).join(TrackedCampaign, base).group_by(*cell)):
+        at(d, campaign, provider).sent = n
+    e = EngagementEvent
+    for human in (False, True):
+        joined = select(*cell, e.kind, func.count(distinct(e.send_id)), func.count()).select_from(e) \
+            .join(SendLog, SendLog.id == e.send_id).join(TrackedCampaign, base)
+        if human:
+            joined = joined.where(e.machine.is_(False))
+        who = "human" if human else "all"
+        for d, campaign, provider, kind, messages, hits in session.execute(joined.group_by(*cell, e.kind)):
+            row = at(d, campaign, provider)
+            if kind == OPEN:
+                setattr(row, f"opened_{who}", messages)
+                setattr(row, f"opens_{who}", hits)
+            elif kind == CLICK:
+                setattr(row, f"clicked_{who}", messages)
+                setattr(row, f"clicks_{who}", hits)
+    # every message belongs to one (day, campaign, provider): coarser rows are sums of these
+    out: dict[tuple, Rates] = {}
+    for (d, campaign, provider), row in cells.items():
+        key = tuple({"day": d, "campaign": campaign, "provider": provider}[k] for k in by)
+        if key not in out:
+            out[key] = Rates(d if "day" in by else None, campaign if "campaign" in by else None,
+                             provider if "provider" in by else None)
+        out[key].add(row)
+    return sorted(out.values(), key=lambda r: (r.day or date.min, r.campaign or "", r.provider or ""))
+
+
+def trend(session: Session, day: date, dimension: str, key: str, window: int = 7) -> dict[str, Any] | None:
+    """The human open and click rates of an entity's tracked mail in the `window` days ending
+    on `day` and in the window before, with the all-hits rates beside them; None when it sent
+    no tracked mail in either window."""
+    if dimension == "all":
+        where: list[Any] = []
+    elif dimension in DIMENSION_COLUMNS:
+        where = [DIMENSION_COLUMNS[dimension] == key]
+    else:
+        return None
+    now_ = rates(session, day - timedelta(days=window - 1), day, by=(), where=where)
+    before = rates(session, day - timedelta(days=2 * window - 1), day - timedelta(days=window), by=(), where=where)
+    if not now_ and not before:
+        return None
+
+    def shape(rows: list[Rates]) -> dict[str, Any]:
+        r = rows[0] if rows else Rates(None, None, None)
+        return {"sent": r.sent, **{name: _round(r.rate(name))
+                                   for name in ("open_human", "open_all", "click_human", "click_all")}}
+
+    this, last = shape(now_), shape(before)
+    change = {name: round(this[name] - last[name], 4) if this[name] is not None and last[name] is not None else None
+              for name in ("open_human", "click_human")}
+    return {"window_days": window, "current": this, "previous": last, "change": change}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def daily(session: Session, first: date, last: date) -> dict[date, Rates]:
+    """One row per day over every tracked campaign and provider (days without sends left out)."""
+    return {r.day: r for r in rates(session, first, last, by=("day",))}
+

@@ -1,0 +1,69 @@
+"""Engagement: open and click rates of tracked mail per day, campaign and provider, each as
+human (the hits of privacy proxies and link scanners left out) and all (analysis/engagement.py)."""
+from __future__ import annotations
+
+import pandas as pd
+from dash import Input, Output, html
+
+from analysis.engagement import rates
+from dashboard import charts
+from dashboard import components as ui
+from dashboard.filters import UNKNOWN, label
+from store.volume import SendLog
+
+NAME, PATH, TITLE = "engagement", "/engagement", "Engagement"
+COLUMNS = ["sent", "open_human", "open_all", "click_human", "click_all", "opens_human", "opens_all",
+           "clicks_human", "clicks_all"]
+
+
+def _where(f) -> list:
+    out = []
+    for value, column in ((f.domain, SendLog.sending_domain), (f.provider, SendLog.provider),
+                          (f.campaign, SendLog.campaign)):
+        if value:
+            out.append(column.is_(None) if value == UNKNOWN else column == value)
+    return out
+
+
+def layout(f, ctx, search=None):
+    return [html.Div(id="en-notes"), ui.grid(ui.graph("en-opens"), ui.graph("en-clicks")),
+            ui.section("By campaign", html.Div(id="en-campaigns")),
+            ui.section("By provider", html.Div(id="en-providers"))]
+
+
+def _row(key: str, value, r) -> dict:
+    return {key: label(value), "sent": r.sent,
+            **{name: ui.pct(r.rate(name), 1) for name in ("open_human", "open_all", "click_human", "click_all")},
+            "opens_human": r.opens_human, "opens_all": r.opens_all, "clicks_human": r.clicks_human,
+            "clicks_all": r.clicks_all}
+
+
+def update(ctx, search):
+    f = ctx.filters(search)
+    where = _where(f)
+    with ctx.sessions() as session:
+        days = rates(session, f.start, f.end, by=("day",), where=where)
+        campaigns = rates(session, f.start, f.end, by=("campaign",), where=where)
+        providers = rates(session, f.start, f.end, by=("provider",), where=where)
+    if not days:
+        note = ui.note("No tracked mail was sent in this range. Tracking is switched on per campaign: "
+                       "postwatch send --track, or [tracking] campaigns (docs/tracking.md).")
+        return note, charts.empty("Open rate per day"), charts.empty("Click rate per day"), None, None
+    frame = pd.DataFrame({"human": [r.rate("open_human") for r in days], "all": [r.rate("open_all") for r in days]},
+                         index=[r.day for r in days])
+    clicks = pd.DataFrame({"human": [r.rate("click_human") for r in days],
+                           "all": [r.rate("click_all") for r in days]}, index=[r.day for r in days])
+    note = ui.note("Rates are shares of the messages sent that day (accepted by the receiver) with at least one "
+                   "open or click; human leaves out Apple Mail Privacy Protection and Gmail proxy fetches and link "
+                   "scanners. A day's rate grows for some days as its mail is read.")
+    return (note, charts.lines(frame, "Open rate per day (by send day)", percent=True),
+            charts.lines(clicks, "Click rate per day (by send day)", percent=True),
+            ui.table("en-campaign-table", [_row("campaign", r.campaign, r) for r in campaigns], ["campaign"] + COLUMNS),
+            ui.table("en-provider-table", [_row("provider", r.provider, r) for r in providers], ["provider"] + COLUMNS))
+
+
+def register(app, ctx):
+    @app.callback(Output("en-notes", "children"), Output("en-opens", "figure"), Output("en-clicks", "figure"),
+                  Output("en-campaigns", "children"), Output("en-providers", "children"), Input("url", "search"))
+    def _update(search):
+        return update(ctx, search)
