@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ingest.verp import read_token
 from store.addresses import AddressError, is_hashed, normalise, split_address
-from store.suppressions import GLOBAL, Suppression, add_suppression, is_suppressed
+from store.suppressions import GLOBAL, Suppression, add_suppression
 from store.volume import SendLog
 
 PURPOSE = "unsubscribe"
@@ -64,11 +64,6 @@ def unsubscribe(session: Session, req: Request, *, now: datetime, method: str) -
                            event_table="send_log", event_id=req.send_id,
                            details={"campaign": req.campaign, "sending_domain": req.sending_domain,
                                     "method": method})
-
-
-def already(session: Session, req: Request, *, now: datetime, salt: str = "") -> bool:
-    """True when the recipient is already suppressed in the scope an unsubscribe would use."""
-    return is_suppressed(session, req.recipient, [req.scope], now=now, salt=salt) is not None
 
 
 def masked(address: str) -> str:
