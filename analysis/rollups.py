@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from analysis.dmarc_intel import Classifier
 
 # Refusals of the sender, not of the recipient: the block rate of the score and the alerts.
-BLOCK_METRICS = ("bounced.reputation", "bounced.policy")
+# refusals of the sender, final or temporary (Yahoo's TSS04 is a deferral)
+BLOCK_METRICS = ("bounced.reputation", "bounced.policy", "deferred.reputation", "deferred.policy")
 # Reasons that are not a failed delivery: they never count as `bounced`.
 NOT_BOUNCES = ("delivered", "auto_reply")
 # send_log results that reached a receiver: `sent` counts these, `delivered` only the first.
@@ -147,23 +148,31 @@ def _bounces(session: Session, batch: _Batch, lo: int, hi: int, dialect: str) ->
     base = select().select_from(b).outerjoin(s, s.id == b.send_id).where(_range(b.id, lo, hi))
     n = func.count()
     conflict = b.conflict.is_not(None).label("conflict")
+    delayed = (func.lower(func.coalesce(b.action, "")) == "delayed").label("delayed")
     for dimension, column in keys.items():
-        query = base.add_columns(day, column, b.category, b.reason, b.hard, conflict, n).group_by(
-            day, column, b.category, b.reason, b.hard, conflict)
-        for d, key, category, reason, hard, disagreed, count in session.execute(query):
-            for metric in _bounce_metrics(category, reason, hard, disagreed):
+        query = base.add_columns(day, column, b.category, b.reason, b.hard, conflict, delayed, n).group_by(
+            day, column, b.category, b.reason, b.hard, conflict, delayed)
+        for d, key, category, reason, hard, disagreed, later, count in session.execute(query):
+            for metric in _bounce_metrics(category, reason, hard, disagreed, bool(later)):
                 batch.add(d, dimension, key, metric, count)
                 if dimension == "campaign":
                     batch.add(d, "all", "", metric, count)
     domain = case((s.provider.is_(None), b.recipient_domain))
-    query = base.add_columns(day, s.provider, domain, b.category, b.reason, b.hard, conflict, n).group_by(
-        day, s.provider, domain, b.category, b.reason, b.hard, conflict)
-    for d, provider, rdomain, category, reason, hard, disagreed, count in session.execute(query):
-        for metric in _bounce_metrics(category, reason, hard, disagreed):
+    query = base.add_columns(day, s.provider, domain, b.category, b.reason, b.hard, conflict, delayed, n).group_by(
+        day, s.provider, domain, b.category, b.reason, b.hard, conflict, delayed)
+    for d, provider, rdomain, category, reason, hard, disagreed, later, count in session.execute(query):
+        for metric in _bounce_metrics(category, reason, hard, disagreed, bool(later)):
             _provider_key(batch, d, provider, rdomain, metric, count)
 
 
-def _bounce_metrics(category: str, reason: str, hard: bool, disagreed: bool) -> list[str]:
+def _bounce_metrics(category: str, reason: str, hard: bool, disagreed: bool, delayed: bool = False) -> list[str]:
+    """A delay (a DSN or webhook event with action `delayed`, an MTA log's deferral) is no
+    bounce: the message is still being tried. It counts as `deferred` (and by category), never
+    in `bounced`, the reasons or the delivery rate, as the suppression rules never count it; a
+    deferral of the reputation or policy category is still a refusal of the sender (a block,
+    BLOCK_METRICS)."""
+    if delayed:
+        return ["deferred", f"deferred.{category}"]
     metrics = [f"reason.{reason}"]
     if category not in NOT_BOUNCES:
         metrics += ["bounced", f"bounced.{category}"]

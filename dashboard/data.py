@@ -243,8 +243,10 @@ def bounce_page(session: Session, f: Filters, page: int, size: int) -> list[dict
 
 
 def bounce_total(frame: pd.DataFrame) -> int:
-    """How many bounce events the rollups counted (every event has one reason)."""
-    return int(prefixed(frame, "reason.").to_numpy().sum())
+    """How many bounce events the rollups counted: every failure has one reason, and the delays
+    (action delayed) are counted apart, as `deferred`."""
+    deferred = int(frame["deferred"].sum()) if "deferred" in frame.columns else 0
+    return int(prefixed(frame, "reason.").to_numpy().sum()) + deferred
 
 
 def top_diagnostics(session: Session, f: Filters, limit: int = 15) -> tuple[list[dict[str, Any]], int]:
@@ -493,14 +495,16 @@ def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, 
 
     if by not in ROLLUP_COMPARE:
         return compare(session, by, a, b, day_start(f.start))
-    totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", "bounced.reputation", "complaints"))
+    totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", "bounced.reputation",
+                                                  "deferred.reputation", "complaints"))
 
     def group(label: str, values: tuple[str, ...]) -> GroupCounts:
         keys_ = [key_of(v) for v in values]
         rows = totals.loc[[k for k in keys_ if k in totals.index]] if len(totals) else totals
         get = (lambda m: int(rows[m].sum()) if m in rows.columns else 0)
         return GroupCounts.of(label, values, sends=get("sent"), bounced=get("bounced"),
-                              blocked=get("bounced.reputation"), complaints=get("complaints"))
+                              blocked=get("bounced.reputation") + get("deferred.reputation"),
+                              complaints=get("complaints"))
 
     ga, gb = group("A", a), group("B", b)
     return {"by": by, "since": f.start.isoformat(), "a": ga, "b": gb, "rates": rate_comparisons(ga, gb)}

@@ -152,7 +152,10 @@ def _figures(now: dict[str, int], before: dict[str, int], settings: Any) -> list
         rate("bounce_rate", "Bounced", "bounced", "sent"),
         rate("hard_bounce_rate", "Hard bounces", "hard", "sent",
              (a.hard_bounce_rate_warning, a.hard_bounce_rate_critical)),
-        rate("block_rate", "Blocked (reputation)", "bounced.reputation", "sent"),
+        Figure("block_rate", "Blocked (reputation)",  # refused, finally or for now (a TSS04 deferral)
+               _rate(now.get("bounced.reputation", 0) + now.get("deferred.reputation", 0), now.get("sent", 0)),
+               _rate(before.get("bounced.reputation", 0) + before.get("deferred.reputation", 0),
+                     before.get("sent", 0)), True, None, False),
         count("complaints", "Complaints", "complaints"),
         Figure("complaint_rate", "Complaint rate", _rate(now.get("complaints", 0), _complaint_base(now)),
                _rate(before.get("complaints", 0), _complaint_base(before)), True,

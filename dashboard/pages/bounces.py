@@ -1,5 +1,6 @@
-"""Bounces: trend by category and reason, by provider, the top diagnostic texts, and the
-table of events (paged on the server) with drill-down to the raw message."""
+"""Bounces: trend by category and reason, by provider, the deferrals (delays: no bounce) by
+category, the top diagnostic texts, and the table of events (paged on the server) with
+drill-down to the raw message."""
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def layout(f, ctx, search=None):
         style_header={"fontWeight": "bold", "background": "#f3f3f3"})
     return [html.Div(id="bo-notes"),
             ui.grid(ui.graph("bo-category"), ui.graph("bo-reason"), ui.graph("bo-provider"),
-                    ui.section("Top diagnostic texts", html.Div(id="bo-diagnostics"))),
+                    ui.graph("bo-deferred"), ui.section("Top diagnostic texts", html.Div(id="bo-diagnostics"))),
             ui.section("Bounce events (click a row for the raw message)", html.Div(id="bo-count"), events),
             ui.section("Raw message", html.Div(id="bo-raw", children=html.P("Click an event above.")))]
 
@@ -39,6 +40,8 @@ def update(ctx, search):
     reason = charts.stacked(data.prefixed(frame, "reason.").drop(columns=["delivered", "vacation"], errors="ignore"),
                             "Bounces per day by reason")
     provider = charts.stacked(by_provider, "Bounces per day by provider (all mail)")
+    deferred = charts.stacked(data.prefixed(frame, "deferred."),
+                              "Deferrals per day by category (delays, not bounces)")
     total = data.bounce_total(frame)
     diag = (ui.table("bo-diag-table", diagnostics, ["count", "reason", "diagnostic"], page_size=10)
             if diagnostics else html.P("No bounces in this range."))
@@ -46,7 +49,7 @@ def update(ctx, search):
                    if sampled >= data.DIAGNOSTIC_SAMPLE else html.Small(f"{sampled:,} bounces."))
     page_count = max(1, math.ceil(total / PAGE_SIZE))
     notes = ui.ignored_note(f.ignored(), (dimension, key))
-    return (notes, category, reason, provider, [diag, sample_note], page_count,
+    return (notes, category, reason, provider, deferred, [diag, sample_note], page_count,
             f"{total:,} events in the range (from the rollups of {ui.entity_label(dimension, key)})")
 
 
@@ -79,7 +82,8 @@ def raw(ctx, rows, active_cell):
 
 def register(app, ctx):
     @app.callback(Output("bo-notes", "children"), Output("bo-category", "figure"), Output("bo-reason", "figure"),
-                  Output("bo-provider", "figure"), Output("bo-diagnostics", "children"),
+                  Output("bo-provider", "figure"), Output("bo-deferred", "figure"),
+                  Output("bo-diagnostics", "children"),
                   Output("bo-events", "page_count"), Output("bo-count", "children"), Input("url", "search"))
     def _update(search):
         return update(ctx, search)

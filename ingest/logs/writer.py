@@ -9,7 +9,9 @@
   DSN. The inbound message those events point at is the batch of failed lines they were
   read from (source `log:<mta>`, the lines as its raw bytes, `origin` naming the file and
   line numbers), so every event can still be traced to the text behind it;
-- a `deferred` line is counted, never a bounce (a delay is not a failure).
+- a `deferred` line becomes a bounce event with action `delayed`, classified like a bounce:
+  the rollups count it as a deferral (`deferred`), never as a bounce, and the suppression
+  rules never count it (a delay is not a failure); a webhook's deferral is stored alike.
 
 Each counted line's digest goes into `log_lines` first: a line already there (the same file
 read again, a rotated copy) counts nothing.
@@ -102,9 +104,10 @@ class LogWriter:
         failed: list[LogRecord] = []
         complaints: list[LogRecord] = []
         verp: dict[str, Any] = {}
+        deferred: list[LogRecord] = []
         for r in fresh.values():
             if r.outcome == "deferred":
-                totals.deferred += 1
+                deferred.append(r)
             elif r.outcome == "dsn":
                 totals.notifications += 1
             elif r.outcome == "sent":
@@ -121,8 +124,8 @@ class LogWriter:
         if sent:
             self._volume(session, sent, path, now)
             totals.sent += len(sent)
-        if failed:
-            self._bounces(session, failed, path, now, verp, totals)
+        if failed or deferred:
+            self._bounces(session, failed, deferred, path, now, verp, totals)
         if complaints:
             self._complaints(session, complaints, path, now, verp, totals)
 
@@ -220,15 +223,17 @@ class LogWriter:
         insert_rows(session, cast(Table, m.ComplaintEvent.__table__), COMPLAINT_COLUMNS, rows)
         totals.complaints += len(rows)
 
-    def _bounces(self, session: Session, failed: list[LogRecord], path: str, now: datetime, verp: dict[str, Any],
-                 totals: LogTotals) -> None:
-        failed = self._not_reported(session, failed, totals)
-        if not failed:
+    def _bounces(self, session: Session, failed: list[LogRecord], deferred: list[LogRecord], path: str,
+                 now: datetime, verp: dict[str, Any], totals: LogTotals) -> None:
+        """Failures (not those stored from the MTA's own report already) and deferrals as
+        bounce events, pointing at one inbound message made of their lines."""
+        records = self._not_reported(session, failed, totals) + deferred
+        if not records:
             return
-        message_id = self._message(session, failed, path, now, "bounce")
+        message_id = self._message(session, sorted(records, key=lambda r: r.lineno), path, now, "bounce")
         rows = []
-        for r in failed:
-            action = "expired" if r.outcome == "expired" else "failed"
+        for r in records:
+            action = {"expired": "expired", "deferred": "delayed"}.get(r.outcome, "failed")
             event = {"recipient": r.recipient, "action": action, "status": r.status, "reply_code": r.reply_code,
                      "diagnostic": r.diagnostic, "remote_mta": r.remote_mta, "smtp_command": r.smtp_command,
                      "mta_category": r.mta_category}
@@ -242,9 +247,12 @@ class LogWriter:
                 c["category"], c.get("rule"), c.get("conflict"), _cut(r.sending_ip, 45),
                 "mta_log" if r.sending_ip else None, _cut(r.message_id, 998), domain_of(r.sender)[:255] or None,
                 None, None, _cut(r.campaign, 255), _cut(token, 64), send_id))
-            totals.reasons[c["reason"]] = totals.reasons.get(c["reason"], 0) + 1
+            if action == "delayed":
+                totals.deferred += 1
+            else:
+                totals.reasons[c["reason"]] = totals.reasons.get(c["reason"], 0) + 1
+                totals.bounced += 1
         insert_rows(session, cast(Table, m.BounceEvent.__table__), BOUNCE_COLUMNS, rows)
-        totals.bounced += len(rows)
 
 
 def _day(when: datetime) -> date:

@@ -226,3 +226,22 @@ def test_sends_to_providers_that_report_complaints_are_counted_apart(store):
     assert v[(D1, "campaign", "spring", "sent.fbl")] == 3 and v[(D1, "campaign", "autumn", "sent.fbl")] == 40
     assert v[(D1, "sending_ip", "192.0.2.11", "sent.fbl")] == 1
     assert v[(D1, "provider", "yahoo", "sent.fbl")] == 2 and (D1, "provider", "google", "sent.fbl") not in v
+
+
+def test_a_delay_is_a_deferral_never_a_bounce_and_a_reputation_delay_is_a_block(store):
+    """Events with action `delayed` (a delay DSN, a webhook's deferral, an MTA log's deferred
+    line) count as `deferred` by category, not in `bounced`, the reasons or the delivery rate;
+    one of the reputation category (Yahoo's TSS04) still counts among the blocks."""
+    from analysis.scores import blocks
+
+    with store() as s, s.begin():
+        h.send(s, D1, recipient="a@yahoo.com")
+        h.bounce(s, D1, "blocked", recipient="a@yahoo.com", action="delayed")
+        h.bounce(s, D1, "mailboxfull", recipient="b@yahoo.com", action="delayed")
+        h.bounce(s, D1, "userunknown", recipient="c@yahoo.com", action="failed")
+        _update(s)
+    with store() as s:
+        v = {metric: n for (day, dim, key, metric), n in _values(s).items() if (day, dim, key) == (D1, "all", "")}
+    assert v["deferred"] == 2 and v["deferred.reputation"] == 1 and v["deferred.transient"] == 1
+    assert v["bounced"] == 1 and v["reason.userunknown"] == 1 and "reason.blocked" not in v
+    assert "bounced.reputation" not in v and blocks(v) == 1

@@ -163,7 +163,8 @@ def test_changing_a_filter_changes_the_charts(ctx):
 def test_bounces_trends_diagnostics_and_the_paged_table(ctx):
     from dashboard.pages import bounces
 
-    notes, category, reason, provider, diagnostics, page_count, count = bounces.update(ctx, SEARCH)
+    notes, category, reason, provider, deferred, diagnostics, page_count, count = bounces.update(ctx, SEARCH)
+    assert _traces(deferred) == {}  # no delays in this store
     day = BLOCK_DAY.isoformat()
     assert {name: points[day] for name, points in _traces(category).items()} == {"reputation": 40, "hygiene": 10}
     assert set(_traces(reason)) == {"blocked", "userunknown"}

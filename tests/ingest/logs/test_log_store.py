@@ -65,6 +65,8 @@ def test_sent_lines_are_volume_and_failed_lines_bounce_events(store):
     assert (jdoe.campaign, jdoe.sending_ip, jdoe.attributed_by, jdoe.from_domain, jdoe.orig_message_id) == (
         "december-news", "192.0.2.17", "mta_log", "mail.example.com", "20261206090001.1@mail.example.com")
     assert (events["dave@yahoo.com"].reason, events["dave@yahoo.com"].category) == ("blocked", "reputation")
+    delayed = [e for e in events.values() if e.action == "delayed"]
+    assert len(delayed) == 1 and not delayed[0].hard  # the deferral: an event, never a hard bounce
 
 
 def test_the_same_lines_count_once(store, tmp_path):

@@ -68,7 +68,9 @@ def test_powermta_into_the_store(store):
     assert (totals.sent, totals.bounced, totals.deferred, totals.errors) == (2, 1, 1, 1)
     with store() as s:
         volume = {(r.sending_ip, r.provider, r.campaign, r.origin): r.sent for r in s.scalars(select(VolumeImport))}
-        event = s.scalars(select(m.BounceEvent)).one()
+        event = s.scalars(select(m.BounceEvent).where(m.BounceEvent.action == "failed")).one()
+        delay = s.scalars(select(m.BounceEvent).where(m.BounceEvent.action == "delayed")).one()
+    assert (delay.recipient, delay.reason, delay.hard) == ("carol@example.org", "mailboxfull", False)
     assert volume == {("192.0.2.18", "other", "december-news", "log:powermta"): 1,
                       ("192.0.2.18", "google", "december-news", "log:powermta"): 1}
     assert (event.reason, event.category, event.sending_ip) == ("userunknown", "hygiene", "192.0.2.18")
@@ -82,8 +84,10 @@ def test_kumomta_into_the_store(store):
     assert (again.sent, again.bounced, again.complaints, again.duplicates) == (0, 0, 0, 4)
     with store() as s:
         complaint = s.scalars(select(m.ComplaintEvent)).one()
-        bounce = s.scalars(select(m.BounceEvent)).one()
+        bounce = s.scalars(select(m.BounceEvent).where(m.BounceEvent.action == "failed")).one()
+        delay = s.scalars(select(m.BounceEvent).where(m.BounceEvent.action == "delayed")).one()
         kinds = sorted(msg.kind for msg in s.scalars(select(m.InboundMessage)))
+    assert (delay.recipient, delay.hard) == ("carol@example.org", False)
     assert (complaint.feedback_type, complaint.recipient, complaint.campaign) == (
         "abuse", "erin@yahoo.com", "december-news")
     assert (bounce.reason, bounce.smtp_command, bounce.sending_ip) == ("userunknown", "RCPT", "192.0.2.19")
