@@ -147,6 +147,15 @@ def daily_by_key(session: Session, dimension: str, metric: str, start: date, end
     return _daily_wide(rows, start, end)
 
 
+def sends_by_source(session: Session, start: date, end: date) -> pd.DataFrame:
+    """Sends per day (rows) by where they were counted (columns): `send_log` (postwatch's own
+    sender), `csv` (volume import), `log:postfix` ... (MTA logs), `webhook:ses` ... (ESP
+    webhooks) — all mail, whatever the filters."""
+    from analysis.volume import by_origin
+
+    return _daily_wide(by_origin(session, start, end), start, end)
+
+
 def keys(session: Session, dimension: str, start: date, end: date) -> list[str]:
     """The keys of `dimension` with rollups in the range (the filter bar's choices), '' (not
     attributed) among them."""

@@ -1,5 +1,6 @@
-"""Overview: volume, delivery, hard bounces, complaints against the 0.1 % and 0.3 % lines,
-DMARC alignment, the grade of each provider and the open alerts — each against the previous period."""
+"""Overview: volume (and where each send was counted), delivery, hard bounces, complaints
+against the 0.1 % and 0.3 % lines, DMARC alignment, the grade of each provider and the open
+alerts — each against the previous period."""
 from __future__ import annotations
 
 from dash import Input, Output, html
@@ -14,7 +15,8 @@ COMPLAINT_LINES = [(0.001, "0.1 %", "#b7791f"), (0.003, "0.3 %", "#c53030")]
 
 def layout(f, ctx, search=None):
     return [html.Div(id="ov-notes"), html.Div(id="ov-kpis", style={"display": "flex", "flexWrap": "wrap"}),
-            ui.grid(ui.graph("ov-volume"), ui.graph("ov-rates"), ui.graph("ov-complaints"), ui.graph("ov-dmarc")),
+            ui.grid(ui.graph("ov-volume"), ui.graph("ov-rates"), ui.graph("ov-complaints"), ui.graph("ov-dmarc"),
+                    ui.graph("ov-sources")),
             ui.grid(ui.section("Reputation by provider", html.Div(id="ov-grades")),
                     ui.section("Open alerts", html.Div(id="ov-alerts")))]
 
@@ -27,6 +29,7 @@ def update(ctx, search):
         grades = data.latest_scores(session, "provider", f.start, f.end)
         open_alerts = data.alerts(session, "open", limit=10)
         n_open = data.open_alert_count(session)
+        by_source = data.sends_by_source(session, f.start, f.end)
     now_frame, before = frame.loc[frame.index >= f.start], frame.loc[frame.index < f.start]
     k, kp = data.kpis(now_frame), data.kpis(before)
     has_before = bool(before.to_numpy().sum()) if len(before.columns) else False
@@ -63,6 +66,7 @@ def update(ctx, search):
     dmarc = (data.col(now_frame, "dmarc.aligned") / dm.where(dm > 0)).to_frame("DKIM aligned")
     dmarc["DMARC pass"] = data.col(now_frame, "dmarc.pass") / dm.where(dm > 0)
     dmarc_fig = charts.lines(dmarc, "DMARC aligned and pass rate", percent=True)
+    sources_fig = charts.stacked(by_source, "Sends per day by where they were counted (all mail)")
     grade_rows = [{"provider": label(s.key), "day": s.day.isoformat(), "score": round(s.score, 1),
                    "grade": s.grade} for s in grades]
     grade_table = ui.table("ov-grade-table", grade_rows, ["provider", "score", "grade", "day"],
@@ -74,12 +78,13 @@ def update(ctx, search):
                    "message": a.message, "since": a.opened_at.strftime("%Y-%m-%d %H:%M")} for a in open_alerts]
     alert_table = ui.table("ov-alert-table", alert_rows) if alert_rows else html.P("No open alerts.")
     notes = ui.ignored_note(f.ignored(), f.entity())
-    return notes, cards, volume, rate_fig, complaint_fig, dmarc_fig, grade_table, alert_table
+    return notes, cards, volume, rate_fig, complaint_fig, dmarc_fig, sources_fig, grade_table, alert_table
 
 
 def register(app, ctx):
     @app.callback(Output("ov-notes", "children"), Output("ov-kpis", "children"), Output("ov-volume", "figure"),
                   Output("ov-rates", "figure"), Output("ov-complaints", "figure"), Output("ov-dmarc", "figure"),
+                  Output("ov-sources", "figure"),
                   Output("ov-grades", "children"), Output("ov-alerts", "children"), Input("url", "search"))
     def _update(search):
         return update(ctx, search)

@@ -133,10 +133,11 @@ def test_a_callback_answers_over_http(app):
 def test_overview_figures_and_the_change_against_the_previous_period(ctx):
     from dashboard.pages import overview
 
-    notes, cards, volume, rates, complaints, dmarc, grades, alerts = overview.update(ctx, SEARCH)
+    notes, cards, volume, rates, complaints, dmarc, sources, grades, alerts = overview.update(ctx, SEARCH)
     assert notes == []
     per_day = sum(VOLUME.values())
     assert sum(_y(volume, "sent")) == per_day * DAYS
+    assert _sums(sources) == {"csv": per_day * DAYS}  # where the sends were counted: a volume import
     text = _text(cards)
     assert f"{per_day * DAYS:,}" in text and "no previous data" in text  # nothing before May
     assert "Open alerts" in text
@@ -339,7 +340,7 @@ def test_todays_partial_day_is_drawn_apart_and_said_so(ctx):
     today = NOW.date().isoformat()
     finished = overview.update(ctx, SEARCH)[2]  # the range ends yesterday: nothing partial
     assert not [t for t in finished["data"] if "partial" in t["name"]]
-    _notes, _cards, volume, rates, complaints, _dmarc, _grades, _alerts = overview.update(
+    _notes, _cards, volume, rates, complaints, _dmarc, _sources, _grades, _alerts = overview.update(
         ctx, f"?start={START}&end={today}")
     sent = next(t for t in volume["data"] if t["name"] == "sent")
     assert sent["x"][-2:] == [today, today] and sent["y"][-2] is None  # the line stops before today
