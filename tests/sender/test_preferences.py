@@ -82,6 +82,35 @@ def test_choices_made_in_the_browser_are_what_the_sender_skips(store, tmp_path, 
     assert run(store, tmp_path, sink, clock, "welcome") == list(PEOPLE)
     links = unsubscribe_links(sink, web.base)
 
+    def submit(button_id: str) -> None:
+        """Click a button that posts the form and wait for the answer's page to replace this one
+        (a click does not wait for the navigation it starts). chromedriver says a node of the
+        page being left is gone either as a stale element or as a node that "does not belong to
+        the document": both mean the page was left."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def gone(exc: Exception) -> bool:
+            return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
+
+        page = browser.find_element(By.TAG_NAME, "html")
+        try:
+            browser.find_element(By.ID, button_id).click()
+        except WebDriverException as exc:
+            if not gone(exc):
+                raise
+
+        def left(_driver) -> bool:
+            try:
+                page.is_enabled()
+            except WebDriverException as exc:
+                if gone(exc):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(browser, 20).until(left)
+
     def open_page(who: str) -> None:
         browser.get(links[who])
         assert browser.find_element(By.TAG_NAME, "h1").text == "Your e-mail preferences"
@@ -93,26 +122,26 @@ def test_choices_made_in_the_browser_are_what_the_sender_skips(store, tmp_path, 
     assert feed(store) == []
     # ann leaves the tips
     browser.find_element(By.ID, "topic-tips").click()
-    browser.find_element(By.ID, "save-topics").click()
+    submit("save-topics")
     assert "topics are updated" in browser.find_element(By.ID, "notice").text
     open_page("ann@example.org")
     assert browser.find_element(By.ID, "topic-news").is_selected()
     assert not browser.find_element(By.ID, "topic-tips").is_selected()
     # bob pauses for 30 days
     open_page("bob@example.org")
-    browser.find_element(By.ID, "pause-30").click()
+    submit("pause-30")
     assert browser.find_element(By.ID, "notice").text == "Paused: no mail until 01 April 2026."
     assert "Paused until 01 April 2026" in browser.find_element(By.ID, "paused").text
     # cat leaves altogether
     open_page("cat@example.org")
-    browser.find_element(By.ID, "unsubscribe-all").click()
+    submit("unsubscribe-all")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Unsubscribed"
     browser.get(links["cat@example.org"])
     assert "is unsubscribed" in browser.page_source and not browser.find_elements(By.TAG_NAME, "form")
     # dan wants one message a week at most
     open_page("dan@example.org")
     browser.find_element(By.ID, "every-7").click()
-    browser.find_element(By.ID, "save-frequency").click()
+    submit("save-frequency")
     assert "at most one message every 7 days" in browser.find_element(By.ID, "notice").text
     assert browser.find_element(By.ID, "every-7").is_selected()
 
