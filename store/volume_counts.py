@@ -3,13 +3,13 @@ each count adds to what that origin holds for its key (a CSV import replaces its
 analysis/volume.py). The rollups take the difference (`rolled`), as for every import."""
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any, Mapping, cast
 
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from store.bulk import upsert_insert
 from store.volume import VolumeImport
 
 # (day, sending domain, sending IP, provider, campaign); '' = not given
@@ -28,20 +28,39 @@ def add_counts(session: Session, counts: Mapping[CountKey, int], *, origin: str,
     rows = [{"day": k[0], "sending_domain": k[1], "sending_ip": k[2], "provider": k[3], "campaign": k[4],
              "origin": origin[:40], "sent": n, "rolled": 0, "pending": True, "imported_at": now, "source": source}
             for k, n in merged.items()]
-    # one statement of many rows (one round trip), not one execution per row
-    insert = upsert_insert(session)
     conn = session.connection()
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        conn.execute(_upsert(insert(VOLUME).values(rows[start:start + ROWS_PER_STATEMENT])))
+    if conn.dialect.name == "postgresql":  # one statement of many rows: one round trip
+        for first in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[first:first + ROWS_PER_STATEMENT]
+            conn.exec_driver_sql(_postgresql_upsert(len(chunk)),
+                                 tuple(r[c] for r in chunk for c in COLUMNS))
+    elif rows:  # SQLite: one executemany of the one statement, compiled once
+        conn.execute(_sqlite_upsert(), rows)
     return sum(r["sent"] for r in rows)
 
 
 VOLUME = cast(Table, VolumeImport.__table__)
-ROWS_PER_STATEMENT = 500  # 11 parameters a row: well under SQLite's and PostgreSQL's limits
+COLUMNS = ("day", "sending_domain", "sending_ip", "provider", "campaign", "origin", "sent", "rolled", "pending",
+           "imported_at", "source")
+ROWS_PER_STATEMENT = 500  # 11 parameters a row: well under PostgreSQL's limit
 
 
-def _upsert(stmt: Any) -> Any:
+@functools.cache
+def _postgresql_upsert(n: int) -> str:
+    """INSERT of `n` rows that adds each row's count to the stored one, as SQL text: built once
+    per row count (SQLAlchemy would compile a statement of many VALUES anew each time)."""
+    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    return (f"INSERT INTO volume_imports ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
+            f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET sent = volume_imports.sent + excluded.sent, "
+            "pending = true, imported_at = excluded.imported_at, source = excluded.source")
+
+
+@functools.cache
+def _sqlite_upsert() -> Any:
     """Each row adds its count to the stored one (a key appears once per statement)."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    stmt = insert(VOLUME)
     return stmt.on_conflict_do_update(
         index_elements=KEY, set_={"sent": VOLUME.c.sent + stmt.excluded.sent, "pending": True,
                                   "imported_at": stmt.excluded.imported_at, "source": stmt.excluded.source})
