@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -35,7 +36,6 @@ from ingest.types import ParseResult
 from ingest.webhooks.facts import ReadOptions, read_options
 from ingest.webhooks.readers import is_webhook, read_stored
 from store import models as m
-from store.bulk import upsert_insert
 from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -264,9 +264,9 @@ class Pipeline:
         # its facts are the ones stored with it.
         firsts = {sha: out for sha, (_p, out) in fresh.items()}
         fresh = dict(sorted(fresh.items()))
-        ids = dict(session.connection().execute(
-            _insert_new(session).returning(_MESSAGES.c.sha256, _MESSAGES.c.id),
-            [self._message_row(p, out.status) for p, out in fresh.values()]).all())
+        conn = session.connection()
+        ids = dict(conn.execute(_insert_new(conn.dialect.name),
+                                [self._message_row(p, out.status) for p, out in fresh.values()]).all())
         for sha, old in self._stored(session, [sha for sha in fresh if sha not in ids]).items():
             out = fresh.pop(sha)[1]
             out.message_id, out.kind, out.status, out.error = old.id, old.kind, old.status, old.error
@@ -292,9 +292,16 @@ class Pipeline:
                 "attribution": dict(r.attribution) or None}
 
 
-def _insert_new(session: Session):
-    """INSERT INTO inbound_messages that skips a message whose sha256 is stored already."""
-    return upsert_insert(session)(_MESSAGES).on_conflict_do_nothing(index_elements=["sha256"])
+@functools.cache
+def _insert_new(dialect: str):
+    """INSERT INTO inbound_messages that skips a message whose sha256 is stored already, and
+    returns the (sha256, id) of those it stored: built once per back end."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return (insert(_MESSAGES).on_conflict_do_nothing(index_elements=["sha256"])
+            .returning(_MESSAGES.c.sha256, _MESSAGES.c.id))
 
 
 def _status(r: ParseResult) -> str:
