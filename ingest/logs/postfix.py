@@ -37,6 +37,9 @@ _HEADER = re.compile(r"info: header ([\w-]+): (.*?) from \S+\[[^\]]*\]")
 _SAID = re.compile(r"^host (\S+?)\[([^\]]*)\] said: (.*)$", re.S)
 _REFUSED = re.compile(r"^host (\S+?)\[([^\]]*)\] refused to talk to me: (.*)$", re.S)
 _NOTIFICATION = re.compile(r"sender (?:non-delivery|delivery status|delay) notification: (\S+)")
+# daemons whose lines this reader has no use for (connections, submissions, the master)
+UNREAD_DAEMONS = frozenset({"smtpd", "postscreen", "anvil", "dnsblog", "tlsproxy", "pickup", "master", "scache",
+                            "tlsmgr", "verify", "proxymap", "trivial-rewrite", "postfix-script"})
 DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard", "relay"})
 RESULTS = {"sent": "sent", "bounced": "bounced", "deferred": "deferred", "expired": "expired",
            "undeliverable": "bounced"}
@@ -54,34 +57,40 @@ class PostfixReader:
         self.queue: dict[str, dict] = {}
 
     def feed(self, lineno: int, line: str) -> list[LogRecord] | LineError | None:
-        if "]: " not in line and ": " not in line:
+        i = line.find("]: ")
+        if i > 0:  # "program[pid]: ": a daemon whose lines say nothing read here is passed over at once
+            j = line.rfind("/", 0, i)
+            if j > 0 and line[j + 1:line.find("[", j, i)] in UNREAD_DAEMONS:
+                return None
+        elif ": " not in line:
             return None
         m = _CLASSIC.match(line)
         if m:
             month, day, hh, mm, ss, frac, _host, program, message = m.groups()
             if "/" not in program:
                 return None
-            try:
-                when = datetime(self.years.of(MONTHS[month], int(day)), MONTHS[month], int(day), int(hh), int(mm),
-                                int(ss), int((frac or "0").ljust(6, "0")), tzinfo=self.zone)
-            except (KeyError, ValueError):
+            try:  # the year of every line (a new year shows as a month that goes back)
+                year = self.years.of(MONTHS[month], int(day))
+            except KeyError:
                 return LineError(lineno, f"the timestamp {line[:15]!r} is not a date", line)
+            stamp: tuple | str = (year, month, day, hh, mm, ss, frac)  # a time only for a line that makes a record
         else:
             m = _ISO.match(line)
             if not m:
                 return None
-            stamp, _host, program, message = m.groups()
+            iso, _host, program, message = m.groups()
             if "/" not in program:
                 return None
-            when = rfc3339(stamp)
-            if when is None:
-                return LineError(lineno, f"the timestamp {stamp!r} is not an RFC 3339 date", line)
+            stamp = iso
         q = _QUEUE_ID.match(message)
         if not q:
             return None
         qid, rest = q.groups()
         daemon = program.rsplit("/", 1)[1]
         if daemon in DELIVERY_AGENTS and "status=" in rest:
+            when = self._when(stamp, line)
+            if isinstance(when, str):
+                return LineError(lineno, when, line)
             return self._result(lineno, line, when, qid, rest)
         if daemon == "cleanup":
             if rest.startswith("message-id="):
@@ -99,13 +108,32 @@ class PostfixReader:
                 if f:
                     state["sender"] = f.group(1)
                 if "status=expired" in rest:
+                    when = self._when(stamp, line)
+                    if isinstance(when, str):
+                        return LineError(lineno, when, line)
                     return self._expired(lineno, line, when, qid, state)
         elif daemon == "bounce":
             n = _NOTIFICATION.search(rest)
             if n:
+                when = self._when(stamp, line)
+                if isinstance(when, str):
+                    return LineError(lineno, when, line)
                 return [LogRecord("dsn", when, line, lineno, queue_id=qid, sender=self._state(qid).get("sender"),
                                   diagnostic=f"notification {n.group(1)}")]
         return None
+
+    def _when(self, stamp: tuple | str, line: str) -> datetime | str:
+        """The time of a line's timestamp (a classic one's parts, or RFC 3339); a sentence when
+        it is not a time."""
+        if isinstance(stamp, str):
+            when = rfc3339(stamp)
+            return when if when is not None else f"the timestamp {stamp!r} is not an RFC 3339 date"
+        year, month, day, hh, mm, ss, frac = stamp
+        try:
+            return datetime(year, MONTHS[month], int(day), int(hh), int(mm), int(ss),
+                            int((frac or "0").ljust(6, "0")), tzinfo=self.zone)
+        except ValueError:
+            return f"the timestamp {line[:15]!r} is not a date"
 
     def _state(self, qid: str) -> dict:
         state = self.queue.get(qid)

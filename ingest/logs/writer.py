@@ -139,10 +139,16 @@ class LogWriter:
             else:
                 batch[d] = r
         keys = list(batch)
-        for i in range(0, len(keys), 900):
-            for (d,) in session.execute(select(LogLine.digest).where(LogLine.digest.in_(keys[i:i + 900]))):
-                del batch[d]
-                totals.duplicates += 1
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":  # the digests as one array: one parameter, few round trips
+            found = (d for i in range(0, len(keys), 20_000) for (d,) in conn.exec_driver_sql(
+                "SELECT digest FROM log_lines WHERE digest = ANY(%s)", (keys[i:i + 20_000],)))
+        else:  # SQLite: up to 900 parameters a query
+            found = (d for i in range(0, len(keys), 900)
+                     for (d,) in conn.execute(select(LogLine.digest).where(LogLine.digest.in_(keys[i:i + 900]))))
+        for d in found:
+            del batch[d]
+            totals.duplicates += 1
         return batch
 
     def _own(self, sender: str | None, cache: dict[str, Any]) -> bool:
@@ -150,13 +156,21 @@ class LogWriter:
         return bool(self.config.verp_secret) and self._verp(sender, cache)[0] is not None
 
     def _volume(self, session: Session, sent: list[tuple[LogRecord, str | None]], path: str, now: datetime) -> None:
-        domains = {domain_of(r.recipient) for r, _ in sent} - {""}
+        rdomains = [domain_of(r.recipient) for r, _ in sent]
+        domains = set(rdomains) - {""}
         mapping = self.providers(session, domains) if self.providers and domains else {}
+        senders: dict[str | None, str] = {}  # sender -> its domain: a log has few senders
+        days: dict[tuple, date] = {}  # (date, UTC offset) of a time -> its UTC day
         counts: dict[CountKey, int] = {}
-        for r, sender in sent:
-            rdomain = domain_of(r.recipient)
-            key = (_day(r.when), domain_of(sender), r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40],
-                   (r.campaign or "")[:255])
+        for (r, sender), rdomain in zip(sent, rdomains):
+            domain = senders.get(sender)
+            if domain is None:
+                domain = senders[sender] = domain_of(sender)
+            stamp = (r.when.date(), r.when.utcoffset(), r.when.hour)
+            day = days.get(stamp)
+            if day is None:
+                day = days[stamp] = _day(r.when)
+            key = (day, domain, r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40], (r.campaign or "")[:255])
             counts[key] = counts.get(key, 0) + 1
         add_counts(session, counts, origin=self.origin, now=now, source=path)
 

@@ -92,3 +92,19 @@ def test_local_delivery_failures_keep_their_text():
     text = 'Dec  6 09:00:00 mail postfix/local[9]: 0A1B2C3D4E: to=<nobody@mail.example.com>, relay=local, delay=0.1, delays=0/0/0/0, dsn=5.1.1, status=bounced (unknown user: "nobody")'
     (r,) = _records(text)
     assert (r.outcome, r.status, r.remote_mta, r.diagnostic) == ("bounced", "5.1.1", None, 'unknown user: "nobody"')
+
+
+def test_daemons_passed_over_are_told_by_the_program_not_the_text():
+    """smtpd's lines are passed over unread; a result line whose text names smtpd is still read,
+    and so is a line of a Postfix instance with a name of its own (postfix-out/smtp)."""
+    lines = [
+        "Dec  6 09:00:00 mx postfix/smtpd[10]: 0A1B2C3D4E: client=app[192.0.2.40]",
+        "Dec  6 09:00:01 mx postfix-out/qmgr[11]: 0A1B2C3D4E: from=<news@mail.example.com>, size=9, nrcpt=1",
+        "Dec  6 09:00:02 mx postfix-out/smtp[12]: 0A1B2C3D4E: to=<ann@example.org>, relay=mx.example.org[192.0.2.25]:25, "
+        "dsn=5.7.1, status=bounced (host mx.example.org[192.0.2.25] said: 550 5.7.1 rejected by "
+        "postfix/smtpd[99]: policy (in reply to RCPT TO command))",
+    ]
+    (record,) = read(lines, REF)
+    assert (record.outcome, record.recipient, record.sender, record.status) == (
+        "bounced", "ann@example.org", "news@mail.example.com", "5.7.1")
+    assert "postfix/smtpd[99]: policy" in record.diagnostic
