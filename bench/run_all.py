@@ -70,6 +70,7 @@ BENCHES = [
     Bench("abuse", lambda q: _py("abuse.py", *(["--quick"] if q else [])), True),
     Bench("webhooks", lambda q: _py("webhooks.py", *(["--posts", "40"] if q else [])), True),
     Bench("logs", lambda q: _py("logs.py", *(["--lines", "20000"] if q else [])), True),
+    Bench("tracking", lambda q: _py("tracking.py", *(["--hits", "200", "--rounds", "1"] if q else [])), True),
 ]
 
 
