@@ -111,3 +111,29 @@ def report(bench: str, backend: str, metric: str, value: float, unit: str, goal:
     print("BENCH " + json.dumps({"bench": bench, "backend": backend, "metric": metric,
                                  "value": value, "unit": unit, "goal": goal, "met": met,
                                  "detail": detail}), flush=True)
+
+
+def serve_wsgi(app):
+    """`app` on werkzeug's threaded server on 127.0.0.1 (a free port), served from a thread;
+    `.server_port` says where, `.shutdown()` stops it. The web benchmarks serve both sides so."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+def timed_clients(work, items: list, clients: int) -> float:
+    """Seconds for `clients` threads to run `work(chunk)` on their share of `items`."""
+    import threading
+    import time
+
+    threads = [threading.Thread(target=work, args=(items[i::clients],)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0

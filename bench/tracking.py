@@ -18,8 +18,6 @@ import argparse
 import dataclasses
 import logging
 import sys
-import threading
-import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -74,24 +72,10 @@ def fetch_all(base: str, requests: list[tuple[str, str]], clients: int) -> float
             except Exception as exc:  # the figure would be wrong: say why
                 failures.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=run, args=(requests[i::clients],)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = benchlib.timed_clients(run, requests, clients)
     if failures:
         sys.exit(f"{len(failures)} requests failed at {base}, e.g. {failures[0]}")
     return elapsed
-
-
-def serve(app):
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
 
 
 def bare_app():
@@ -128,7 +112,7 @@ def main() -> None:
     from store.volume import SendLog
 
     sent_at = datetime.now(timezone.utc) - timedelta(days=1)
-    bare_server = serve(bare_app())
+    bare_server = benchlib.serve_wsgi(bare_app())
     rounds: list[tuple[float, float]] = []  # (bare seconds, tracking seconds)
     with benchlib.database_url(a.backend) as url:
         db = DatabaseConfig(url=url)
@@ -144,7 +128,7 @@ def main() -> None:
         with sessions() as s:
             send_ids = list(s.scalars(select(SendLog.id)))
         settings = dataclasses.replace(load(environ={"POSTWATCH_WEB__SECRET": SECRET}), database=db)
-        server = serve(create_server(settings, sessions=sessions, pages=False))
+        server = benchlib.serve_wsgi(create_server(settings, sessions=sessions, pages=False))
         for r in range(a.rounds):
             requests = paths(send_ids, a.hits, first=r * a.hits)
             bare_s = fetch_all(f"http://127.0.0.1:{bare_server.server_port}", requests, a.clients)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -63,7 +62,6 @@ def bodies(posts: int, events: int, first: int = 0) -> list[bytes]:
 def post_all(url: str, payloads: list[tuple[bytes, dict[str, str]]], clients: int) -> float:
     """Seconds to post every payload with `clients` threads; every answer must be 2xx."""
     failures: list[str] = []
-    chunks = [payloads[i::clients] for i in range(clients)]
 
     def run(chunk: list[tuple[bytes, dict[str, str]]]) -> None:
         for raw, headers in chunk:
@@ -75,24 +73,10 @@ def post_all(url: str, payloads: list[tuple[bytes, dict[str, str]]], clients: in
             except Exception as exc:  # the figure would be wrong: say why
                 failures.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = benchlib.timed_clients(run, payloads, clients)
     if failures:
         sys.exit(f"{len(failures)} posts failed to {url}, e.g. {failures[0]}")
     return elapsed
-
-
-def serve(app):
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
 
 
 def bare_app():
@@ -142,7 +126,7 @@ def main() -> None:
         return out
 
     total = a.posts * a.events
-    bare_server = serve(bare_app())
+    bare_server = benchlib.serve_wsgi(bare_app())
     rounds: list[tuple[float, float]] = []  # (bare seconds, webhook seconds)
     with benchlib.database_url(a.backend) as url:
         db = DatabaseConfig(url=url)
@@ -151,7 +135,7 @@ def main() -> None:
         settings = dataclasses.replace(load(environ={
             "POSTWATCH_WEB__SECRET": "bench-secret-0123456789", "POSTWATCH_WEBHOOKS__PROVIDERS": "sendgrid",
             "POSTWATCH_WEBHOOKS__SENDGRID_PUBLIC_KEY": public}), database=db)
-        server = serve(create_server(settings, sessions=sessions, pages=False))
+        server = benchlib.serve_wsgi(create_server(settings, sessions=sessions, pages=False))
         for r in range(a.rounds):
             raws = bodies(a.posts, a.events, first=r * a.posts)
             payloads = signed(raws)

@@ -143,14 +143,7 @@ def check_sendgrid(key: ec.EllipticCurvePublicKey, headers: Mapping[str, str], r
     except (InvalidSignature, binascii.Error, ValueError):
         return Refusal(403, "the SendGrid signature does not match the timestamp and body")
     if max_age and now is not None:
-        try:
-            signed = datetime.fromtimestamp(int(timestamp), timezone.utc)
-        except (ValueError, OverflowError, OSError):
-            return Refusal(403, f"the SendGrid signature timestamp {timestamp!r} is not a Unix time")
-        if abs(now - signed) > max_age:
-            return Refusal(403, f"the SendGrid signature is from {signed:%Y-%m-%d %H:%M:%S}Z, more than "
-                                f"{int(max_age.total_seconds() // 60)} minutes from now "
-                                "(webhooks.sendgrid_max_age_minutes)")
+        return _too_old("SendGrid", timestamp, now, max_age, "webhooks.sendgrid_max_age_minutes")
     return None
 
 
@@ -163,13 +156,18 @@ def check_mailgun(secret: str, signature: Any, now: datetime, max_age: timedelta
     expected = hmac.new(secret.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(signature["signature"]).lower()):
         return Refusal(403, "the Mailgun signature does not match its timestamp and token")
+    return _too_old("Mailgun", timestamp, now, max_age, "webhooks.mailgun_max_age_minutes")
+
+
+def _too_old(provider: str, timestamp: str, now: datetime, max_age: timedelta, key: str) -> Refusal | None:
+    """A refusal when the signed Unix time is not one, or is further than `max_age` from now."""
     try:
         signed = datetime.fromtimestamp(int(timestamp), timezone.utc)
     except (ValueError, OverflowError, OSError):
-        return Refusal(403, f"the Mailgun signature timestamp {timestamp!r} is not a Unix time")
+        return Refusal(403, f"the {provider} signature timestamp {timestamp!r} is not a Unix time")
     if abs(now - signed) > max_age:
-        return Refusal(403, f"the Mailgun signature is from {signed:%Y-%m-%d %H:%M:%S}Z, more than "
-                            f"{int(max_age.total_seconds() // 60)} minutes from now (webhooks.mailgun_max_age_minutes)")
+        return Refusal(403, f"the {provider} signature is from {signed:%Y-%m-%d %H:%M:%S}Z, more than "
+                            f"{int(max_age.total_seconds() // 60)} minutes from now ({key})")
     return None
 
 

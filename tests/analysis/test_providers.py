@@ -10,16 +10,9 @@ from analysis.dns import DnsConfig
 from analysis.providers import (ProviderResolver, ProvidersConfig, provider_for_domain, provider_for_host,
                                 provider_for_org)
 from store.volume import RecipientDomain
+from tests.clock import Clock
 
 NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_the_list_the_hosts_and_the_report_organisations():
@@ -41,7 +34,7 @@ def test_custom_domains_by_mx_cached_in_the_database(store, dns_server):
     dns_server.add("shop.example", "MX", "5 aspmx.l.google.com.")
     dns_server.add("shop.example", "MX", "10 alt1.aspmx.l.google.com.")
     dns_server.add("self.example", "MX", "10 mx.self.example.")
-    clock = Clock()
+    clock = Clock(NOW)
     resolver = ProviderResolver(ProvidersConfig(cache_days=7), DnsConfig(nameservers=(dns_server.address,), timeout=2),
                                 clock)
     with store() as s, s.begin():

@@ -13,6 +13,7 @@ import pytest
 from dashboard.auth import SESSION_COOKIE, hash_password, safe_next
 from dashboard.config import User, parse_user
 from postwatch.config import ConfigError, load
+from tests.clock import Clock
 from tests.ingest.messages import dmarc_xml, postfix_dsn, vacation_reply
 
 NOW = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc)
@@ -23,17 +24,9 @@ PASSWORDS = {"ann": "ann-password", "bob": "bob-password", "tia": "tia-password"
 HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}  # scrypt: made once per module
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(NOW)
 
 
 def settings(database, **web):

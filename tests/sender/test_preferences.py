@@ -19,6 +19,7 @@ from sender.config import PreferencesConfig, WebConfig
 from sender.web import create_app
 from store.suppressions import Suppression, add_suppression, changes_since, suppressions_of
 from store.volume import SendLog
+from tests.clock import Clock
 from tests.sender.helpers import UNSUB_KEY, make_template, settings, sink  # noqa: F401
 from tests.sender.http_client import serve
 from tests.test_e2e_browser import browser  # noqa: F401  (headless Chromium, Debian's chromedriver)
@@ -29,17 +30,9 @@ PREFS = PreferencesConfig(topics=("news:Product news", "tips:Tips and guides"))
 PEOPLE = ("ann@example.org", "bob@example.org", "cat@example.org", "dan@example.org", "eve@example.org")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

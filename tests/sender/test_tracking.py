@@ -18,6 +18,7 @@ from sender.campaign import Settings, send_campaign
 from sender.config import TrackingConfig
 from store.engagement import EngagementEvent, TrackedCampaign
 from store.volume import SendLog
+from tests.clock import Clock
 from tests.sender.helpers import UNSUB_KEY, make_template, settings, sink  # noqa: F401
 from tests.sender.http_client import serve
 
@@ -57,17 +58,9 @@ def hrefs(body: str) -> list[str]:
     return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', body)]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW + timedelta(hours=1)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def web(store, database):
-    clock = Clock()
+    clock = Clock(NOW + timedelta(hours=1))
     config = dataclasses.replace(load(environ={"POSTWATCH_WEB__SECRET": UNSUB_KEY}), database=database,
                                  tracking=TrackingConfig(trusted_proxies=("127.0.0.1/32",)))
     from dashboard.server import create_server
