@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.config import (AlertsConfig, BlocklistsConfig, DmarcConfig, DnsConfig, DomainsConfig,
-                             PrivacyConfig, ProvidersConfig, ReportsConfig, SchedulerConfig,
-                             ScoresConfig, SunsetConfig, SuppressionConfig)
-from analysis.config import PostmasterConfig, SndsConfig
+                             PostmasterConfig, PrivacyConfig, ProvidersConfig, ReportsConfig, SchedulerConfig,
+                             ScoresConfig, SndsConfig, SunsetConfig, SuppressionConfig)
 from dashboard.config import WebConfig
 from sender.config import PreferencesConfig, SenderConfig, TrackingConfig, WebhooksConfig
 from ingest.config import IMAPConfig, IngestConfig, SMTPConfig, SpoolConfig
