@@ -137,3 +137,40 @@ def timed_clients(work, items: list, clients: int) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def request_all(requests: list[tuple[str, bytes | None, dict[str, str]]], clients: int,
+                accept: tuple[int, ...] = ()) -> float:
+    """Seconds for `clients` threads to send every (url, body, headers): a GET, or a POST of
+    the body when there is one. Redirects are not followed; every answer must be 2xx or a
+    status in `accept`, else the benchmark exits saying why (its figure would be wrong)."""
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    failures: list[str] = []
+
+    def run(chunk: list[tuple[str, bytes | None, dict[str, str]]]) -> None:
+        for url, body, headers in chunk:
+            try:
+                with opener.open(urllib.request.Request(url, data=body, headers=headers), timeout=60) as resp:
+                    resp.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code not in accept:
+                    failures.append(f"{url}: {exc.code}")
+            except Exception as exc:
+                failures.append(f"{url}: {type(exc).__name__}: {exc}")
+
+    elapsed = timed_clients(run, requests, clients)
+    if failures:
+        sys.exit(f"{len(failures)} of {len(requests)} requests failed, e.g. {failures[0]}")
+    return elapsed
+
+
+def median_round(rounds: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (bare seconds, measured seconds) round whose ratio is the median of the rounds'."""
+    return sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import sys
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -50,32 +49,10 @@ def paths(send_ids: list[int], hits: int, first: int) -> list[tuple[str, str]]:
     return out
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def fetch_all(base: str, requests: list[tuple[str, str]], clients: int) -> float:
-    """Seconds to GET every path with `clients` threads; every answer must be 200 or 302."""
-    opener = urllib.request.build_opener(_NoRedirect)
-    failures: list[str] = []
-
-    def run(chunk: list[tuple[str, str]]) -> None:
-        for path, agent in chunk:
-            try:
-                with opener.open(urllib.request.Request(base + path, headers={"User-Agent": agent}),
-                                 timeout=60) as resp:
-                    resp.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code != 302:
-                    failures.append(f"{path}: {exc.code}")
-            except Exception as exc:  # the figure would be wrong: say why
-                failures.append(f"{type(exc).__name__}: {exc}")
-
-    elapsed = benchlib.timed_clients(run, requests, clients)
-    if failures:
-        sys.exit(f"{len(failures)} requests failed at {base}, e.g. {failures[0]}")
-    return elapsed
+    """Seconds to GET every (path, user agent) with `clients` threads; every answer must be 200 or 302."""
+    return benchlib.request_all([(base + path, None, {"User-Agent": agent}) for path, agent in requests],
+                                clients, accept=(302,))
 
 
 def bare_app():
@@ -144,7 +121,7 @@ def main() -> None:
             sys.exit(f"{stored} hits stored of {a.hits * a.rounds} made")
     bare_server.shutdown()
 
-    bare_s, track_s = sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]  # the median round
+    bare_s, track_s = benchlib.median_round(rounds)
     bare_rate, track_rate = a.hits / bare_s, a.hits / track_s
     ratio = track_rate / bare_rate
     print(f"{a.hits} hits a round (4 opens to 1 click), {a.clients} clients, {a.rounds} rounds (the median round:)")

@@ -22,7 +22,6 @@ import json
 import logging
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,22 +60,8 @@ def bodies(posts: int, events: int, first: int = 0) -> list[bytes]:
 
 def post_all(url: str, payloads: list[tuple[bytes, dict[str, str]]], clients: int) -> float:
     """Seconds to post every payload with `clients` threads; every answer must be 2xx."""
-    failures: list[str] = []
-
-    def run(chunk: list[tuple[bytes, dict[str, str]]]) -> None:
-        for raw, headers in chunk:
-            req = urllib.request.Request(url, data=raw, method="POST",
-                                         headers={"Content-Type": "application/json", **headers})
-            try:
-                with urllib.request.urlopen(req, timeout=60) as resp:
-                    resp.read()
-            except Exception as exc:  # the figure would be wrong: say why
-                failures.append(f"{type(exc).__name__}: {exc}")
-
-    elapsed = benchlib.timed_clients(run, payloads, clients)
-    if failures:
-        sys.exit(f"{len(failures)} posts failed to {url}, e.g. {failures[0]}")
-    return elapsed
+    return benchlib.request_all([(url, raw, {"Content-Type": "application/json", **headers})
+                                 for raw, headers in payloads], clients)
 
 
 def bare_app():
@@ -152,7 +137,7 @@ def main() -> None:
             sys.exit(f"{stored} webhook bodies stored of {a.posts * a.rounds} posted")
     bare_server.shutdown()
 
-    bare_s, hooks_s = sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]  # the median round
+    bare_s, hooks_s = benchlib.median_round(rounds)
     bare_rate, hooks_rate = total / bare_s, total / hooks_s
     ratio = hooks_rate / bare_rate
     print(f"posts {a.posts} x {a.events} events, {a.clients} clients, {a.rounds} rounds (the median round:)")
