@@ -13,6 +13,7 @@ from ingest.attribution import OwnIps, sending_ip
 from ingest.outcome import Outcome, Parsed
 from ingest.types import BounceEvent, ComplaintEvent, ParseResult
 from ingest.webhooks.facts import KIND as WEBHOOK, WebhookFacts
+from ingest.webhooks.readers import SOURCE_PREFIX as WEBHOOK_SOURCE
 from store import models as m
 from store.addresses import domain_of
 from store.bulk import insert_rows
@@ -169,7 +170,7 @@ class FactWriter:
             (bounces if part.kind == "bounce" else complaints).extend(rows)
             n += len(rows)
         if facts.volume:
-            counts, ids, _now = self._volume.setdefault(f"webhook:{facts.provider}",
+            counts, ids, _now = self._volume.setdefault(WEBHOOK_SOURCE + facts.provider,
                                                         (collections.Counter(), [], p.received_at or utcnow()))
             counts.update(facts.volume)
             ids.append(out.message_id)

@@ -45,9 +45,9 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
 
 def _refused(provider: str, refusal: Refusal) -> Response:
     log.warning("webhook %s refused (%d): %s", provider, refusal.status, refusal.reason)
-    headers = {"WWW-Authenticate": 'Basic realm="postwatch"'} if provider == "postmark" and refusal.status == 401 else {}
     response = _json({"error": refusal.reason}, refusal.status)
-    response.headers.update(headers)
+    if provider == "postmark" and refusal.status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="postwatch"'
     return response
 
 
@@ -64,10 +64,15 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
     sns = sns or SnsVerifier(fetch)
     sg_key = sendgrid_key(config.sendgrid_public_key) if config.sendgrid_public_key else None
     max_age = timedelta(minutes=config.mailgun_max_age_minutes)
-    for provider, missing in (("ses", not config.ses_topic_arns), ("sendgrid", sg_key is None),
-                              ("mailgun", not config.mailgun_signing_secret),
-                              ("postmark", not (config.postmark_username or config.postmark_secret))):
-        if provider in config.providers and missing:
+    sendgrid_max_age = timedelta(minutes=config.sendgrid_max_age_minutes)
+    # why a provider without credentials refuses every request (403); SES refuses on its topic
+    unset = {provider: why for provider, why in (
+        ("sendgrid", sg_key is None and "webhooks.sendgrid_public_key is not set"),
+        ("mailgun", not config.mailgun_signing_secret and "webhooks.mailgun_signing_secret is not set"),
+        ("postmark", not (config.postmark_username or config.postmark_secret)
+         and "neither webhooks.postmark_username nor postmark_secret is set")) if why}
+    for provider in ("ses", *unset):  # SES without topics refuses every request too
+        if provider in config.providers and (provider in unset or not config.ses_topic_arns):
             log.warning("webhooks: %s is enabled but has no credentials configured ([webhooks]); every request "
                         "to /hooks/%s is refused (403)", provider, provider)
 
@@ -125,8 +130,8 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
         body = body_json(raw)
         if not isinstance(body, dict):
             return _json({"error": "the body is not a Mailgun webhook (a JSON object)"}, 400)
-        if not config.mailgun_signing_secret:
-            return _refused("mailgun", Refusal(403, "webhooks.mailgun_signing_secret is not set"))
+        if "mailgun" in unset:
+            return _refused("mailgun", Refusal(403, unset["mailgun"]))
         now = clock()
         refusal = check_mailgun(config.mailgun_signing_secret, body.get("signature"), now, max_age)
         if refusal:
@@ -159,14 +164,11 @@ def blueprint(sessions: sessionmaker[Session], config: WebhooksConfig, *, ingest
             return take_ses(raw)
         if provider == "mailgun":
             return take_mailgun(raw)
+        if provider in unset:
+            return _refused(provider, Refusal(403, unset[provider]))
         if provider == "sendgrid":
-            if sg_key is None:
-                return _refused(provider, Refusal(403, "webhooks.sendgrid_public_key is not set"))
-            refusal = check_sendgrid(sg_key, request.headers, raw, now=clock(),
-                                     max_age=timedelta(minutes=config.sendgrid_max_age_minutes))
+            refusal = check_sendgrid(sg_key, request.headers, raw, now=clock(), max_age=sendgrid_max_age)
         else:
-            if not (config.postmark_username or config.postmark_secret):
-                return _refused(provider, Refusal(403, "neither webhooks.postmark_username nor postmark_secret is set"))
             refusal = check_postmark(request.headers, username=config.postmark_username,
                                      password=config.postmark_password, secret=config.postmark_secret,
                                      secret_header=config.postmark_secret_header)
