@@ -280,7 +280,8 @@ def provider_findings(session: Session, day: date, cfg: AlertsConfig) -> list[Fi
                                 "details": r.details if r else None, "source": "snds"}))
     for (domain, requirement), states in sorted(pv.compliance_on(session, day).items()):
         latest = states[0]
-        before = next((s.state for s in states[1:] if s.state != latest.state), None)
+        changed = pv.changed_from(states)
+        before = changed.state if changed else None
         needs_work = latest.state == "needs_work"
         out.append(Finding("gmail_compliance", "gmail_compliance", f"{domain} {requirement}",
                            "warning" if needs_work else None,

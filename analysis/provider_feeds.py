@@ -53,6 +53,15 @@ class Stored:
     def rows(self) -> int:
         return self.stats + self.compliance + self.activity + self.status
 
+    def add(self, other: Stored) -> None:
+        """Count what `other` stored (another file or answer of the same import or fetch) in this one."""
+        self.stats += other.stats
+        self.compliance += other.compliance
+        self.activity += other.activity
+        self.status += other.status
+        self.days |= other.days
+        self.errors += other.errors
+
     def as_dict(self) -> dict[str, Any]:
         return {"feed": self.feed, "stats": self.stats, "compliance": self.compliance, "activity": self.activity,
                 "ip_status": self.status, "days": sorted(d.isoformat() for d in self.days),
@@ -64,7 +73,7 @@ def _mark(session: Session, entities: set[tuple[date, str, str]], now: datetime)
     if not entities:
         return
     mark_days_to_judge(session, {d for d, _dim, _key in entities}, now)
-    rows = {(d, dim, key) for d, dim, key in entities} | {(d, "all", "") for d, _dim, _key in entities}
+    rows = entities | {(d, "all", "") for d, _dim, _key in entities}
     stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
     session.execute(stmt, [{"day": d, "dimension": dim, "key": key} for d, dim, key in sorted(rows)])
 

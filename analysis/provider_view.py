@@ -92,6 +92,9 @@ def spam_rates(session: Session, start: date, end: date, domain: str | None = No
     if not domains:
         return []
     ours = _daily(session, "sending_domain", None, start, end, ("sent", "sent.fbl", "complaints"))
+    keys_on: dict[date, set[str]] = defaultdict(set)
+    for key, day in ours:
+        keys_on[day].add(key)
     at_google = _daily(session, "provider", {GOOGLE}, start, end, ("sent", "complaints"))
     rows = []
     for d in domains:
@@ -99,7 +102,7 @@ def spam_rates(session: Session, start: date, end: date, domain: str | None = No
             day = start + timedelta(days=i)
             g = google.get((d, day), {})
             mine: dict[str, int] = defaultdict(int)
-            for key in _covering(d, {k for k, kd in ours if kd == day}):
+            for key in _covering(d, keys_on[day]):
                 for metric, value in ours[(key, day)].items():
                     mine[metric] += value
             rate, complaints, base, basis = _complaints(mine)
@@ -205,6 +208,12 @@ def compliance_on(session: Session, day: date) -> dict[tuple[str, str], list[Pos
     return out
 
 
+def changed_from(states: list[PostmasterCompliance]) -> PostmasterCompliance | None:
+    """Of a requirement's states, newest first (`compliance_on`): the last one read before the
+    latest state that differs from it; None when the state never changed."""
+    return next((s for s in states[1:] if s.state != states[0].state), None)
+
+
 def _our_checks(posture: list[Any], domain: str, requirement: str) -> list[dict[str, str]]:
     found = []
     for wanted in REQUIREMENT_CHECKS.get(requirement, ()):
@@ -225,7 +234,7 @@ def compliance_rows(session: Session, day: date) -> list[dict[str, Any]]:
     rows = []
     for (domain, requirement), states in sorted(compliance_on(session, day).items()):
         latest = states[0]
-        before = next((s for s in states[1:] if s.state != latest.state), None)
+        before = changed_from(states)
         ours = _our_checks(posture, domain, requirement)
         worst = max((o["status"] for o in ours), key=lambda s: STATUS_RANK.get(s, 1), default=None)
         rows.append({"domain": domain, "requirement": requirement, "google_state": latest.state,

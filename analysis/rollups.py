@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from analysis.dmarc_intel import Classifier
 
-# Refusals of the sender, not of the recipient: the block rate of the score and the alerts.
-# refusals of the sender, final or temporary (Yahoo's TSS04 is a deferral)
+# Refusals of the sender, not of the recipient, final or temporary (Yahoo's TSS04 is a
+# deferral): the block rate of the score and the alerts.
 BLOCK_METRICS = ("bounced.reputation", "bounced.policy", "deferred.reputation", "deferred.policy")
 # Reasons that are not a failed delivery: they never count as `bounced`.
 NOT_BOUNCES = ("delivered", "auto_reply")
@@ -254,14 +254,13 @@ def _imports(session: Session, batch: _Batch) -> int:
     rows = session.scalars(select(VolumeImport).where(VolumeImport.pending.is_(True))).all()
     for row in rows:
         n = row.sent - row.rolled
+        keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip, "campaign": row.campaign}
         if "." in row.provider:  # a recipient domain (a webhook's, say): its provider, as for events
-            keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip, "campaign": row.campaign}
             batch.add_entity(row.day, keys, "sent", n)
             batch.add_recipient_domain(row.day, row.provider, "sent", n)
             batch.add_sent_fbl(row.day, keys, None, row.provider, n)
         else:
-            keys = {"sending_domain": row.sending_domain, "sending_ip": row.sending_ip,
-                    "provider": row.provider, "campaign": row.campaign}
+            keys["provider"] = row.provider
             batch.add_entity(row.day, keys, "sent", n)
             if row.provider in complaint_reporting():
                 batch.add_entity(row.day, keys, "sent.fbl", n)

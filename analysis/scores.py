@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from functools import cache, partial
 from typing import Any, Callable
 
 from sqlalchemy import delete, select, tuple_
@@ -59,8 +60,6 @@ from store.rollups import Rollup, Score, ScorePending
 
 METRICS = ("sent", "sent.fbl", "dmarc.messages", "complaints", "hard", *BLOCK_METRICS, "dmarc.aligned",
            "tls.ok", "tls.failed")
-
-
 
 
 def loss(rate: float, good: float, bad: float, weight: float) -> float:
@@ -213,13 +212,7 @@ def _provider_signals(session: Session) -> Callable[[date], Any]:
     """`analysis.provider_view.signals` per day, cached."""
     from analysis.provider_view import signals
 
-    cache: dict[date, Any] = {}
-
-    def get(day: date) -> Any:
-        if day not in cache:
-            cache[day] = signals(session, day)
-        return cache[day]
-    return get
+    return cache(partial(signals, session))
 
 
 def _engagement_trend(session: Session) -> Callable[[date, str, str], dict[str, Any] | None]:
@@ -238,13 +231,7 @@ def _blocklist_listings(session: Session) -> Callable[[date], dict[tuple[str, st
         from analysis.blocklists import listed
     except ImportError:
         return lambda day: {}
-    cache: dict[date, dict[tuple[str, str], list[str]]] = {}
-
-    def get(day: date) -> dict[tuple[str, str], list[str]]:
-        if day not in cache:
-            cache[day] = listed(session, day) or {}
-        return cache[day]
-    return get
+    return cache(lambda day: listed(session, day) or {})
 
 
 def _listings_for(all_listings: dict[tuple[str, str], list[str]], dimension: str, key: str) -> list[str]:

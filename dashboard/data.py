@@ -254,8 +254,7 @@ def bounce_page(session: Session, f: Filters, page: int, size: int) -> list[dict
 def bounce_total(frame: pd.DataFrame) -> int:
     """How many bounce events the rollups counted: every failure has one reason, and the delays
     (action delayed) are counted apart, as `deferred`."""
-    deferred = int(frame["deferred"].sum()) if "deferred" in frame.columns else 0
-    return int(prefixed(frame, "reason.").to_numpy().sum()) + deferred
+    return int(prefixed(frame, "reason.").to_numpy().sum()) + int(col(frame, "deferred").sum())
 
 
 def top_diagnostics(session: Session, f: Filters, limit: int = 15) -> tuple[list[dict[str, Any]], int]:

@@ -94,12 +94,8 @@ def cmd_providers_import(args, config) -> int:
             if args.feed == "postmaster":
                 stored = import_postmaster(session, path, now=now, day=args.day)
             else:
-                kind = {"data": "data", "ipstatus": "ipstatus"}.get(args.kind or "")
-                stored = import_snds(session, path, now=now, day=args.day, kind=kind)
-        for name in ("stats", "compliance", "activity", "status"):
-            setattr(total, name, getattr(total, name) + getattr(stored, name))
-        total.days |= stored.days
-        total.errors += stored.errors
+                stored = import_snds(session, path, now=now, day=args.day, kind=args.kind)
+        total.add(stored)
     return _summary(total, args.json, f"{len(args.files)} file(s)")
 
 
@@ -117,18 +113,12 @@ def cmd_providers_fetch(args, config) -> int:
             reads = fetch_snds(config.snds)
     except FeedError as exc:
         return fail(str(exc))
+    store = store_postmaster if args.feed == "postmaster" else store_snds
     sessions = open_store(config)
     total = Stored(args.feed)
     for read in reads:
         with sessions.begin() as session:
-            if args.feed == "postmaster":
-                stored = store_postmaster(session, read, now=now, day=now.date(), source="fetch")
-            else:
-                stored = store_snds(session, read, now=now, day=now.date(), source="fetch")
-        for name in ("stats", "compliance", "activity", "status"):
-            setattr(total, name, getattr(total, name) + getattr(stored, name))
-        total.days |= stored.days
-        total.errors += stored.errors
+            total.add(store(session, read, now=now, day=now.date(), source="fetch"))
     return _summary(total, args.json, f"fetched from {args.feed}")
 
 

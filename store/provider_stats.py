@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.bulk import upsert_insert
@@ -124,8 +124,6 @@ def put_snds_activity(session: Session, rows: Iterable[dict[str, Any]]) -> int:
 def put_snds_ip_status(session: Session, rows: Iterable[dict[str, Any]], days: set[date]) -> int:
     """Store the IP status list as read on each of `days`: the list replaces what an earlier
     read of the same day held (a range no longer listed is gone from that day)."""
-    from sqlalchemy import delete
-
     rows = list(rows)
     if days:
         session.execute(delete(SndsIpStatus).where(SndsIpStatus.day.in_(sorted(days))))

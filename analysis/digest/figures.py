@@ -142,9 +142,10 @@ def _figures(now: dict[str, int], before: dict[str, int], settings: Any) -> list
     def count(name: str, label: str, metric: str, better: bool = False) -> Figure:
         return Figure(name, label, now.get(metric, 0), before.get(metric, 0), higher_is_better=better)
 
-    def rate(name: str, label: str, num: str, den: str, lines=None, better: bool = False) -> Figure:
-        return Figure(name, label, _rate(now.get(num, 0), now.get(den, 0)),
-                      _rate(before.get(num, 0), before.get(den, 0)), True, lines, better)
+    def rate(name: str, label: str, num: str | tuple[str, ...], den: str, lines=None, better: bool = False) -> Figure:
+        nums = (num,) if isinstance(num, str) else num
+        return Figure(name, label, _rate(sum(now.get(n, 0) for n in nums), now.get(den, 0)),
+                      _rate(sum(before.get(n, 0) for n in nums), before.get(den, 0)), True, lines, better)
 
     return [
         count("sent", "Sent", "sent", True),
@@ -152,10 +153,8 @@ def _figures(now: dict[str, int], before: dict[str, int], settings: Any) -> list
         rate("bounce_rate", "Bounced", "bounced", "sent"),
         rate("hard_bounce_rate", "Hard bounces", "hard", "sent",
              (a.hard_bounce_rate_warning, a.hard_bounce_rate_critical)),
-        Figure("block_rate", "Blocked (reputation)",  # refused, finally or for now (a TSS04 deferral)
-               _rate(now.get("bounced.reputation", 0) + now.get("deferred.reputation", 0), now.get("sent", 0)),
-               _rate(before.get("bounced.reputation", 0) + before.get("deferred.reputation", 0),
-                     before.get("sent", 0)), True, None, False),
+        # refused, finally or for now (a TSS04 deferral)
+        rate("block_rate", "Blocked (reputation)", ("bounced.reputation", "deferred.reputation"), "sent"),
         count("complaints", "Complaints", "complaints"),
         Figure("complaint_rate", "Complaint rate", _rate(now.get("complaints", 0), _complaint_base(now)),
                _rate(before.get("complaints", 0), _complaint_base(before)), True,

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pandas as pd
 from dash import Input, Output, html
 
+from analysis.config import AlertsConfig
 from analysis.provider_view import SOURCES, compliance_rows, snds_rows, spam_rates
 from dashboard import charts
 from dashboard import components as ui
@@ -65,10 +66,10 @@ def update(ctx, search):
             by_day = {r["day"]: r for r in gmail if r["domain"] == domain}
             frame[f"Gmail {domain}"] = [by_day.get(d, {}).get("gmail_spam_rate") for d in frame.index]
             frame[f"ours {domain}"] = [by_day.get(d, {}).get("our_complaint_rate") for d in frame.index]
-        cfg = getattr(ctx.settings, "alerts", None)
-        warning, critical = (cfg.gmail_spam_rate_warning, cfg.gmail_spam_rate_critical) if cfg else (0.001, 0.003)
+        cfg = getattr(ctx.settings, "alerts", None) or AlertsConfig()
         fig = charts.with_lines(charts.lines(frame * 100, "Gmail's user-reported spam rate and our complaint rate (%)"),
-                                [(warning * 100, "warning", "#b7791f"), (critical * 100, "critical", "#c53030")])
+                                [(cfg.gmail_spam_rate_warning * 100, "warning", "#b7791f"),
+                                 (cfg.gmail_spam_rate_critical * 100, "critical", "#c53030")])
     else:
         fig = charts.empty("Gmail's user-reported spam rate and our complaint rate",
                            "No Postmaster Tools figures in this range (postwatch providers import / fetch)")

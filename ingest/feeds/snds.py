@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from store.timeparse import utc
+
 COLOURS = ("GREEN", "YELLOW", "RED")
 DATA_COLUMNS = 14
 STATUS_COLUMNS = 4
@@ -81,7 +83,7 @@ def _when(text: str, what: str, required: bool = True) -> datetime | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{what} {text!r} is not a time (M/D/YYYY h:mm AM, or ISO 8601)") from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return utc(when)
 
 
 def _count(text: str, what: str) -> int:
