@@ -7,6 +7,7 @@ with at least one open (click) — human: one that is not a machine's. Hits coun
 they were sent, so a day's rate grows for a few days as its mail is read.
 
     rates(session, first, last, by=("day", "campaign", "provider")) -> list[Rates]
+    regroup(rows, by) -> list[Rates]   (rates by all keys summed to fewer, without a query)
     trend(session, day, dimension, key, window=7) -> dict | None   (the score's explanation)
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from store.columns import as_date, utc_day
-from store.engagement import CLICK, OPEN, EngagementEvent, TrackedCampaign
+from store.engagement import CLICK, OPEN, TRACKED_SEND, EngagementEvent, TrackedCampaign
 from store.volume import SendLog
 
 KEYS = ("day", "campaign", "provider")
@@ -58,11 +59,6 @@ def _bounds(first: date, last: date) -> tuple[datetime, datetime]:
             datetime.combine(last + timedelta(days=1), time(), timezone.utc))
 
 
-def _tracked_sends(where: Iterable[Any]):
-    return and_(SendLog.result == "sent", SendLog.campaign == TrackedCampaign.campaign,
-                SendLog.sent_at >= TrackedCampaign.created_at, *where)
-
-
 def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
           where: Iterable[Any] = ()) -> list[Rates]:
     """The rates of the messages sent from `first` to `last` (UTC days), one row per value of
@@ -71,7 +67,7 @@ def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
     lo, hi = _bounds(first, last)
     day = utc_day(SendLog.sent_at, dialect)
     cell = (day, SendLog.campaign, SendLog.provider)
-    base = _tracked_sends([SendLog.sent_at >= lo, SendLog.sent_at < hi, *where])
+    base = and_(SendLog.result == "sent", TRACKED_SEND, SendLog.sent_at >= lo, SendLog.sent_at < hi, *where)
     cells: dict[tuple, Rates] = {}
 
     def at(d, campaign, provider) -> Rates:
@@ -98,13 +94,18 @@ def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
             elif kind == CLICK:
                 setattr(row, f"clicked_{who}", messages)
                 setattr(row, f"clicks_{who}", hits)
-    # every message belongs to one (day, campaign, provider): coarser rows are sums of these
+    return regroup(cells.values(), by)
+
+
+def regroup(rows: Iterable[Rates], by: tuple[str, ...]) -> list[Rates]:
+    """`rows` summed to the `by` keys (some of the keys they are by), sorted. Every message
+    belongs to one (day, campaign, provider): coarser rows are sums of those."""
     out: dict[tuple, Rates] = {}
-    for (d, campaign, provider), row in cells.items():
-        key = tuple({"day": d, "campaign": campaign, "provider": provider}[k] for k in by)
+    for row in rows:
+        key = tuple(getattr(row, k) for k in by)
         if key not in out:
-            out[key] = Rates(d if "day" in by else None, campaign if "campaign" in by else None,
-                             provider if "provider" in by else None)
+            out[key] = Rates(row.day if "day" in by else None, row.campaign if "campaign" in by else None,
+                             row.provider if "provider" in by else None)
         out[key].add(row)
     return sorted(out.values(), key=lambda r: (r.day or date.min, r.campaign or "", r.provider or ""))
 

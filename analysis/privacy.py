@@ -157,8 +157,6 @@ def _scrub_send_log(session: Session, spellings: set[str], shown_hash: str) -> i
     """The sender's log keeps its counts, with the recipient replaced by the hash."""
     if not inspect(session.connection()).has_table("send_log"):
         return 0
-    from store.volume import SendLog
-
     return session.execute(update(SendLog).where(func.lower(SendLog.recipient).in_(spellings))
                            .values(recipient=shown_hash).execution_options(synchronize_session=False)).rowcount
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.config import SunsetConfig
 from analysis.jobs import JobContext, job
 from store.addresses import HASH_PREFIX
-from store.engagement import CLICK, OPEN, EngagementEvent, TrackedCampaign
+from store.engagement import CLICK, OPEN, TRACKED_SEND, EngagementEvent, TrackedCampaign
 from store.suppressions import SUNSET, Suppression, add_suppressions, in_force
 from store.timeparse import utc
 from store.volume import SendLog
@@ -62,8 +62,7 @@ def judge(session: Session, config: SunsetConfig, now: datetime) -> list[Verdict
         EngagementEvent.machine.is_(False), EngagementEvent.kind.in_((OPEN, CLICK)),
         EngagementEvent.recipient.is_not(None)).group_by(EngagementEvent.recipient)).all())
     sends = (select(SendLog.recipient, SendLog.sent_at)
-             .join(TrackedCampaign, and_(TrackedCampaign.campaign == SendLog.campaign,
-                                         SendLog.sent_at >= TrackedCampaign.created_at))
+             .join(TrackedCampaign, TRACKED_SEND)
              .where(SendLog.result == "sent", SendLog.sent_at <= now,
                     ~SendLog.recipient.startswith(HASH_PREFIX, autoescape=True))
              .order_by(SendLog.recipient, SendLog.sent_at.desc()).execution_options(yield_per=5000))

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Index, SmallInteger, String, select
+from sqlalchemy import BigInteger, Index, SmallInteger, String, and_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.columns import json_list
 from store.models import Base, BigId
+from store.volume import SendLog
 
 OPEN, CLICK = "open", "click"
 MAX_LINKS = 32767  # link_index is a SmallInteger; links past this stay untracked
@@ -60,6 +61,11 @@ class TrackedCampaign(Base):
     links: Mapped[list[Any]]
     created_at: Mapped[datetime]  # the first tracked run: sends before it are not in its rates
     updated_at: Mapped[datetime]
+
+
+# a send-log row joined to its TrackedCampaign: a send of a tracked campaign at or after its first
+# tracked run (an earlier one had no pixel or tracked links, so it could not have drawn a hit)
+TRACKED_SEND = and_(SendLog.campaign == TrackedCampaign.campaign, SendLog.sent_at >= TrackedCampaign.created_at)
 
 
 def register_links(session: Session, campaign: str, urls: Iterable[str], *, opens: bool, clicks: bool,

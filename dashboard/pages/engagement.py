@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from dash import Input, Output, html
 
-from analysis.engagement import rates
-from dashboard import charts
+from analysis.engagement import rates, regroup
+from dashboard import charts, data
 from dashboard import components as ui
-from dashboard.filters import UNKNOWN, label
+from dashboard.filters import label
 from store.volume import SendLog
 
 NAME, PATH, TITLE = "engagement", "/engagement", "Engagement"
@@ -17,12 +17,9 @@ COLUMNS = ["sent", "open_human", "open_all", "click_human", "click_all", "opens_
 
 
 def _where(f) -> list:
-    out = []
-    for value, column in ((f.domain, SendLog.sending_domain), (f.provider, SendLog.provider),
-                          (f.campaign, SendLog.campaign)):
-        if value:
-            out.append(column.is_(None) if value == UNKNOWN else column == value)
-    return out
+    return [data.matches(column, value) for value, column in ((f.domain, SendLog.sending_domain),
+                                                              (f.provider, SendLog.provider),
+                                                              (f.campaign, SendLog.campaign)) if value]
 
 
 def layout(f, ctx, search=None):
@@ -40,11 +37,9 @@ def _row(key: str, value, r) -> dict:
 
 def update(ctx, search):
     f = ctx.filters(search)
-    where = _where(f)
     with ctx.sessions() as session:
-        days = rates(session, f.start, f.end, by=("day",), where=where)
-        campaigns = rates(session, f.start, f.end, by=("campaign",), where=where)
-        providers = rates(session, f.start, f.end, by=("provider",), where=where)
+        cells = rates(session, f.start, f.end, where=_where(f))  # by day, campaign and provider: summed below
+    days, campaigns, providers = (regroup(cells, (key,)) for key in ("day", "campaign", "provider"))
     if not days:
         note = ui.note("No tracked mail was sent in this range. Tracking is switched on per campaign: "
                        "postwatch send --track, or [tracking] campaigns (docs/tracking.md).")
