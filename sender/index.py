@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.addresses import HASH_PREFIX, address_hash, is_hashed
 from store.clock import Clock, utcnow
-from store.suppressions import (FREQUENCY, GLOBAL, SUNSET, TOPIC, Suppression, SuppressionChange, frequency_days,
+from store.suppressions import (GLOBAL, SUNSET, TOPIC, Suppression, SuppressionChange, frequency_days,
                                 normalise_scope, utc)
 
 CHUNK = 10_000
@@ -146,13 +146,11 @@ class SuppressionIndex:
     def frequency(self, address: str, now: float | None = None) -> int | None:
         """The longest N of the `frequency:<N>d` limits `address` asked for (at most one message
         per N days), or None. A limit, not a block: the sender checks the send log."""
-        scopes = {s for s in (*self._keys, *self._expiring) if s.startswith(FREQUENCY)}
         longest = None
-        for scope in scopes:
-            if self.suppressed(address, (scope,), now) is not None:
-                days = frequency_days(scope)
-                if days is not None and (longest is None or days > longest):
-                    longest = days
+        for scope in {*self._keys, *self._expiring}:
+            days = frequency_days(scope)  # None for the other scopes
+            if days is not None and (longest is None or days > longest) and self.suppressed(address, (scope,), now):
+                longest = days
         return longest
 
     def __len__(self) -> int:

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from store.engagement import CLICK, OPEN
+
 APPLE_MPP = "apple-mpp"
 PRIVATE, OTHER, UNKNOWN = "private", "other", "unknown"
-KINDS = ("open", "click")
+KINDS = (OPEN, CLICK)
 _RULE_KEYS = {"reason", "hits", "methods", "ip_class", "agent_is", "agent_contains", "agent_missing", "machine"}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -67,10 +69,12 @@ class Ranges:
         self._by_length: dict[tuple[int, int], dict[int, str]] = {}
 
     def add(self, network: Network, name: str) -> None:
-        table = self._by_length.setdefault((network.version, network.prefixlen), {})
+        key = (network.version, network.prefixlen)
+        table = self._by_length.get(key)
+        if table is None:  # a new prefix length: keep the longest first, as classify() reads them
+            table = self._by_length[key] = {}
+            self._by_length = dict(sorted(self._by_length.items(), key=lambda kv: -kv[0][1]))
         table.setdefault(int(network.network_address), name)
-        self._by_length = dict(sorted(self._by_length.items(), key=lambda kv: -kv[0][1])) \
-            if len(table) == 1 else self._by_length
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._by_length.values())

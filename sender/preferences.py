@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from sender.config import PreferencesConfig
 from sender.unsubscribe import Request
-from store.suppressions import (FREQUENCY, TOPIC, add_suppression, frequency_days, remove_suppression,
+from store.suppressions import (FREQUENCY, GLOBAL, TOPIC, add_suppression, frequency_days, remove_suppression,
                                 suppressions_of)
 from store.timeparse import utc
 
@@ -51,7 +51,7 @@ class State:
 def state(session: Session, req: Request, *, now: datetime, salt: str = "") -> State:
     out = State()
     for row in suppressions_of(session, req.recipient, now=now, salt=salt):
-        if row.scope in (req.scope, "global"):
+        if row.scope in (req.scope, GLOBAL):
             if row.expires_at is None:
                 out.unsubscribed = True
             elif row.reason == PAUSE:

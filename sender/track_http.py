@@ -34,7 +34,7 @@ from ingest.verp import read_token
 from sender.config import TrackingConfig, WebConfig
 from sender.machine import Rules, load_rules
 from sender.tracking import PURPOSE
-from store.addresses import normalise
+from store.addresses import try_normalise
 from store.clock import Clock, utcnow
 from store.engagement import CLICK, OPEN, EngagementEvent, campaign_links
 from store.timeparse import utc
@@ -172,12 +172,10 @@ class HitWriter:
 
 
 def _recipient(address: str | None) -> str | None:
+    """The send log's recipient, normalised (lower-cased and cut to the column when malformed)."""
     if not address:
         return None
-    try:
-        return normalise(address)
-    except ValueError:
-        return address.strip().lower()[:320]
+    return try_normalise(address) or address.strip().lower()[:320]
 
 
 def blueprint(sessions: sessionmaker[Session], web: WebConfig, config: TrackingConfig | None = None, *,
