@@ -20,21 +20,21 @@ import csv
 import io
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from analysis.providers import PROVIDERS, ProviderResolver
-from store.volume import VolumeImport
+from store.columns import as_date, utc_day
+from store.volume import SendLog, VolumeImport
 
 COLUMNS = ("day", "sending_domain", "sending_ip", "provider", "campaign", "sent")
 ALIASES = {"recipient_domain": "provider", "date": "day", "count": "sent", "domain": "sending_domain",
            "ip": "sending_ip"}
 
-Key = tuple[date, str, str, str, str]
-_DAY = timedelta(days=1)  # day, sending domain, sending IP, provider, campaign
+Key = tuple[date, str, str, str, str]  # day, sending domain, sending IP, provider, campaign
 
 
 @dataclass
@@ -173,19 +173,13 @@ def by_origin(session: Session, start: date, end: date) -> list[tuple[date, str,
     """The sends of each day by where they were counted from: 'send_log' (postwatch's own
     sender), 'csv' (`postwatch volume import`), 'log:postfix' ... (`postwatch ingest-log`),
     'webhook:ses' ... (ESP webhooks); (day, origin, sent), by day then origin."""
-    from sqlalchemy import Date, cast, func
-
-    from store.volume import SendLog
-
     out = [(d, o, int(n)) for d, o, n in session.execute(
         select(VolumeImport.day, VolumeImport.origin, func.sum(VolumeImport.sent))
         .where(VolumeImport.day >= start, VolumeImport.day <= end)
         .group_by(VolumeImport.day, VolumeImport.origin))]
-    # the day of a time as text on SQLite (a cast would go through the Date type's reader)
-    day = (cast(SendLog.sent_at, Date) if session.get_bind().dialect.name == "postgresql"
-           else func.substr(SendLog.sent_at, 1, 10))
+    day = utc_day(SendLog.sent_at, session.get_bind().dialect.name)  # the UTC day, as the rollups count it
     for d, n in session.execute(select(day, func.count()).where(
-            SendLog.result == "sent", SendLog.sent_at >= datetime.combine(start, datetime.min.time()),
-            SendLog.sent_at < datetime.combine(end, datetime.min.time()) + _DAY).group_by(day)):
-        out.append((d if isinstance(d, date) else date.fromisoformat(str(d)), "send_log", int(n)))
+            SendLog.result == "sent", SendLog.sent_at >= datetime.combine(start, time.min, timezone.utc),
+            SendLog.sent_at < datetime.combine(end + timedelta(days=1), time.min, timezone.utc)).group_by(day)):
+        out.append((as_date(d), "send_log", int(n)))
     return sorted(out)

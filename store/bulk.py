@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from store.engine import without_nul
 
+FEW_ROWS = 100  # PostgreSQL: up to this many rows go in one INSERT ... VALUES, more by COPY
+
 
 def upsert_insert(session: Session) -> Any:
     """The dialect's `insert` (SQLite's or PostgreSQL's), which has `on_conflict_do_nothing`
@@ -58,9 +60,6 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
                              f"VALUES ({marks})", [tuple(row) for row in rows])
     else:
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
-
-
-FEW_ROWS = 100  # PostgreSQL: up to this many rows go in one INSERT ... VALUES, more by COPY
 
 
 def _sendable(row: Sequence[Any], as_json: list[int], texts: list[int]) -> Sequence[Any]:

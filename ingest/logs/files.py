@@ -17,14 +17,13 @@ import glob
 import gzip
 import os
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import BinaryIO, Callable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.logs.records import LineError, LogRecord, ReadOptions
+from ingest.logs.records import LineError, LineReader, LogRecord, ReadOptions
 from ingest.logs.writer import LogTotals, LogWriter
 from store.bulk import upsert_insert
 from store.clock import Clock, utcnow
@@ -36,11 +35,7 @@ HEAD_BYTES = 256  # how much of a followed file's start tells it from the same f
 Progress = Callable[[str, int, int, int], None]  # path, lines read, bytes read, bytes in all
 
 
-class Reader(Protocol):
-    def feed(self, lineno: int, line: str) -> list[LogRecord] | LineError | None: ...
-
-
-ReaderFactory = Callable[[ReadOptions], Reader]
+ReaderFactory = Callable[[ReadOptions], LineReader]
 
 
 def options_for(path: str, *, zone: str = "UTC", campaign_field: str = "campaign",
@@ -88,7 +83,7 @@ class LogIngest:
                 self.progress(path, lineno, size, size)
         return totals
 
-    def _feed(self, reader: Reader, lineno: int, raw: bytes, path: str, records: list[LogRecord],
+    def _feed(self, reader: LineReader, lineno: int, raw: bytes, path: str, records: list[LogRecord],
               totals: LogTotals) -> None:
         totals.lines += 1
         got = reader.feed(lineno, raw.decode("utf-8", "replace").rstrip("\r\n"))
@@ -168,7 +163,7 @@ class LogIngest:
 
 
 class _Followed:
-    def __init__(self, path: str, reader: Reader) -> None:
+    def __init__(self, path: str, reader: LineReader) -> None:
         self.path = path
         self.reader = reader
         self.fh: BinaryIO | None = None

@@ -47,7 +47,7 @@ class KumoReader:
         when = _when(rec.get("timestamp"))
         if when is None:
             return LineError(lineno, f"timestamp {rec.get('timestamp')!r} is not a time", line)
-        response = rec.get("response") if isinstance(rec.get("response"), dict) else {}
+        response = _object(rec.get("response"))
         code = response.get("code")
         enhanced = response.get("enhanced_code")
         status = None
@@ -55,8 +55,8 @@ class KumoReader:
             status = f"{enhanced.get('class')}.{enhanced.get('subject', 0)}.{enhanced.get('detail', 0)}"
         content = response.get("content")
         command = response.get("command")
-        peer = rec.get("peer_address") if isinstance(rec.get("peer_address"), dict) else {}
-        meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+        peer = _object(rec.get("peer_address"))
+        meta = _object(rec.get("meta"))
         campaign = _text(meta.get(self.campaign)) or _queue_campaign(rec.get("queue"))
         record = LogRecord(
             outcome, when, line, lineno, recipient=_text(rec.get("recipient")), sender=_text(rec.get("sender")),
@@ -67,7 +67,7 @@ class KumoReader:
             mta_category=_classification(rec.get("bounce_classification")),
             smtp_command=command.split(None, 1)[0].split(":", 1)[0].upper()[:16] if isinstance(command, str) and command.strip() else None)
         if outcome == "complaint":
-            report = rec.get("feedback_report") if isinstance(rec.get("feedback_report"), dict) else {}
+            report = _object(rec.get("feedback_report"))
             record.feedback_type = _text(report.get("feedback_type")) or "abuse"
             record.sending_ip = _text(report.get("source_ip")) or record.sending_ip
         return [record]
@@ -89,6 +89,11 @@ def _when(value: Any) -> datetime | None:
     if isinstance(value, str):
         return rfc3339(value)
     return None
+
+
+def _object(value: Any) -> dict:
+    """A field that should hold an object; {} when it holds anything else (or is missing)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any) -> str | None:

@@ -88,9 +88,9 @@ class PostfixReader:
         qid, rest = q.groups()
         daemon = program.rsplit("/", 1)[1]
         if daemon in DELIVERY_AGENTS and "status=" in rest:
-            when = self._when(stamp, line)
-            if isinstance(when, str):
-                return LineError(lineno, when, line)
+            when = self._when(stamp, lineno, line)
+            if isinstance(when, LineError):
+                return when
             return self._result(lineno, line, when, qid, rest)
         if daemon == "cleanup":
             if rest.startswith("message-id="):
@@ -108,32 +108,32 @@ class PostfixReader:
                 if f:
                     state["sender"] = f.group(1)
                 if "status=expired" in rest:
-                    when = self._when(stamp, line)
-                    if isinstance(when, str):
-                        return LineError(lineno, when, line)
+                    when = self._when(stamp, lineno, line)
+                    if isinstance(when, LineError):
+                        return when
                     return self._expired(lineno, line, when, qid, state)
         elif daemon == "bounce":
             n = _NOTIFICATION.search(rest)
             if n:
-                when = self._when(stamp, line)
-                if isinstance(when, str):
-                    return LineError(lineno, when, line)
+                when = self._when(stamp, lineno, line)
+                if isinstance(when, LineError):
+                    return when
                 return [LogRecord("dsn", when, line, lineno, queue_id=qid, sender=self._state(qid).get("sender"),
                                   diagnostic=f"notification {n.group(1)}")]
         return None
 
-    def _when(self, stamp: tuple | str, line: str) -> datetime | str:
-        """The time of a line's timestamp (a classic one's parts, or RFC 3339); a sentence when
-        it is not a time."""
+    def _when(self, stamp: tuple | str, lineno: int, line: str) -> datetime | LineError:
+        """The time of a line's timestamp (a classic one's parts, or RFC 3339)."""
         if isinstance(stamp, str):
             when = rfc3339(stamp)
-            return when if when is not None else f"the timestamp {stamp!r} is not an RFC 3339 date"
+            return when if when is not None else LineError(
+                lineno, f"the timestamp {stamp!r} is not an RFC 3339 date", line)
         year, month, day, hh, mm, ss, frac = stamp
         try:
             return datetime(year, MONTHS[month], int(day), int(hh), int(mm), int(ss),
                             int((frac or "0").ljust(6, "0")), tzinfo=self.zone)
         except ValueError:
-            return f"the timestamp {line[:15]!r} is not a date"
+            return LineError(lineno, f"the timestamp {line[:15]!r} is not a date", line)
 
     def _state(self, qid: str) -> dict:
         state = self.queue.get(qid)

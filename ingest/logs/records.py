@@ -57,15 +57,17 @@ class ReadOptions:
 
 
 class LineReader(Protocol):
-    def feed(self, lineno: int, line: str) -> LogRecord | LineError | list[LogRecord | LineError] | None: ...
+    """A format's reader: fed each line in order (without its end of line), it answers with
+    nothing, the records the line makes, or why the line could not be read."""
+
+    def feed(self, lineno: int, line: str) -> list[LogRecord] | LineError | None: ...
 
 
 def read_lines(reader: LineReader, lines: Iterable[str]) -> Iterator[LogRecord | LineError]:
-    """What a format's reader makes of `lines`, in order: its `feed` answers each line (without
-    its end of line) with nothing, one record or error, or a list of them."""
+    """What a format's reader makes of `lines`, in order."""
     for lineno, line in enumerate(lines, start=1):
         got = reader.feed(lineno, line.rstrip("\r\n"))
-        if isinstance(got, list):
-            yield from got
-        elif got is not None:
+        if isinstance(got, LineError):
             yield got
+        elif got:
+            yield from got

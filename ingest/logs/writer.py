@@ -47,6 +47,7 @@ BOUNCE_COLUMNS = (
     "diagnostic", "remote_mta", "reporting_mta", "smtp_command", "reason", "hard", "category", "rule", "conflict",
     "sending_ip", "attributed_by", "orig_message_id", "from_domain", "feedback_id", "list_id", "campaign",
     "verp_token", "send_id")
+ACTIONS = {"expired": "expired", "deferred": "delayed"}  # a bounce event's action by outcome; else failed
 COMPLAINT_COLUMNS = (
     "message_id", "occurred_at", "feedback_type", "recipient", "recipient_domain", "source_ip", "reported_domain",
     "user_agent", "original_mail_from", "sending_ip", "attributed_by", "orig_message_id", "from_domain",
@@ -100,7 +101,7 @@ class LogWriter:
             return
         insert_rows(session, cast(Table, LogLine.__table__), ("digest", "day", "outcome"),
                     [(d, _day(r.when), r.outcome) for d, r in fresh.items()])
-        sent: list[tuple[LogRecord, str | None]] = []
+        sent: list[LogRecord] = []
         failed: list[LogRecord] = []
         complaints: list[LogRecord] = []
         verp: dict[str, Any] = {}
@@ -116,7 +117,7 @@ class LogWriter:
                 elif self._own(r.sender, verp):
                     totals.own += 1
                 else:
-                    sent.append((r, r.sender))
+                    sent.append(r)
             elif r.outcome in FAILED:
                 failed.append(r)
             elif r.outcome == "complaint":
@@ -155,22 +156,17 @@ class LogWriter:
         """Whether `sender` is a signed return path of postwatch's own sender."""
         return bool(self.config.verp_secret) and self._verp(sender, cache)[0] is not None
 
-    def _volume(self, session: Session, sent: list[tuple[LogRecord, str | None]], path: str, now: datetime) -> None:
-        rdomains = [domain_of(r.recipient) for r, _ in sent]
+    def _volume(self, session: Session, sent: list[LogRecord], path: str, now: datetime) -> None:
+        rdomains = [domain_of(r.recipient) for r in sent]
         domains = set(rdomains) - {""}
         mapping = self.providers(session, domains) if self.providers and domains else {}
         senders: dict[str | None, str] = {}  # sender -> its domain: a log has few senders
-        days: dict[tuple, date] = {}  # (date, UTC offset) of a time -> its UTC day
-        counts: dict[CountKey, int] = {}
-        for (r, sender), rdomain in zip(sent, rdomains):
-            domain = senders.get(sender)
+        counts: dict[CountKey, int] = {}  # add_counts cuts the keys to the columns' lengths
+        for r, rdomain in zip(sent, rdomains):
+            domain = senders.get(r.sender)
             if domain is None:
-                domain = senders[sender] = domain_of(sender)
-            stamp = (r.when.date(), r.when.utcoffset(), r.when.hour)
-            day = days.get(stamp)
-            if day is None:
-                day = days[stamp] = _day(r.when)
-            key = (day, domain, r.sending_ip or "", (mapping.get(rdomain) or rdomain)[:40], (r.campaign or "")[:255])
+                domain = senders[r.sender] = domain_of(r.sender)
+            key = (_day(r.when), domain, r.sending_ip or "", mapping.get(rdomain) or rdomain, r.campaign or "")
             counts[key] = counts.get(key, 0) + 1
         add_counts(session, counts, origin=self.origin, now=now, source=path)
 
@@ -228,11 +224,12 @@ class LogWriter:
         rows = []
         for r in records:
             token, send_id = self._verp(r.sender, verp)
+            sdomain = domain_of(r.sender)[:255] or None
             rows.append((
                 message_id, r.when, _cut(r.feedback_type or "abuse", 40), _cut(r.recipient, 320),
-                domain_of(r.recipient)[:255] or None, _cut(r.sending_ip, 45), domain_of(r.sender)[:255] or None,
+                domain_of(r.recipient)[:255] or None, _cut(r.sending_ip, 45), sdomain,
                 None, _cut(r.sender, 320), _cut(r.sending_ip, 45), "mta_log" if r.sending_ip else None,
-                _cut(r.message_id, 998), domain_of(r.sender)[:255] or None, None, None, _cut(r.campaign, 255),
+                _cut(r.message_id, 998), sdomain, None, None, _cut(r.campaign, 255),
                 _cut(token, 64), send_id))
         insert_rows(session, cast(Table, m.ComplaintEvent.__table__), COMPLAINT_COLUMNS, rows)
         totals.complaints += len(rows)
@@ -247,7 +244,7 @@ class LogWriter:
         message_id = self._message(session, sorted(records, key=lambda r: r.lineno), path, now, "bounce")
         rows = []
         for r in records:
-            action = {"expired": "expired", "deferred": "delayed"}.get(r.outcome, "failed")
+            action = ACTIONS.get(r.outcome, "failed")
             event = {"recipient": r.recipient, "action": action, "status": r.status, "reply_code": r.reply_code,
                      "diagnostic": r.diagnostic, "remote_mta": r.remote_mta, "smtp_command": r.smtp_command,
                      "mta_category": r.mta_category}
