@@ -18,6 +18,7 @@ from store import models as m
 from store.addresses import domain_of
 from store.bulk import insert_rows
 from store.clock import utcnow
+from store.columns import cut
 from store.timeparse import parse_when
 from store.volume import SendLog
 from store.volume_counts import add_counts
@@ -86,27 +87,16 @@ class FactWriter:
         non-delivery report the MTA mailed is a second account of it (the log side skips a
         report read first the same way)."""
         known = [r for r in rows if r["orig_message_id"] and r["recipient"]]
-        if not known:
-            return set()
-        e, msg = m.BounceEvent, m.InboundMessage
-        names = sorted({r["recipient"] for r in known} | {r["recipient"].lower() for r in known})
-        seen: set[tuple[str, str]] = set()
-        for i in range(0, len(names), 500):
-            for mid, rcpt in self.session.execute(
-                    select(e.orig_message_id, e.recipient).join(msg, msg.id == e.message_id).where(
-                        e.recipient.in_(names[i:i + 500]), e.orig_message_id.is_not(None),
-                        msg.source.like("log:%"))):
-                seen.add((mid.strip().strip("<>"), (rcpt or "").lower()))
-        if not seen:
-            return set()
+        seen = stored_failures(self.session, [(r["orig_message_id"], r["recipient"]) for r in known],
+                               from_logs=True)
         return {id(r) for r in known
-                if (r["orig_message_id"].strip().strip("<>"), r["recipient"].lower()) in seen}
+                if (r["orig_message_id"].strip().strip("<>"), r["recipient"].lower()) in seen} if seen else set()
 
     def _attributed(self, r: ParseResult) -> dict[str, Any]:
         a = r.attribution or {}
-        return {"orig_message_id": _cut(a.get("message_id"), 998), "from_domain": _cut(a.get("from_domain"), 255),
-                "feedback_id": _cut(a.get("feedback_id"), 255), "list_id": _cut(a.get("list_id"), 255),
-                "campaign": _cut(a.get("campaign"), 255), "verp_token": _cut(a.get("verp_token"), 64),
+        return {"orig_message_id": cut(a.get("message_id"), 998), "from_domain": cut(a.get("from_domain"), 255),
+                "feedback_id": cut(a.get("feedback_id"), 255), "list_id": cut(a.get("list_id"), 255),
+                "campaign": cut(a.get("campaign"), 255), "verp_token": cut(a.get("verp_token"), 64),
                 "send_id": a.get("send_id")}
 
     def _load_send_ips(self, items: list[tuple[Parsed, Outcome]]) -> None:
@@ -134,11 +124,11 @@ class FactWriter:
             ip, by = self._sending_ip(p.result, diagnostic=ev.get("diagnostic"), reporting_mta=ev.get("reporting_mta"))
             when = parse_when(ev.get("last_attempt_date")) or parse_when(ev.get("arrival_date")) or p.received_at
             rows.append(dict(
-                message_id=message_id, occurred_at=when, recipient=_cut(rcpt, 320), recipient_domain=_domain(rcpt),
-                provider=_cut(ev.get("provider"), 40), action=_cut(ev.get("action"), 20),
-                status=_cut(ev.get("status"), 16), reply_code=_cut(ev.get("reply_code"), 3),
-                diagnostic=ev.get("diagnostic"), remote_mta=_cut(ev.get("remote_mta"), 255),
-                reporting_mta=_cut(ev.get("reporting_mta"), 255), smtp_command=_cut(ev.get("smtp_command"), 16),
+                message_id=message_id, occurred_at=when, recipient=cut(rcpt, 320), recipient_domain=_domain(rcpt),
+                provider=cut(ev.get("provider"), 40), action=cut(ev.get("action"), 20),
+                status=cut(ev.get("status"), 16), reply_code=cut(ev.get("reply_code"), 3),
+                diagnostic=ev.get("diagnostic"), remote_mta=cut(ev.get("remote_mta"), 255),
+                reporting_mta=cut(ev.get("reporting_mta"), 255), smtp_command=cut(ev.get("smtp_command"), 16),
                 reason=ev.get("reason") or "undefined", hard=bool(ev.get("hard_bounce")),
                 category=ev.get("category") or "unknown", rule=ev.get("rule"), conflict=ev.get("conflict"),
                 sending_ip=ip, attributed_by=by, **attributed))
@@ -152,10 +142,10 @@ class FactWriter:
             ip, by = self._sending_ip(p.result, source_ip=ev.get("source_ip"), reporting_mta=ev.get("reporting_mta"))
             rows.append(dict(
                 message_id=message_id, occurred_at=parse_when(ev.get("arrival_date")) or p.received_at,
-                feedback_type=_cut(ev.get("feedback_type") or "abuse", 40), recipient=_cut(rcpt, 320),
-                recipient_domain=_domain(rcpt), source_ip=_cut(ev.get("source_ip"), 45),
-                reported_domain=_cut(ev.get("reported_domain"), 255), user_agent=_cut(ev.get("user_agent"), 255),
-                original_mail_from=_cut(ev.get("original_mail_from"), 320), sending_ip=ip, attributed_by=by,
+                feedback_type=cut(ev.get("feedback_type") or "abuse", 40), recipient=cut(rcpt, 320),
+                recipient_domain=_domain(rcpt), source_ip=cut(ev.get("source_ip"), 45),
+                reported_domain=cut(ev.get("reported_domain"), 255), user_agent=cut(ev.get("user_agent"), 255),
+                original_mail_from=cut(ev.get("original_mail_from"), 320), sending_ip=ip, attributed_by=by,
                 **attributed))
         return rows
 
@@ -247,7 +237,7 @@ class FactWriter:
             report = m.TlsReport(
                 message_id=out.message_id, organization_name=rep["organization_name"], report_id=rep["report_id"],
                 begin=parse_when(rep["begin_date"]), end=parse_when(rep["end_date"]),
-                contact_info=_cut(", ".join(contact) if isinstance(contact, list) else contact, 320),
+                contact_info=cut(", ".join(contact) if isinstance(contact, list) else contact, 320),
                 successful_sessions=sum(x.get("successful_session_count", 0) for x in pols),
                 failed_sessions=sum(x.get("failed_session_count", 0) for x in pols))
             report.policies = [_tls_policy(x) for x in pols]
@@ -267,12 +257,12 @@ class FactWriter:
             message_id=message_id,
             arrival_date=parse_when(summary.get("arrival_date") or detail.get("arrival_date_utc")) or p.received_at,
             feedback_type=summary.get("feedback_type") or detail.get("feedback_type") or "auth-failure",
-            source_ip=_cut(summary.get("source_ip") or source.get("ip_address"), 45),
-            reported_domain=_cut(summary.get("reported_domain") or detail.get("reported_domain"), 255),
-            auth_failure=_cut(", ".join(auth) if isinstance(auth, list) else auth, 255),
-            delivery_result=_cut(summary.get("delivery_result") or detail.get("delivery_result"), 40),
-            original_mail_from=_cut(detail.get("original_mail_from"), 320),
-            original_rcpt_to=_cut(detail.get("original_rcpt_to"), 320),
+            source_ip=cut(summary.get("source_ip") or source.get("ip_address"), 45),
+            reported_domain=cut(summary.get("reported_domain") or detail.get("reported_domain"), 255),
+            auth_failure=cut(", ".join(auth) if isinstance(auth, list) else auth, 255),
+            delivery_result=cut(summary.get("delivery_result") or detail.get("delivery_result"), 40),
+            original_mail_from=cut(detail.get("original_mail_from"), 320),
+            original_rcpt_to=cut(detail.get("original_rcpt_to"), 320),
             subject=sample.get("subject") if isinstance(sample, dict) else None,
             detail=_jsonable(detail) or None))
         return 1
@@ -304,11 +294,11 @@ def _dmarc_record(report_id: int, r: dict[str, Any], begin: datetime | None, end
         when[last] = parse_when(last)
     return (
         report_id, when[first] or begin, when[last] or end,
-        src.get("ip_address") or "", _cut(src.get("country"), 2), _cut(src.get("reverse_dns"), 255),
-        _cut(src.get("base_domain"), 255), int(r.get("count") or 0), pe.get("disposition") or r.get("disposition"),
+        src.get("ip_address") or "", cut(src.get("country"), 2), cut(src.get("reverse_dns"), 255),
+        cut(src.get("base_domain"), 255), int(r.get("count") or 0), pe.get("disposition") or r.get("disposition"),
         bool(align.get("dkim")), bool(align.get("spf")), bool(align.get("dmarc")),
-        _cut(ident.get("header_from"), 255), _cut(ident.get("envelope_from"), 255),
-        _cut(ident.get("envelope_to"), 255), auth.get("dkim") or None, auth.get("spf") or None,
+        cut(ident.get("header_from"), 255), cut(ident.get("envelope_from"), 255),
+        cut(ident.get("envelope_to"), 255), auth.get("dkim") or None, auth.get("spf") or None,
         pe.get("policy_override_reasons") or None)
 
 
@@ -319,21 +309,37 @@ def _tls_policy(x: dict[str, Any]) -> m.TlsPolicy:
                       successful_sessions=int(x.get("successful_session_count") or 0),
                       failed_sessions=int(x.get("failed_session_count") or 0))
     pol.failures = [m.TlsFailureDetail(
-        result_type=f.get("result_type") or "unknown", sending_mta_ip=_cut(f.get("sending_mta_ip"), 45),
-        receiving_mx_hostname=_cut(f.get("receiving_mx_hostname"), 255),
-        receiving_mx_helo=_cut(f.get("receiving_mx_helo"), 255),
-        receiving_ip=_cut(f.get("receiving_ip") or f.get("ip_address"), 45),
+        result_type=f.get("result_type") or "unknown", sending_mta_ip=cut(f.get("sending_mta_ip"), 45),
+        receiving_mx_hostname=cut(f.get("receiving_mx_hostname"), 255),
+        receiving_mx_helo=cut(f.get("receiving_mx_helo"), 255),
+        receiving_ip=cut(f.get("receiving_ip") or f.get("ip_address"), 45),
         failed_sessions=int(f.get("failed_session_count") or 0),
         additional_information=f.get("additional_info_uri") or f.get("additional_information"),
-        failure_reason_code=_cut(f.get("failure_reason_code"), 255)) for f in x.get("failure_details") or []]
+        failure_reason_code=cut(f.get("failure_reason_code"), 255)) for f in x.get("failure_details") or []]
     return pol
 
 
-def _cut(value: Any, n: int) -> Any:
-    if value is None:
-        return None
-    value = str(value)
-    return value[:n]
+def stored_failures(session: Session, pairs: list[tuple[str, str]], *, from_logs: bool = False
+                    ) -> set[tuple[str, str]]:
+    """Of these (Message-ID, recipient) pairs, those a stored bounce event gives, as (the
+    Message-ID without <>, the recipient in lower case); with `from_logs`, only events read
+    from an MTA log. Both sides of "one failure told by the log and by the report" ask this."""
+    if not pairs:
+        return set()
+    names = sorted({n for _, rcpt in pairs for n in (rcpt, rcpt.lower())})
+    ids = {mid.strip().strip("<>") for mid, _ in pairs}
+    e, msg = m.BounceEvent, m.InboundMessage
+    seen: set[tuple[str, str]] = set()
+    for i in range(0, len(names), 500):
+        query = select(e.orig_message_id, e.recipient).where(e.recipient.in_(names[i:i + 500]),
+                                                            e.orig_message_id.is_not(None))
+        if from_logs:
+            query = query.join(msg, msg.id == e.message_id).where(msg.source.like("log:%"))
+        for mid, rcpt in session.execute(query):
+            mid = mid.strip().strip("<>")
+            if mid in ids:
+                seen.add((mid, (rcpt or "").lower()))
+    return seen
 
 
 def _domain(address: str | None) -> str | None:

@@ -37,3 +37,8 @@ def json_list(value: Any) -> list[Any]:
     except (TypeError, ValueError):
         return []
     return out if isinstance(out, list) else []
+
+
+def cut(value: Any, n: int) -> str | None:
+    """`value` as text of at most `n` characters (a column's length); None stays None."""
+    return None if value is None else str(value)[:n]

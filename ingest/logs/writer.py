@@ -30,11 +30,13 @@ from sqlalchemy.orm import Session
 from ingest.bounce.classify import classify
 from ingest.bounce.rules import RuleSet, load_rules
 from ingest.config import IngestConfig
+from ingest.facts import stored_failures
 from ingest.logs.records import FAILED, LineError, LogRecord
 from ingest.verp import decode
 from store import models as m
 from store.addresses import domain_of
 from store.bulk import insert_rows
+from store.columns import cut
 from store.mta_logs import LogLine
 from store.volume_counts import CountKey, add_counts
 
@@ -173,18 +175,8 @@ class LogWriter:
     def _not_reported(self, session: Session, failed: list[LogRecord], totals: LogTotals) -> list[LogRecord]:
         """`failed` without the failures already stored as a bounce event for the same message
         (Message-ID) and recipient: the non-delivery report the MTA mailed, collected first."""
-        known = [r for r in failed if r.message_id and r.recipient]
-        if not known:
-            return failed
-        names = sorted({n for r in known for n in (r.recipient, r.recipient.lower())})
-        ids = {r.message_id for r in known}
-        seen: set[tuple[str, str]] = set()
-        e = m.BounceEvent
-        for i in range(0, len(names), 500):
-            for mid, rcpt in session.execute(select(e.orig_message_id, e.recipient).where(
-                    e.recipient.in_(names[i:i + 500]), e.orig_message_id.is_not(None))):
-                if mid.strip("<>") in ids:
-                    seen.add((mid.strip("<>"), (rcpt or "").lower()))
+        seen = stored_failures(session, [(r.message_id, r.recipient) for r in failed
+                                         if r.message_id and r.recipient])
         if not seen:
             return failed
         out = [r for r in failed if (r.message_id, (r.recipient or "").lower()) not in seen]
@@ -226,11 +218,11 @@ class LogWriter:
             token, send_id = self._verp(r.sender, verp)
             sdomain = domain_of(r.sender)[:255] or None
             rows.append((
-                message_id, r.when, _cut(r.feedback_type or "abuse", 40), _cut(r.recipient, 320),
-                domain_of(r.recipient)[:255] or None, _cut(r.sending_ip, 45), sdomain,
-                None, _cut(r.sender, 320), _cut(r.sending_ip, 45), "mta_log" if r.sending_ip else None,
-                _cut(r.message_id, 998), sdomain, None, None, _cut(r.campaign, 255),
-                _cut(token, 64), send_id))
+                message_id, r.when, cut(r.feedback_type or "abuse", 40), cut(r.recipient, 320),
+                domain_of(r.recipient)[:255] or None, cut(r.sending_ip, 45), sdomain,
+                None, cut(r.sender, 320), cut(r.sending_ip, 45), "mta_log" if r.sending_ip else None,
+                cut(r.message_id, 998), sdomain, None, None, cut(r.campaign, 255),
+                cut(token, 64), send_id))
         insert_rows(session, cast(Table, m.ComplaintEvent.__table__), COMPLAINT_COLUMNS, rows)
         totals.complaints += len(rows)
 
@@ -252,12 +244,12 @@ class LogWriter:
             token, send_id = self._verp(r.sender, verp)
             rdomain = domain_of(r.recipient)
             rows.append((
-                message_id, r.when, _cut(r.recipient, 320), rdomain[:255] or None, _cut(c.get("provider"), 40),
-                action, _cut(r.status or c.get("status"), 16), _cut(r.reply_code, 3), r.diagnostic,
-                _cut(r.remote_mta, 255), None, _cut(r.smtp_command, 16), c["reason"], bool(c["hard_bounce"]),
-                c["category"], c.get("rule"), c.get("conflict"), _cut(r.sending_ip, 45),
-                "mta_log" if r.sending_ip else None, _cut(r.message_id, 998), domain_of(r.sender)[:255] or None,
-                None, None, _cut(r.campaign, 255), _cut(token, 64), send_id))
+                message_id, r.when, cut(r.recipient, 320), rdomain[:255] or None, cut(c.get("provider"), 40),
+                action, cut(r.status or c.get("status"), 16), cut(r.reply_code, 3), r.diagnostic,
+                cut(r.remote_mta, 255), None, cut(r.smtp_command, 16), c["reason"], bool(c["hard_bounce"]),
+                c["category"], c.get("rule"), c.get("conflict"), cut(r.sending_ip, 45),
+                "mta_log" if r.sending_ip else None, cut(r.message_id, 998), domain_of(r.sender)[:255] or None,
+                None, None, cut(r.campaign, 255), cut(token, 64), send_id))
             if action == "delayed":
                 totals.deferred += 1
             else:
@@ -268,7 +260,3 @@ class LogWriter:
 
 def _day(when: datetime) -> date:
     return when.astimezone(timezone.utc).date()
-
-
-def _cut(value: Any, n: int) -> Any:
-    return None if value is None else str(value)[:n]
