@@ -52,6 +52,18 @@ def wait_cleared(files: dict[str, Path], proc: subprocess.Popen | None = None, t
     assert files["live"].exists()
 
 
+def child_of(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """The first child of `proc`, once it has one (the collector binds its port and clears
+    tmp/ before it forks the spool worker)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + timeout
+    while not children.read_text().split():
+        if time.monotonic() > deadline:
+            raise AssertionError("the collector started no spool worker")
+        time.sleep(0.05)
+    return int(children.read_text().split()[0])
+
+
 def environment(tmp_path: Path, url: str, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWATCH_")}
     env.update(POSTWATCH_DATABASE__URL=url, POSTWATCH_SPOOL__DIR=str(tmp_path / "spool"),
@@ -92,8 +104,7 @@ def test_collect_smtp_and_its_spool_worker_clear_tmp_at_start(tmp_path, database
         wait_port(port, proc=proc)
         wait_cleared(files, proc)
         # the spool worker (the collector's only child with one acceptor), killed and started again
-        worker = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
-        os.kill(worker, signal.SIGKILL)
+        os.kill(child_of(proc), signal.SIGKILL)
         files = leave_files(tmp_path / "spool")
         wait_cleared(files, proc)
     finally:
