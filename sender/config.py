@@ -167,13 +167,13 @@ class PreferencesConfig:
     frequency_days: tuple[str, ...] = ("7", "30")  # "at most one message every N days" offered; empty: none
 
     def __post_init__(self) -> None:
-        import re
+        from store.suppressions import is_topic_name
 
         names = []
         for entry in self.topics:
             name, sep, label = entry.partition(":")
             name = name.strip().lower()
-            if not sep or not label.strip() or not re.match(r"^[a-z0-9][a-z0-9_.-]{0,62}$", name):
+            if not sep or not label.strip() or not is_topic_name(name):
                 raise ValueError(f"preferences.topics: {entry!r} is not NAME:Label (a name of lower-case letters, "
                                  "digits, . _ -, e.g. news:Product news)")
             names.append(name)

@@ -34,6 +34,11 @@ FEED_COLUMNS = ("cursor", "op", "address", "scope", "reason", "at")
 _FEED_LOCK = 0x706F_7374_7761_7463  # PostgreSQL advisory lock that orders cursor commits
 
 
+def is_topic_name(name: str) -> bool:
+    """A topic's name as scope topic:NAME takes it: lower-case letters, digits, . _ -."""
+    return bool(_TOPIC_NAME.match(name))
+
+
 class ScopeError(ValueError):
     """A scope that is not global, domain:<sending domain>, campaign:<id>, topic:<name>,
     frequency:<N>d or sunset."""
@@ -145,7 +150,7 @@ def normalise_scope(scope: str | None) -> str:
             pass
     elif sep and rest and kind == "campaign":
         return f"campaign:{rest}"
-    elif sep and kind == "topic" and _TOPIC_NAME.match(rest.lower()):
+    elif sep and kind == "topic" and is_topic_name(rest.lower()):
         return TOPIC + rest.lower()
     elif sep and kind == "frequency":
         days = frequency_days(FREQUENCY + rest.lower())
