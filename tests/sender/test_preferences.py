@@ -234,6 +234,16 @@ def test_a_campaign_topic_must_be_offered_on_the_page():
         Settings.from_config(config, "spring", topics=["gossip"])
 
 
+def test_a_configured_topic_is_a_name_the_store_takes_as_a_scope():
+    from store.suppressions import normalise_scope
+
+    config = PreferencesConfig(topics=("News:Product news", "tips.v2:Tips"))
+    assert [normalise_scope("topic:" + name) for name in config.topic_names()] == ["topic:news", "topic:tips.v2"]
+    for bad in (("a b:Spaces",), ("-news:A dash first",), ("news",), ("news:",), ("x:One", "X:Twice")):
+        with pytest.raises(ValueError, match="preferences.topics"):
+            PreferencesConfig(topics=bad)
+
+
 def test_the_new_scopes_are_validated_in_the_store(store):
     from store.suppressions import ScopeError, normalise_scope
 
