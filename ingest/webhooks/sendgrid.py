@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ingest.types import Attribution
 from ingest.webhooks.facts import (ReadOptions, Unreadable, WebhookFacts, address, attribution, bounce, complaint,
                                    event_result, load_json, reader, text, when)
 
@@ -25,6 +26,11 @@ def _campaign(ev: dict[str, Any], key: str) -> str | None:
     return category if isinstance(category, str) and category else None
 
 
+def _attributed(ev: dict[str, Any], campaign: str | None) -> Attribution:
+    """The message an event is about (most of a batch is volume, which needs none of this)."""
+    return attribution(message_id=ev.get("smtp-id") or ev.get("sg_message_id"), campaign=campaign)
+
+
 def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> WebhookFacts:
     events = load_json(raw, "SendGrid posts a JSON array of events")
     if not isinstance(events, list) or not all(isinstance(ev, dict) for ev in events):
@@ -35,7 +41,6 @@ def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> Webho
         recipient = address(ev.get("email"))
         at = when(ev.get("timestamp"))
         campaign = _campaign(ev, options.campaign_key)
-        attributed = attribution(message_id=ev.get("smtp-id") or ev.get("sg_message_id"), campaign=campaign)
         if name in ("bounce", "deferred", "dropped"):
             if name == "bounce":
                 term = ev.get("bounce_classification") or ev.get("type")
@@ -48,9 +53,10 @@ def _read(headers: Mapping[str, str], raw: bytes, options: ReadOptions) -> Webho
             event = bounce(options, PROVIDER, recipient=recipient, diagnostic=diagnostic, term=term,
                            temporary=name == "deferred", status=text(ev.get("status")), at=at,
                            remote_mta=None)
-            facts.results.append(event_result("bounce", [event], attributed))
+            facts.results.append(event_result("bounce", [event], _attributed(ev, campaign)))
         elif name == "spamreport":
-            facts.results.append(event_result("complaint", [complaint(recipient, "abuse", at=at)], attributed))
+            facts.results.append(event_result("complaint", [complaint(recipient, "abuse", at=at)],
+                                              _attributed(ev, campaign)))
         elif VOLUME.get(name) == options.volume_from:
             facts.count(at, None, text(ev.get("ip")) if name == "delivered" else None, recipient, campaign)
         else:
