@@ -68,8 +68,8 @@ TLS = (SAMPLES / "tls" / "microsoft-tlsrpt-example.com-2024-01-09.json").read_by
 
 def growth(make, n: int, detail: bool) -> float:
     """How many times longer an input 8 times larger takes to read, the fastest of five
-    parses each once the readers are imported: 8 or less when the reading is linear (less
-    where the fixed cost counts), about 64 when it is quadratic. A ratio of one run, so a
+    parses each once the readers are imported: about 8 when the reading is linear (less
+    where the fixed cost counts, up to 16 here where memory does), 64 when it is quadratic. A ratio of one run, so a
     slow shared machine slows both sides alike, and no bound on the seconds themselves."""
     parse_bytes(FAILURE, IngestConfig(), detail=detail)
 
