@@ -36,6 +36,7 @@ from ingest.types import ParseResult
 from ingest.webhooks.facts import ReadOptions, read_options
 from ingest.webhooks.readers import is_webhook, read_stored
 from store import models as m
+from store.bulk import dialect_insert
 from store.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -296,11 +297,7 @@ class Pipeline:
 def _insert_new(dialect: str):
     """INSERT INTO inbound_messages that skips a message whose sha256 is stored already, and
     returns the (sha256, id) of those it stored: built once per back end."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return (insert(_MESSAGES).on_conflict_do_nothing(index_elements=["sha256"])
+    return (dialect_insert(dialect)(_MESSAGES).on_conflict_do_nothing(index_elements=["sha256"])
             .returning(_MESSAGES.c.sha256, _MESSAGES.c.id))
 
 

@@ -10,6 +10,7 @@ in a text value as U+FFFD, as store.engine does for every other statement).
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Sequence
 
@@ -24,11 +25,24 @@ FEW_ROWS = 100  # PostgreSQL: up to this many rows go in one INSERT ... VALUES, 
 def upsert_insert(session: Session) -> Any:
     """The dialect's `insert` (SQLite's or PostgreSQL's), which has `on_conflict_do_nothing`
     and `on_conflict_do_update`."""
-    if session.get_bind().dialect.name == "postgresql":
+    return dialect_insert(session.get_bind().dialect.name)
+
+
+def dialect_insert(name: str) -> Any:
+    """`upsert_insert` for a back end by its name ("postgresql", else SQLite's)."""
+    if name == "postgresql":
         from sqlalchemy.dialects import postgresql as dialect
     else:
         from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
     return dialect.insert
+
+
+@functools.lru_cache(maxsize=256)
+def values_rows(width: int, n: int) -> str:
+    """"(%s, ...), (%s, ...)": the VALUES of `n` rows of `width` parameters for psycopg,
+    made once per shape (of the few a program uses)."""
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * n)
 
 
 def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -78,12 +92,11 @@ def _sendable(row: Sequence[Any], as_json: list[int], texts: list[int]) -> Seque
 
 def _insert_values(conn, table: Table, names: str, width: int, as_json: list[int], texts: list[int],
                    rows: Sequence[Sequence[Any]]) -> None:
-    marks = "(" + ", ".join(["%s"] * width) + ")"
     values: list[Any] = []
     for row in rows:
         values.extend(_sendable(row, as_json, texts))
     conn.exec_driver_sql(f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({names}) "
-                         f"VALUES {', '.join([marks] * len(rows))}", tuple(values))
+                         f"VALUES {values_rows(width, len(rows))}", tuple(values))
 
 
 def _copy(conn, table: Table, names: str, as_json: list[int], texts: list[int], rows: Sequence[Sequence[Any]]) -> None:

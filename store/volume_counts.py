@@ -10,6 +10,7 @@ from typing import Any, Mapping, cast
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from store.bulk import dialect_insert, values_rows
 from store.volume import VolumeImport
 
 # (day, sending domain, sending IP, provider, campaign); '' = not given
@@ -49,8 +50,7 @@ ROWS_PER_STATEMENT = 500  # 11 parameters a row: well under PostgreSQL's limit
 def _postgresql_upsert(n: int) -> str:
     """INSERT of `n` rows that adds each row's count to the stored one, as SQL text: built once
     per row count (SQLAlchemy would compile a statement of many VALUES anew each time)."""
-    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    return (f"INSERT INTO volume_imports ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
+    return (f"INSERT INTO volume_imports ({', '.join(COLUMNS)}) VALUES {values_rows(len(COLUMNS), n)} "
             f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET sent = volume_imports.sent + excluded.sent, "
             "pending = true, imported_at = excluded.imported_at, source = excluded.source")
 
@@ -58,9 +58,7 @@ def _postgresql_upsert(n: int) -> str:
 @functools.cache
 def _sqlite_upsert() -> Any:
     """Each row adds its count to the stored one (a key appears once per statement)."""
-    from sqlalchemy.dialects.sqlite import insert
-
-    stmt = insert(VOLUME)
+    stmt = dialect_insert("sqlite")(VOLUME)
     return stmt.on_conflict_do_update(
         index_elements=KEY, set_={"sent": VOLUME.c.sent + stmt.excluded.sent, "pending": True,
                                   "imported_at": stmt.excluded.imported_at, "source": stmt.excluded.source})
