@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 # Refusals of the sender, not of the recipient, final or temporary (Yahoo's TSS04 is a
 # deferral): the block rate of the score and the alerts.
 BLOCK_METRICS = ("bounced.reputation", "bounced.policy", "deferred.reputation", "deferred.policy")
+# ... of those, the refusals for the sender's reputation alone (the digest's and the comparison's "Blocked")
+REPUTATION_BLOCKS = ("bounced.reputation", "deferred.reputation")
 # Reasons that are not a failed delivery: they never count as `bounced`.
 NOT_BOUNCES = ("delivered", "auto_reply")
 # send_log results that reached a receiver: `sent` counts these, `delivered` only the first.

@@ -20,6 +20,7 @@ from sqlalchemy import Text, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from analysis.evidence import complaint_base
+from analysis.rollups import REPUTATION_BLOCKS
 from store.columns import as_date, json_list, utc_day
 from dashboard.components import pct
 from dashboard.filters import UNKNOWN, Filters, key_of, label
@@ -503,15 +504,14 @@ def compare_groups(session: Session, by: str, a: tuple[str, ...], b: tuple[str, 
 
     if by not in ROLLUP_COMPARE:
         return compare(session, by, a, b, day_start(f.start))
-    totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", "bounced.reputation",
-                                                  "deferred.reputation", "complaints"))
+    totals = by_key(session, by, f.start, f.end, ("sent", "delivered", "bounced", *REPUTATION_BLOCKS, "complaints"))
 
     def group(label: str, values: tuple[str, ...]) -> GroupCounts:
         keys_ = [key_of(v) for v in values]
         rows = totals.loc[[k for k in keys_ if k in totals.index]] if len(totals) else totals
         get = (lambda m: int(rows[m].sum()) if m in rows.columns else 0)
         return GroupCounts.of(label, values, sends=get("sent"), bounced=get("bounced"),
-                              blocked=get("bounced.reputation") + get("deferred.reputation"),
+                              blocked=sum(get(m) for m in REPUTATION_BLOCKS),
                               complaints=get("complaints"))
 
     ga, gb = group("A", a), group("B", b)

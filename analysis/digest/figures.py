@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from analysis.digest.schedule import Period, Scope
 from analysis.evidence import complaint_base
-from analysis.rollups import NOT_BOUNCES, metrics_frame
+from analysis.rollups import NOT_BOUNCES, REPUTATION_BLOCKS, metrics_frame
 from store.alerts import SEVERITIES, Alert
 from store.checks import BlocklistCheck
 from store.models import BounceEvent, TlsFailureDetail, TlsPolicy, TlsReport
@@ -154,7 +154,7 @@ def _figures(now: dict[str, int], before: dict[str, int], settings: Any) -> list
         rate("hard_bounce_rate", "Hard bounces", "hard", "sent",
              (a.hard_bounce_rate_warning, a.hard_bounce_rate_critical)),
         # refused, finally or for now (a TSS04 deferral)
-        rate("block_rate", "Blocked (reputation)", ("bounced.reputation", "deferred.reputation"), "sent"),
+        rate("block_rate", "Blocked (reputation)", REPUTATION_BLOCKS, "sent"),
         count("complaints", "Complaints", "complaints"),
         Figure("complaint_rate", "Complaint rate", _rate(now.get("complaints", 0), _complaint_base(now)),
                _rate(before.get("complaints", 0), _complaint_base(before)), True,
