@@ -29,7 +29,7 @@ from store.addresses import HASH_PREFIX, address_hash, normalise, split_address
 from store.engagement import EngagementEvent
 from store.models import BounceEvent, ComplaintEvent, DmarcFailureReport, InboundMessage, Quarantine
 from store.suppressions import (GLOBAL, Suppression, SuppressionChange, SuppressionEvidence, SuppressionHold,
-                                add_suppression, erase_address, suppressions_of, utc)
+                                add_suppression, erase_address, utc)
 from store.volume import SendLog
 
 BATCH = 1000
@@ -96,10 +96,9 @@ def forget(session: Session, address: str, *, salt: str, now: datetime) -> Forgo
         update(EngagementEvent).where(func.lower(EngagementEvent.recipient).in_(spellings))
         .values(recipient=result.hash, user_agent=None).execution_options(synchronize_session=False)).rowcount
     result.erased.update(erase_address(session, addr, digest))
-    # a pause (an expiring global suppression) would lapse: the hash must be kept for good
-    if not any(r.scope == GLOBAL and r.expires_at is None for r in suppressions_of(session, result.hash, now=now)):
-        add_suppression(session, result.hash, reason="erased", source="manual", now=now, scope=GLOBAL)
-        result.suppressed = True
+    # kept for good: a permanent global row is left as it is, a pause (one that expires) is replaced
+    result.suppressed = add_suppression(session, result.hash, reason="erased", source="manual", now=now,
+                                        scope=GLOBAL)[1]
     return result
 
 
@@ -210,14 +209,10 @@ def subject_access(session: Session, address: str, *, salt: str = "", now: datet
         | func.lower(DmarcFailureReport.original_mail_from).in_(spellings)).order_by(DmarcFailureReport.id)).all()
     messages.update(r.message_id for r in failures)
     tables["dmarc_failure_reports"] = [_row(r) for r in failures]
-    tables["suppressions"] = [_row(r) for r in session.scalars(
-        select(Suppression).where(Suppression.address.in_(spellings)).order_by(Suppression.id))]
-    tables["suppression_changes"] = [_row(r) for r in session.scalars(
-        select(SuppressionChange).where(SuppressionChange.address.in_(spellings)).order_by(SuppressionChange.cursor))]
-    tables["suppression_evidence"] = [_row(r) for r in session.scalars(
-        select(SuppressionEvidence).where(SuppressionEvidence.address.in_(spellings)).order_by(SuppressionEvidence.id))]
-    tables["suppression_holds"] = [_row(r) for r in session.scalars(
-        select(SuppressionHold).where(SuppressionHold.address.in_(spellings)))]
+    for model, order in ((Suppression, Suppression.id), (SuppressionChange, SuppressionChange.cursor),
+                         (SuppressionEvidence, SuppressionEvidence.id), (SuppressionHold, SuppressionHold.id)):
+        tables[model.__tablename__] = [_row(r) for r in session.scalars(
+            select(model).where(model.address.in_(spellings)).order_by(order))]
     messages |= _quarantined_naming(session, spellings)
     tables["inbound_messages"] = [_row(r, MESSAGE_FIELDS) for r in session.scalars(
         select(InboundMessage).where(InboundMessage.id.in_(sorted(messages))).order_by(InboundMessage.id))]

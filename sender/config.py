@@ -167,32 +167,29 @@ class PreferencesConfig:
     frequency_days: tuple[str, ...] = ("7", "30")  # "at most one message every N days" offered; empty: none
 
     def __post_init__(self) -> None:
-        from store.suppressions import is_topic_name
+        from store.suppressions import MAX_FREQUENCY_DAYS, is_topic_name
 
-        names = []
-        for entry in self.topics:
-            name, sep, label = entry.partition(":")
-            name = name.strip().lower()
-            if not sep or not label.strip() or not is_topic_name(name):
+        for entry, (name, label) in zip(self.topics, self.topic_labels()):
+            if ":" not in entry or not label or not is_topic_name(name):
                 raise ValueError(f"preferences.topics: {entry!r} is not NAME:Label (a name of lower-case letters, "
                                  "digits, . _ -, e.g. news:Product news)")
-            names.append(name)
-        if len(set(names)) != len(names):
+        if len(set(self.topic_names())) != len(self.topics):
             raise ValueError("preferences.topics: a topic name is listed twice")
         for key in ("pause_days", "frequency_days"):
             try:
                 days = [int(v) for v in getattr(self, key)]
             except ValueError:
                 raise ValueError(f"preferences.{key} must be whole numbers of days") from None
-            if any(not 1 <= d <= 366 for d in days):
-                raise ValueError(f"preferences.{key}: every value must be 1 to 366 days")
+            if any(not 1 <= d <= MAX_FREQUENCY_DAYS for d in days):  # what scope frequency:<N>d takes
+                raise ValueError(f"preferences.{key}: every value must be 1 to {MAX_FREQUENCY_DAYS} days")
 
     def topic_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.topic_labels())
 
     def topic_labels(self) -> tuple[tuple[str, str], ...]:
         """(name, label) of each configured topic, in order."""
-        return tuple((e.partition(":")[0].strip().lower(), e.partition(":")[2].strip()) for e in self.topics)
+        parts = (entry.partition(":") for entry in self.topics)
+        return tuple((name.strip().lower(), label.strip()) for name, _, label in parts)
 
     def pauses(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.pause_days)

@@ -182,11 +182,15 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                        "frame-ancestors 'none'", "X-Frame-Options": "DENY"})
 
+    def unsubscribed_page(req: unsub.Request, status: int = 200) -> Response:
+        return page("Unsubscribed", f"{unsub.masked(req.recipient)} is unsubscribed: no more mail will be "
+                    "sent to it.", status)
+
     def preference_page(session: Session, req: unsub.Request, notice: str = "", status: int = 200) -> Response:
         who = unsub.masked(req.recipient)
         now = pref.state(session, req, now=clock(), salt=salt)
         if now.unsubscribed:
-            return page("Unsubscribed", f"{who} is unsubscribed: no more mail will be sent to it.", status)
+            return unsubscribed_page(req, status)
         sender = f" from {req.sending_domain}" if req.scope != "global" and req.sending_domain else ""
         return page("Your e-mail preferences", "", status, template=pref.PAGE, who=who, sender=sender,
                     notice=notice, **pref.page_values(now, prefs))
@@ -218,28 +222,23 @@ def blueprint(sessions: sessionmaker[Session], web: WebConfig, *, salt: str = ""
         # the signed token is the authority.
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         choice = request.form.get("choice", "")
-        if not one_click and choice in pref.CHOICES:
-            with sessions.begin() as session:
-                req = resolve(session, token)
-                if isinstance(req, Response):
-                    return req
-                try:
+        with sessions.begin() as session:
+            req = resolve(session, token)
+            if isinstance(req, Response):
+                return req
+            if not one_click and choice in pref.CHOICES:
+                try:  # a refused choice has written nothing yet
                     notice = pref.choose(session, req, prefs, choice, topics=request.form.getlist("topic"),
                                          days=request.form.get("days", ""), now=clock(), salt=salt)
                 except pref.ChoiceError as exc:
                     return preference_page(session, req, f"Nothing was changed: {exc}.", 400)
                 log.info("preferences (%s): send %d, %s", choice, req.send_id, unsub.masked(req.recipient))
                 return preference_page(session, req, notice)
-        method = "one-click" if one_click else "post"
-        with sessions.begin() as session:
-            req = resolve(session, token)
-            if isinstance(req, Response):
-                return req
+            method = "one-click" if one_click else "post"
             _row, created = unsub.unsubscribe(session, req, now=clock(), method=method)
         log.info("unsubscribe (%s): send %d, %s in %s%s", method, req.send_id, unsub.masked(req.recipient),
                  req.scope, "" if created else " (already)")
-        return page("Unsubscribed", f"{unsub.masked(req.recipient)} is unsubscribed: no more mail will be "
-                    "sent to it.")
+        return unsubscribed_page(req)
 
     return bp
 

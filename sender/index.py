@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.addresses import HASH_PREFIX, address_hash, is_hashed
 from store.clock import Clock, utcnow
-from store.suppressions import (GLOBAL, SUNSET, TOPIC, Suppression, SuppressionChange, frequency_days,
+from store.suppressions import (FREQUENCY, GLOBAL, SUNSET, TOPIC, Suppression, SuppressionChange, frequency_days,
                                 normalise_scope, utc)
 
 CHUNK = 10_000
@@ -50,6 +50,7 @@ class SuppressionIndex:
         self._keys: dict[str, set[int]] = {}  # scope -> hashes of suppressed addresses
         self._expiring: dict[str, dict[int, float]] = {}  # scope -> hash -> expiry (epoch seconds)
         self._erased: dict[str, set[str]] = {}  # scope -> hex digests of erased addresses
+        self._limits: dict[str, int] = {}  # frequency:<N>d scope -> N, for the scopes listed above
 
     # -- building ---------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ class SuppressionIndex:
             bucket = keys.get(scope)
             if bucket is None:
                 bucket = keys[scope] = set()
+                self._note_limit(scope)
             bucket.add(hash(address))
 
     def refresh(self, sessions: sessionmaker[Session]) -> int:
@@ -104,6 +106,8 @@ class SuppressionIndex:
             self._erased.setdefault(scope, set()).add(shown[len(HASH_PREFIX):])
             return
         key = hash(shown)
+        if scope.startswith(FREQUENCY):
+            self._note_limit(scope)
         if expires_at is None:
             self._keys.setdefault(scope, set()).add(key)
             self._expiring.get(scope, {}).pop(key, None)
@@ -111,6 +115,12 @@ class SuppressionIndex:
             expiry = utc(expires_at).timestamp()
             bucket = self._expiring.setdefault(scope, {})
             bucket[key] = max(expiry, bucket.get(key, 0.0))
+
+    def _note_limit(self, scope: str) -> None:
+        # read once, as the scope comes in: `frequency()` runs for every recipient of a campaign
+        days = frequency_days(scope)  # None for the other scopes
+        if days is not None:
+            self._limits[scope] = days
 
     def _remove(self, shown: str, scope: str) -> None:
         if is_hashed(shown):
@@ -147,9 +157,8 @@ class SuppressionIndex:
         """The longest N of the `frequency:<N>d` limits `address` asked for (at most one message
         per N days), or None. A limit, not a block: the sender checks the send log."""
         longest = None
-        for scope in {*self._keys, *self._expiring}:
-            days = frequency_days(scope)  # None for the other scopes
-            if days is not None and (longest is None or days > longest) and self.suppressed(address, (scope,), now):
+        for scope, days in self._limits.items():
+            if (longest is None or days > longest) and self.suppressed(address, (scope,), now):
                 longest = days
         return longest
 

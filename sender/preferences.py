@@ -31,6 +31,7 @@ from store.suppressions import (FREQUENCY, GLOBAL, TOPIC, add_suppression, frequ
 from store.timeparse import utc
 
 PAUSE = "pause"
+METHOD = "preferences"  # in the details of every suppression the page adds
 CHOICES = ("topics", "pause", "frequency")
 
 
@@ -63,10 +64,6 @@ def state(session: Session, req: Request, *, now: datetime, salt: str = "") -> S
     return out
 
 
-def _details(req: Request, **more) -> dict:
-    return {"campaign": req.campaign, "sending_domain": req.sending_domain, "method": "preferences", **more}
-
-
 def choose(session: Session, req: Request, prefs: PreferencesConfig, choice: str, *, topics: Iterable[str] = (),
            days: str = "", now: datetime, salt: str = "") -> str:
     """Store one choice of the page's forms; returns the sentence the page shows. Raises
@@ -83,7 +80,7 @@ def choose(session: Session, req: Request, prefs: PreferencesConfig, choice: str
         until = utc(now) + timedelta(days=n)
         add_suppression(session, req.recipient, reason=PAUSE, source="unsubscribe", now=now, scope=req.scope,
                         expires_at=until, event_table="send_log", event_id=req.send_id,
-                        details=_details(req, days=n))
+                        details=req.details(METHOD, days=n))
         return f"Paused: no mail until {until:%d %B %Y}."
     if choice == "frequency":
         if n and n not in prefs.frequencies():
@@ -95,7 +92,7 @@ def choose(session: Session, req: Request, prefs: PreferencesConfig, choice: str
             return "Saved: you get every message again."
         add_suppression(session, req.recipient, reason="frequency", source="unsubscribe", now=now,
                         scope=f"{FREQUENCY}{n}d", event_table="send_log", event_id=req.send_id,
-                        details=_details(req, days=n))
+                        details=req.details(METHOD, days=n))
         return f"Saved: at most one message every {n} days."
     raise ChoiceError(f"{choice!r} is not one of the page's choices")
 
@@ -113,7 +110,7 @@ def _topics(session: Session, req: Request, prefs: PreferencesConfig, kept: set[
         scope = TOPIC + name
         if name not in kept and name not in left:
             add_suppression(session, req.recipient, reason="topic", source="unsubscribe", now=now, scope=scope,
-                            event_table="send_log", event_id=req.send_id, details=_details(req))
+                            event_table="send_log", event_id=req.send_id, details=req.details(METHOD))
         elif name in kept and name in left:
             remove_suppression(session, req.recipient, reason="topic chosen again", now=now, scope=scope)
     return "Saved: your topics are updated."

@@ -33,6 +33,10 @@ class Request:
     sending_domain: str | None
     scope: str
 
+    def details(self, method: str, **more) -> dict:
+        """What a suppression made through this link keeps about where it came from."""
+        return {"campaign": self.campaign, "sending_domain": self.sending_domain, "method": method, **more}
+
 
 def resolve(session: Session, token: str, secret: str, scope_mode: str = "global") -> Request | None:
     """The unsubscribe a token asks for, or None when the token is not one we signed.
@@ -61,9 +65,7 @@ def resolve(session: Session, token: str, secret: str, scope_mode: str = "global
 def unsubscribe(session: Session, req: Request, *, now: datetime, method: str) -> tuple[Suppression, bool]:
     """Suppress the recipient (for good); (row, created). Asking twice changes nothing."""
     return add_suppression(session, req.recipient, reason=REASON, source="unsubscribe", now=now, scope=req.scope,
-                           event_table="send_log", event_id=req.send_id,
-                           details={"campaign": req.campaign, "sending_domain": req.sending_domain,
-                                    "method": method})
+                           event_table="send_log", event_id=req.send_id, details=req.details(method))
 
 
 def masked(address: str) -> str:
