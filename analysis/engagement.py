@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from store.columns import as_date, utc_day
@@ -24,6 +24,7 @@ from store.engagement import CLICK, OPEN, TRACKED_SEND, EngagementEvent, Tracked
 from store.volume import SendLog
 
 KEYS = ("day", "campaign", "provider")
+RATES = ("open_human", "open_all", "click_human", "click_all")  # the names Rates.rate takes
 # score dimension -> the send-log column that names its entity
 DIMENSION_COLUMNS = {"sending_domain": SendLog.sending_domain, "sending_ip": SendLog.sending_ip,
                      "provider": SendLog.provider, "campaign": SendLog.campaign}
@@ -80,20 +81,17 @@ def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
             select(*cell, func.count()).select_from(SendLog).join(TrackedCampaign, base).group_by(*cell)):
         at(d, campaign, provider).sent = n
     e = EngagementEvent
-    for human in (False, True):
-        joined = select(*cell, e.kind, func.count(distinct(e.send_id)), func.count()).select_from(e) \
-            .join(SendLog, SendLog.id == e.send_id).join(TrackedCampaign, base)
-        if human:
-            joined = joined.where(e.machine.is_(False))
-        who = "human" if human else "all"
-        for d, campaign, provider, kind, messages, hits in session.execute(joined.group_by(*cell, e.kind)):
-            row = at(d, campaign, provider)
-            if kind == OPEN:
-                setattr(row, f"opened_{who}", messages)
-                setattr(row, f"opens_{who}", hits)
-            elif kind == CLICK:
-                setattr(row, f"clicked_{who}", messages)
-                setattr(row, f"clicks_{who}", hits)
+    human = e.machine.is_(False)
+    for d, campaign, provider, kind, *counts in session.execute(  # messages, then hits: all and human
+            select(*cell, e.kind, func.count(distinct(e.send_id)), func.count(distinct(case((human, e.send_id)))),
+                   func.count(), func.count(case((human, 1))))
+            .select_from(e).join(SendLog, SendLog.id == e.send_id).join(TrackedCampaign, base)
+            .group_by(*cell, e.kind)):
+        row = at(d, campaign, provider)
+        if kind == OPEN:
+            row.opened_all, row.opened_human, row.opens_all, row.opens_human = counts
+        elif kind == CLICK:
+            row.clicked_all, row.clicked_human, row.clicks_all, row.clicks_human = counts
     return regroup(cells.values(), by)
 
 
@@ -120,17 +118,16 @@ def trend(session: Session, day: date, dimension: str, key: str, window: int = 7
         where = [DIMENSION_COLUMNS[dimension] == key]
     else:
         return None
-    now_ = rates(session, day - timedelta(days=window - 1), day, by=(), where=where)
-    before = rates(session, day - timedelta(days=2 * window - 1), day - timedelta(days=window), by=(), where=where)
-    if not now_ and not before:
+    days = rates(session, day - timedelta(days=2 * window - 1), day, by=("day",), where=where)
+    if not days:
         return None
+    start = day - timedelta(days=window - 1)
 
     def shape(rows: list[Rates]) -> dict[str, Any]:
-        r = rows[0] if rows else Rates(None, None, None)
-        return {"sent": r.sent, **{name: _round(r.rate(name))
-                                   for name in ("open_human", "open_all", "click_human", "click_all")}}
+        [r] = regroup(rows, ()) or [Rates(None, None, None)]
+        return {"sent": r.sent, **{name: _round(r.rate(name)) for name in RATES}}
 
-    this, last = shape(now_), shape(before)
+    this, last = shape([r for r in days if r.day >= start]), shape([r for r in days if r.day < start])
     change = {name: round(this[name] - last[name], 4) if this[name] is not None and last[name] is not None else None
               for name in ("open_human", "click_human")}
     return {"window_days": window, "current": this, "previous": last, "change": change}
@@ -138,9 +135,3 @@ def trend(session: Session, day: date, dimension: str, key: str, window: int = 7
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def daily(session: Session, first: date, last: date) -> dict[date, Rates]:
-    """One row per day over every tracked campaign and provider (days without sends left out)."""
-    return {r.day: r for r in rates(session, first, last, by=("day",))}
-

@@ -174,3 +174,14 @@ def request_all(requests: list[tuple[str, bytes | None, dict[str, str]]], client
 def median_round(rounds: list[tuple[float, float]]) -> tuple[float, float]:
     """The (bare seconds, measured seconds) round whose ratio is the median of the rounds'."""
     return sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]
+
+
+def report_against_bare(bench: str, backend: str, bare_rate: float, rate: float, goal: float, what: str,
+                        unit: str, detail: str) -> None:
+    """The figures of a web benchmark that takes turns with a bare endpoint (`rate` and
+    `bare_rate` in `unit`, of the median round): the ratio beside its goal (printed too),
+    and the rate of `what` stored."""
+    ratio = rate / bare_rate
+    print(f"ratio {ratio:.2f}x  (goal: at least {goal}x)")
+    report(bench, backend, "stored ÷ bare endpoint", round(ratio, 2), "×", f"≥ {goal:g}×", ratio >= goal, detail)
+    report(bench, backend, f"{what} stored", round(rate), unit, "", None, f"bare endpoint {bare_rate:.0f} {unit}")

@@ -123,15 +123,11 @@ def main() -> None:
 
     bare_s, track_s = benchlib.median_round(rounds)
     bare_rate, track_rate = a.hits / bare_s, a.hits / track_s
-    ratio = track_rate / bare_rate
     print(f"{a.hits} hits a round (4 opens to 1 click), {a.clients} clients, {a.rounds} rounds (the median round:)")
     print(f"bare Flask endpoint (the GIF only)      {bare_rate:9.0f} hits/s")
     print(f"/t/o, /t/c ({a.backend:10}) stored       {track_rate:9.0f} hits/s  ({stored} stored, {machine} machine)")
-    print(f"ratio {ratio:.2f}x  (goal: at least {GOAL}x)")
-    benchlib.report("tracking", a.backend, "stored ÷ bare endpoint", round(ratio, 2), "×", f"≥ {GOAL:g}×",
-                    ratio >= GOAL, f"{a.hits} hits, {a.clients} clients, median of {a.rounds} rounds")
-    benchlib.report("tracking", a.backend, "tracking hits stored", round(track_rate), "hits/s", "", None,
-                    f"bare endpoint {bare_rate:.0f} hits/s")
+    benchlib.report_against_bare("tracking", a.backend, bare_rate, track_rate, GOAL, "tracking hits", "hits/s",
+                                 f"{a.hits} hits, {a.clients} clients, median of {a.rounds} rounds")
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingest import verp
-from sender.tracking import Tracking, track_html
+from sender.tracking import HREF, Tracking, track_html
 from store.addresses import domain_of
 
 SUBJECT, TEXT, HTML = "subject.txt", "body.txt", "body.html"
 UNSUBSCRIBE_MARK = "@@postwatch-unsubscribe-url@@"  # stands in for the link while a row is checked
 _URL = re.compile(r"""https?://[^\s<>"'()]+""")
-_HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
 
 
 class TemplateError(ValueError):
@@ -158,7 +157,7 @@ def tag_links(rendered: Rendered, utm: Mapping[str, str], skip_prefix: str) -> R
             return match.group(0)
         return f"{match.group(1)}{match.group(2)}{html.escape(add_utm(url, utm))}{match.group(2)}"
 
-    body = _HREF.sub(href, rendered.html) if rendered.html is not None else None
+    body = HREF.sub(href, rendered.html) if rendered.html is not None else None
     return Rendered(rendered.subject, _URL.sub(plain, rendered.text), body)
 
 
@@ -198,7 +197,7 @@ def compose(template: Template, fields: Mapping[str, Any], recipient: str, send_
     rendered = tag_links(render(template, values, unsubscribe_url=url), identity.utm,
                          skip_prefix=url)
     if tracking is not None and rendered.html is not None:
-        rendered = Rendered(rendered.subject, rendered.text, track_html(rendered.html, send_id, tracking, skip=url))
+        rendered = Rendered(rendered.subject, rendered.text, track_html(rendered.html, send_id, tracking))
     smtputf8 = not (recipient.isascii() and identity.from_address.isascii())
     msg = EmailMessage(policy=email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP)
     mid = message_id(identity.campaign, recipient, send_id, identity.from_domain)

@@ -117,30 +117,13 @@ class Rules:
 def load_rules(rules_file: str = "", apple_ranges_file: str = "") -> Rules:
     """The shipped rules and Apple ranges, or the configured files instead; RulesError when one
     cannot be used."""
-    if rules_file:
-        path = Path(rules_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RulesError(f"tracking.rules_file {rules_file}: {exc.strerror or exc}") from None
-        name = str(path)
-    else:
-        text = resources.files("sender").joinpath("tracking.toml").read_text(encoding="utf-8")
-        name = "sender/tracking.toml"
+    text, name = _read(rules_file, "rules_file", "tracking.toml")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{name}: {exc}") from None
     ranges = Ranges()
-    if apple_ranges_file:
-        try:
-            apple_text = Path(apple_ranges_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RulesError(f"tracking.apple_ranges_file {apple_ranges_file}: {exc.strerror or exc}") from None
-        apple_name = apple_ranges_file
-    else:
-        apple_text = resources.files("sender").joinpath("apple_egress_ranges.csv").read_text(encoding="utf-8")
-        apple_name = "sender/apple_egress_ranges.csv"
+    apple_text, apple_name = _read(apple_ranges_file, "apple_ranges_file", "apple_egress_ranges.csv")
     apple_date, count = _read_apple(apple_text, apple_name, ranges)
     for cls, cidrs in (doc.get("ranges") or {}).items():
         if not isinstance(cidrs, list):
@@ -149,6 +132,16 @@ def load_rules(rules_file: str = "", apple_ranges_file: str = "") -> Rules:
             ranges.add(_network(cidr, f"{name}: [ranges] {cls}"), cls)
     rules = tuple(_rule(raw, f"{name}: rule {i + 1}") for i, raw in enumerate(doc.get("rule") or []))
     return Rules(rules, ranges, str(doc.get("date", "")), apple_date, count)
+
+
+def _read(configured: str, setting: str, shipped: str) -> tuple[str, str]:
+    """(text, name) of the file `[tracking] setting` names, else of the one shipped beside this module."""
+    if not configured:
+        return resources.files("sender").joinpath(shipped).read_text(encoding="utf-8"), f"sender/{shipped}"
+    try:
+        return Path(configured).read_text(encoding="utf-8"), configured
+    except OSError as exc:
+        raise RulesError(f"tracking.{setting} {configured}: {exc.strerror or exc}") from None
 
 
 def _read_apple(text: str, name: str, ranges: Ranges) -> tuple[str, int]:

@@ -34,6 +34,7 @@ from ingest.verp import read_token
 from sender.config import TrackingConfig, WebConfig
 from sender.machine import Rules, load_rules
 from sender.tracking import PURPOSE
+from sender.unsubscribe import MAX_TOKEN_LENGTH
 from store.addresses import try_normalise
 from store.clock import Clock, utcnow
 from store.engagement import CLICK, OPEN, EngagementEvent, campaign_links
@@ -41,7 +42,6 @@ from store.timeparse import utc
 from store.volume import SendLog
 
 log = logging.getLogger(__name__)
-MAX_TOKEN_LENGTH = 40
 AFTER_DELIVERY, BURST = "after-delivery", "link-burst"
 GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache", "Expires": "0",
@@ -69,8 +69,9 @@ class HitWriter:
                  cached_sends: int = 100_000) -> None:
         self.sessions, self.config = sessions, config
         self._links: dict[str, list[str]] = {}  # campaign -> links; an index never changes its URL
-        # send_id -> what a hit copies from its send-log row: the same for every hit of a message
-        self._sends: OrderedDict[int, Any] = OrderedDict()
+        # send_id -> (the columns a hit copies from its send-log row, its sent_at): the same for
+        # every hit of a message, so the recipient is normalised once
+        self._sends: OrderedDict[int, tuple[dict[str, Any], datetime | None]] = OrderedDict()
         self._cached_sends = cached_sends
         self._group = GroupCommit(self._commit, most=most)
         self._insert = EngagementEvent.__table__.insert()
@@ -82,69 +83,68 @@ class HitWriter:
     def transactions(self) -> int:
         return self._group.transactions
 
-    def _send_rows(self, conn: Connection, ids: set[int]) -> dict[int, Any]:
+    def _send_rows(self, conn: Connection, ids: set[int]) -> dict[int, tuple[dict[str, Any], datetime | None]]:
         """The send-log facts of these sends (from the cache when it has them)."""
         missing = [i for i in ids if i not in self._sends]
         if missing:
             for r in conn.execute(select(SendLog.id, SendLog.recipient, SendLog.recipient_domain, SendLog.provider,
                                          SendLog.campaign, SendLog.sending_domain, SendLog.sent_at)
                                   .where(SendLog.id.in_(missing))):
-                self._sends[r.id] = r
+                self._sends[r.id] = ({"recipient": _recipient(r.recipient), "recipient_domain": r.recipient_domain,
+                                      "provider": r.provider, "campaign": r.campaign,
+                                      "sending_domain": r.sending_domain}, utc(r.sent_at))
             while len(self._sends) > self._cached_sends:
                 self._sends.popitem(last=False)
         return {i: self._sends[i] for i in ids if i in self._sends}
 
-    def _link(self, session: Connection, campaign: str | None, index: int) -> str | None:
+    def _link(self, conn: Connection, campaign: str | None, index: int) -> str | None:
         if not campaign:
             return None
         links = self._links.get(campaign, [])
         if index >= len(links):  # a campaign re-run may have added links since
-            links = self._links[campaign] = campaign_links(session, campaign)
+            links = self._links[campaign] = campaign_links(conn, campaign)
         return links[index] if index < len(links) else None
 
     def _commit(self, hits: list[Hit]) -> list[Any]:
         # Core on the session's engine: a hit is one short insert, the ORM's work per statement would
         # cost more than the statement
-        with self.sessions.kw["bind"].begin() as session:
-            sends = self._send_rows(session, {h.send_id for h in hits})
-            recent = self._recent_clicks(session, [h for h in hits if h.kind == CLICK and h.send_id in sends])
+        with self.sessions.kw["bind"].begin() as conn:
+            sends = self._send_rows(conn, {h.send_id for h in hits})
+            recent = self._recent_clicks(conn, [h for h in hits if h.kind == CLICK and h.send_id in sends])
             rows: list[dict[str, Any]] = []
             relabel: set[int] = set()
             outcomes: list[Any] = []
             for h in hits:
-                send = sends.get(h.send_id)
-                url = self._link(session, send.campaign, h.link_index) if send and h.kind == CLICK else None
-                if send is None or (h.kind == CLICK and url is None):
+                facts, sent_at = sends.get(h.send_id, (None, None))
+                url = self._link(conn, facts["campaign"], h.link_index) if facts and h.kind == CLICK else None
+                if facts is None or (h.kind == CLICK and url is None):
                     outcomes.append(None)
                     continue
-                row = {"send_id": h.send_id, "kind": h.kind, "occurred_at": h.occurred_at,
-                       "recipient": _recipient(send.recipient), "recipient_domain": send.recipient_domain,
-                       "provider": send.provider, "campaign": send.campaign, "sending_domain": send.sending_domain,
+                row = {"send_id": h.send_id, "kind": h.kind, "occurred_at": h.occurred_at, **facts,
                        "link_index": h.link_index, "method": h.method, "user_agent": h.user_agent,
                        "ip_class": h.ip_class, "machine": h.machine, "machine_reason": h.reason}
                 if h.kind == CLICK:
-                    self._timing(row, utc(send.sent_at), recent[h.send_id], relabel,
-                                 len(self._links.get(send.campaign or "", [])))
+                    self._timing(row, sent_at, recent[h.send_id], relabel, len(self._links[facts["campaign"]]))
                     recent[h.send_id].append(row)
                 rows.append(row)
                 outcomes.append(url if h.kind == CLICK else True)
             if rows:
-                session.execute(self._insert, rows)
+                conn.execute(self._insert, rows)
             if relabel:
-                session.execute(update(EngagementEvent).where(EngagementEvent.id.in_(relabel))
-                                .values(machine=True, machine_reason=BURST))
+                conn.execute(update(EngagementEvent).where(EngagementEvent.id.in_(relabel))
+                             .values(machine=True, machine_reason=BURST))
         return outcomes
 
-    def _recent_clicks(self, session: Connection, clicks: list[Hit]) -> dict[int, list[dict[str, Any]]]:
+    def _recent_clicks(self, conn: Connection, clicks: list[Hit]) -> dict[int, list[dict[str, Any]]]:
         """The stored clicks of these sends that a burst ending at one of these hits may hold."""
         recent: dict[int, list[dict[str, Any]]] = defaultdict(list)
         if not clicks or self.config.burst_seconds <= 0:
             return recent
         since = min(h.occurred_at for h in clicks) - timedelta(seconds=self.config.burst_seconds)
         e = EngagementEvent
-        for r in session.execute(select(e.id, e.send_id, e.link_index, e.occurred_at, e.machine, e.machine_reason)
-                                 .where(e.kind == CLICK, e.send_id.in_({h.send_id for h in clicks}),
-                                        e.occurred_at >= since)):
+        for r in conn.execute(select(e.id, e.send_id, e.link_index, e.occurred_at, e.machine, e.machine_reason)
+                              .where(e.kind == CLICK, e.send_id.in_({h.send_id for h in clicks}),
+                                     e.occurred_at >= since)):
             recent[r.send_id].append({"id": r.id, "link_index": r.link_index, "occurred_at": utc(r.occurred_at),
                                       "machine": r.machine, "machine_reason": r.machine_reason})
         return recent
@@ -156,7 +156,7 @@ class HitWriter:
         at = row["occurred_at"]
         if not row["machine"] and sent_at is not None and (at - sent_at).total_seconds() < c.click_delay_seconds:
             row["machine"], row["machine_reason"] = True, AFTER_DELIVERY
-        needed = c.burst_links if links >= c.burst_links else links
+        needed = min(c.burst_links, links)
         if needed < 2 or c.burst_seconds <= 0:
             return
         window = [e for e in earlier if abs((at - e["occurred_at"]).total_seconds()) <= c.burst_seconds]

@@ -22,7 +22,9 @@ from ingest import verp
 
 PURPOSE = "track"
 OPEN_PATH, CLICK_PATH = "/t/o/", "/t/c/"
-_HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
+# an http(s) href of an HTML part: one pattern for compose.tag_links and the link list, so the
+# links the sender tags with UTM are the ones the list holds
+HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
 _BODY_END = re.compile(r"</body\s*>", re.I)
 
 
@@ -36,14 +38,11 @@ class Tracking:
     clicks: bool = True
     links: Mapping[str, int] = field(default_factory=dict)  # url (as sent, UTM included) -> INDEX
 
-    def token(self, send_id: int) -> str:
-        return verp.make_token(send_id, self.secret, purpose=PURPOSE)
-
-    def pixel_url(self, send_id: int) -> str:
-        return f"{self.base_url.rstrip('/')}{OPEN_PATH}{self.token(send_id)}"
-
-    def click_url(self, send_id: int, index: int) -> str:
-        return f"{self.base_url.rstrip('/')}{CLICK_PATH}{self.token(send_id)}/{index}"
+    def urls(self, send_id: int) -> tuple[str, str]:
+        """(the pixel's URL, the click URLs' prefix: INDEX follows) of send `send_id`."""
+        token = verp.make_token(send_id, self.secret, purpose=PURPOSE)
+        base = self.base_url.rstrip("/")
+        return f"{base}{OPEN_PATH}{token}", f"{base}{CLICK_PATH}{token}/"
 
     def skipped(self, url: str) -> bool:
         """Links of our own unsubscribe and tracking endpoints are never rewritten."""
@@ -55,7 +54,7 @@ def html_links(body: str | None) -> list[str]:
     """The http(s) hrefs of an HTML part, unescaped, in order (repeats kept)."""
     if not body:
         return []
-    return [html.unescape(m.group(3)) for m in _HREF.finditer(body)]
+    return [html.unescape(m.group(3)) for m in HREF.finditer(body)]
 
 
 def campaign_links(bodies: Iterable[str | None], tracking: Tracking) -> list[str]:
@@ -68,20 +67,21 @@ def campaign_links(bodies: Iterable[str | None], tracking: Tracking) -> list[str
     return list(seen)
 
 
-def track_html(body: str, send_id: int, tracking: Tracking, skip: str = "") -> str:
-    """`body` with its links rewritten (clicks) and the pixel added (opens). `skip` is the
-    message's own unsubscribe URL; a link missing from the link list stays as it is."""
+def track_html(body: str, send_id: int, tracking: Tracking) -> str:
+    """`body` with its links rewritten (clicks) and the pixel added (opens). A link missing from
+    the link list (the unsubscribe link never is in it) stays as it is."""
+    pixel_url, click_prefix = tracking.urls(send_id)
     if tracking.clicks and tracking.links:
         def rewrite(match: re.Match) -> str:
             url = html.unescape(match.group(3))
             index = tracking.links.get(url)
-            if index is None or (skip and url.startswith(skip)) or tracking.skipped(url):
+            if index is None or tracking.skipped(url):
                 return match.group(0)
-            return f"{match.group(1)}{match.group(2)}{html.escape(tracking.click_url(send_id, index))}{match.group(2)}"
+            return f"{match.group(1)}{match.group(2)}{html.escape(f'{click_prefix}{index}')}{match.group(2)}"
 
-        body = _HREF.sub(rewrite, body)
+        body = HREF.sub(rewrite, body)
     if tracking.opens:
-        pixel = (f'<img src="{html.escape(tracking.pixel_url(send_id))}" width="1" height="1" alt="" '
+        pixel = (f'<img src="{html.escape(pixel_url)}" width="1" height="1" alt="" '
                  'style="display:block;width:1px;height:1px;border:0">')
         ends = list(_BODY_END.finditer(body))
         if ends:

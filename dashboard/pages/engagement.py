@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 from dash import Input, Output, html
 
-from analysis.engagement import rates, regroup
+from analysis.engagement import RATES, rates, regroup
 from dashboard import charts, data
 from dashboard import components as ui
 from dashboard.filters import label
 from store.volume import SendLog
 
 NAME, PATH, TITLE = "engagement", "/engagement", "Engagement"
-COLUMNS = ["sent", "open_human", "open_all", "click_human", "click_all", "opens_human", "opens_all",
-           "clicks_human", "clicks_all"]
+HITS = ("opens_human", "opens_all", "clicks_human", "clicks_all")
+COLUMNS = ["sent", *RATES, *HITS]
 
 
 def _where(f) -> list:
@@ -29,10 +29,14 @@ def layout(f, ctx, search=None):
 
 
 def _row(key: str, value, r) -> dict:
-    return {key: label(value), "sent": r.sent,
-            **{name: ui.pct(r.rate(name), 1) for name in ("open_human", "open_all", "click_human", "click_all")},
-            "opens_human": r.opens_human, "opens_all": r.opens_all, "clicks_human": r.clicks_human,
-            "clicks_all": r.clicks_all}
+    return {key: label(value), "sent": r.sent, **{name: ui.pct(r.rate(name), 1) for name in RATES},
+            **{name: getattr(r, name) for name in HITS}}
+
+
+def _daily(days: list, kind: str) -> pd.DataFrame:
+    """The human and all `kind` (open, click) rates of each day."""
+    return pd.DataFrame({who: [r.rate(f"{kind}_{who}") for r in days] for who in ("human", "all")},
+                        index=[r.day for r in days])
 
 
 def update(ctx, search):
@@ -44,15 +48,11 @@ def update(ctx, search):
         note = ui.note("No tracked mail was sent in this range. Tracking is switched on per campaign: "
                        "postwatch send --track, or [tracking] campaigns (docs/tracking.md).")
         return note, charts.empty("Open rate per day"), charts.empty("Click rate per day"), None, None
-    frame = pd.DataFrame({"human": [r.rate("open_human") for r in days], "all": [r.rate("open_all") for r in days]},
-                         index=[r.day for r in days])
-    clicks = pd.DataFrame({"human": [r.rate("click_human") for r in days],
-                           "all": [r.rate("click_all") for r in days]}, index=[r.day for r in days])
     note = ui.note("Rates are shares of the messages sent that day (accepted by the receiver) with at least one "
                    "open or click; human leaves out Apple Mail Privacy Protection and Gmail proxy fetches and link "
                    "scanners. A day's rate grows for some days as its mail is read.")
-    return (note, charts.lines(frame, "Open rate per day (by send day)", percent=True),
-            charts.lines(clicks, "Click rate per day (by send day)", percent=True),
+    return (note, charts.lines(_daily(days, "open"), "Open rate per day (by send day)", percent=True),
+            charts.lines(_daily(days, "click"), "Click rate per day (by send day)", percent=True),
             ui.table("en-campaign-table", [_row("campaign", r.campaign, r) for r in campaigns], ["campaign"] + COLUMNS),
             ui.table("en-provider-table", [_row("provider", r.provider, r) for r in providers], ["provider"] + COLUMNS))
 
