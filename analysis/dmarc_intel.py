@@ -19,7 +19,7 @@ import ipaddress
 import json
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from analysis.config import DmarcConfig  # noqa: F401  (re-exported)
 from analysis.jobs import JobContext, job
-from store.columns import as_date, json_list, utc_day
+from store.columns import as_date, day_start, json_list, utc_day
 from store.dmarc_sources import DmarcSource
 from store.models import DmarcAggregateReport, DmarcRecord
 from store.rollups import Rollup, RollupWatermark
@@ -235,7 +235,7 @@ def window_sources(session: Session, start: date, end: date, domain: str | None 
                     func.sum(r.count * r.spf_aligned.cast(Integer())), func.min(day), func.max(day),
                     func.max(r.source_reverse_dns), func.max(r.source_base_domain), func.max(r.source_country))
              .join(a, a.id == r.report_id)
-             .where(r.interval_begin >= _day_start(start), r.interval_begin < _day_start(end + timedelta(days=1)))
+             .where(r.interval_begin >= day_start(start), r.interval_begin < day_start(end + timedelta(days=1)))
              .group_by(dom, r.source_ip).order_by(messages.desc(), r.source_ip))
     if domain is not None:
         query = query.where(dom == domain.lower().strip("."))
@@ -258,10 +258,6 @@ def window_sources(session: Session, start: date, end: date, domain: str | None 
             base or (src.base_domain if src else None), country, src.source_class if src else "",
             src.classified_by if src else ""))
     return out
-
-
-def _day_start(d: date) -> datetime:
-    return datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc)
 
 
 def new_sources(session: Session, since: date, domain: str | None = None,

@@ -13,13 +13,13 @@ they were sent, so a day's rate grows for a few days as its mail is read.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from store.columns import as_date, utc_day
+from store.columns import as_date, day_bounds, utc_day
 from store.engagement import CLICK, OPEN, TRACKED_SEND, EngagementEvent, TrackedCampaign
 from store.volume import SendLog
 
@@ -55,17 +55,12 @@ class Rates:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def _bounds(first: date, last: date) -> tuple[datetime, datetime]:
-    return (datetime.combine(first, time(), timezone.utc),
-            datetime.combine(last + timedelta(days=1), time(), timezone.utc))
-
-
 def rates(session: Session, first: date, last: date, by: tuple[str, ...] = KEYS,
           where: Iterable[Any] = ()) -> list[Rates]:
     """The rates of the messages sent from `first` to `last` (UTC days), one row per value of
     the `by` keys (day, campaign, provider; () for one total row). `where` narrows the sends."""
     dialect = session.get_bind().dialect.name
-    lo, hi = _bounds(first, last)
+    lo, hi = day_bounds(first, last)
     day = utc_day(SendLog.sent_at, dialect)
     cell = (day, SendLog.campaign, SendLog.provider)
     base = and_(SendLog.result == "sent", TRACKED_SEND, SendLog.sent_at >= lo, SendLog.sent_at < hi, *where)

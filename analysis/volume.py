@@ -20,14 +20,14 @@ import csv
 import io
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from typing import Iterable
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from analysis.providers import PROVIDERS, ProviderResolver
-from store.columns import as_date, utc_day
+from store.columns import as_date, day_bounds, utc_day
 from store.volume import SendLog, VolumeImport
 
 COLUMNS = ("day", "sending_domain", "sending_ip", "provider", "campaign", "sent")
@@ -178,8 +178,8 @@ def by_origin(session: Session, start: date, end: date) -> list[tuple[date, str,
         .where(VolumeImport.day >= start, VolumeImport.day <= end)
         .group_by(VolumeImport.day, VolumeImport.origin))]
     day = utc_day(SendLog.sent_at, session.get_bind().dialect.name)  # the UTC day, as the rollups count it
+    lo, hi = day_bounds(start, end)
     for d, n in session.execute(select(day, func.count()).where(
-            SendLog.result == "sent", SendLog.sent_at >= datetime.combine(start, time.min, timezone.utc),
-            SendLog.sent_at < datetime.combine(end + timedelta(days=1), time.min, timezone.utc)).group_by(day)):
+            SendLog.result == "sent", SendLog.sent_at >= lo, SendLog.sent_at < hi).group_by(day)):
         out.append((as_date(d), "send_log", int(n)))
     return sorted(out)

@@ -12,7 +12,7 @@ import email.policy
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from analysis.evidence import complaint_base
 from analysis.rollups import REPUTATION_BLOCKS
-from store.columns import as_date, json_list, utc_day
+from store.columns import as_date, day_start, json_list, utc_day
 from dashboard.components import pct
 from dashboard.filters import UNKNOWN, Filters, key_of, label
 from store.alerts import Alert
@@ -35,10 +35,6 @@ DIAGNOSTIC_SAMPLE = 2000
 SELECTOR_SAMPLE = 20000
 EVENT_COLUMNS = ("id", "occurred_at", "recipient", "provider", "from_domain", "sending_ip", "campaign", "status",
                  "reply_code", "reason", "category", "diagnostic")
-
-
-def day_start(d: date) -> datetime:
-    return datetime.combine(d, time.min, tzinfo=timezone.utc)
 
 
 def day_after(d: date) -> datetime:

@@ -1,10 +1,10 @@
 """Reading the store's columns the same way on SQLite and PostgreSQL: the UTC day of a
-timestamp in SQL, a day read back as a `date`, a JSON list column read back as a list.
+timestamp in SQL and the moments a UTC day starts and ends, a day read back as a `date`, a JSON list column read back as a list.
 The rollups, the DMARC intelligence and the dashboard all read them so."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Date, cast, func
@@ -15,6 +15,16 @@ def utc_day(column, dialect: str):
     if dialect == "postgresql":
         return cast(func.timezone("UTC", column), Date)
     return func.date(column)
+
+
+def day_start(d: date) -> datetime:
+    """The first moment of the UTC day `d`."""
+    return datetime.combine(d, time.min, tzinfo=timezone.utc)
+
+
+def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """[start, end) of the UTC days `first` to `last`: the start of `first` and of the day after `last`."""
+    return day_start(first), day_start(last + timedelta(days=1))
 
 
 def as_date(value: Any) -> date:
