@@ -21,11 +21,10 @@ from sqlalchemy.orm import Session
 from analysis.config import PostmasterConfig, SndsConfig
 from analysis.jobs import JobContext, job
 from analysis.rollups import mark_days_to_judge
+from analysis.scores import mark_to_score
 from ingest.feeds import postmaster, snds
-from store.bulk import upsert_insert
 from store.provider_stats import (put_postmaster_compliance, put_postmaster_stats, put_snds_activity,
                                   put_snds_ip_status)
-from store.rollups import ScorePending
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +69,8 @@ class Stored:
 
 def _mark(session: Session, entities: set[tuple[date, str, str]], now: datetime) -> None:
     """Judge these days again and redo the scores of these entity-days (and of all mail)."""
-    if not entities:
-        return
     mark_days_to_judge(session, {d for d, _dim, _key in entities}, now)
-    rows = entities | {(d, "all", "") for d, _dim, _key in entities}
-    stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
-    session.execute(stmt, [{"day": d, "dimension": dim, "key": key} for d, dim, key in sorted(rows)])
+    mark_to_score(session, entities | {(d, "all", "") for d, _dim, _key in entities})
 
 
 def store_postmaster(session: Session, read: postmaster.PostmasterRead, *, now: datetime, day: date,
@@ -241,6 +236,16 @@ def fetch_snds(cfg: SndsConfig) -> list[snds.SndsRead]:
     return reads
 
 
+def store_fetched(sessions, feed: str, reads: list[Any], *, now: datetime) -> Stored:
+    """Store what `fetch_postmaster` or `fetch_snds` answered, each answer in a transaction of its own."""
+    store = store_postmaster if feed == POSTMASTER else store_snds
+    total = Stored(feed)
+    for read in reads:
+        with sessions.begin() as session:
+            total.add(store(session, read, now=now, day=now.date(), source="fetch"))
+    return total
+
+
 # Daily, and not part of `postwatch analyze`: it asks the providers over the network.
 @job("provider_feeds", cron="20 6 * * *", order=5, in_analyze=False)
 def provider_feeds_job(ctx: JobContext) -> int:
@@ -252,17 +257,13 @@ def provider_feeds_job(ctx: JobContext) -> int:
     sn: SndsConfig = getattr(settings, "snds", None) or SndsConfig()
     rows, problems = 0, []
     if pm.service_account_file and pm.domains:
-        read = fetch_postmaster(pm, now.date())
-        with ctx.sessions.begin() as session:
-            stored = store_postmaster(session, read, now=now, day=now.date(), source="fetch")
+        stored = store_fetched(ctx.sessions, POSTMASTER, [fetch_postmaster(pm, now.date())], now=now)
         rows += stored.rows
         problems += stored.errors
     if sn.key:
-        for read in fetch_snds(sn):
-            with ctx.sessions.begin() as session:
-                stored = store_snds(session, read, now=now, day=now.date(), source="fetch")
-            rows += stored.rows
-            problems += stored.errors
+        stored = store_fetched(ctx.sessions, SNDS, fetch_snds(sn), now=now)
+        rows += stored.rows
+        problems += stored.errors
     for line in problems:
         log.warning("provider feeds: %s", line)
     if problems:

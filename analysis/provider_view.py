@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 from analysis.evidence import complaint_base
 from analysis.rollups import BLOCK_METRICS, as_date
 from ingest.feeds.postmaster import SPAM_RATE
+from ingest.feeds.snds import COLOURS
 from store.provider_stats import PostmasterCompliance, PostmasterStat, SndsActivity, SndsIpStatus
 from store.rollups import Rollup
 
-COLOUR_RANK = {"GREEN": 0, "YELLOW": 1, "RED": 2}
-GOOGLE, MICROSOFT = "google", "microsoft"
+COLOUR_RANK = {colour: rank for rank, colour in enumerate(COLOURS)}  # GREEN < YELLOW < RED
+GOOGLE = "google"
 SOURCES = {
     "gmail_spam_rate": "Google Postmaster Tools: user-reported spam rate of the domain's mail to Gmail",
     "our_complaint_rate": "postwatch rollups: complaint reports / sends to providers that send them, "
@@ -71,9 +72,9 @@ def _complaints(m: dict[str, int]) -> tuple[float | None, int, int, str]:
     return _rate(m.get("complaints", 0), base), m.get("complaints", 0), int(base), basis
 
 
-def _covering(domain: str, keys) -> list[str]:
-    """The sending domains a Postmaster Tools domain speaks for: itself and its subdomains."""
-    return [k for k in keys if k == domain or k.endswith("." + domain)]
+def _under(name: str, domain: str) -> bool:
+    """Whether `name` is `domain` or one of its subdomains: what a Postmaster Tools domain speaks for."""
+    return name == domain or name.endswith("." + domain)
 
 
 # ---------------------------------------------------------------- Gmail's spam rate
@@ -102,7 +103,7 @@ def spam_rates(session: Session, start: date, end: date, domain: str | None = No
             day = start + timedelta(days=i)
             g = google.get((d, day), {})
             mine: dict[str, int] = defaultdict(int)
-            for key in _covering(d, keys_on[day]):
+            for key in (k for k in keys_on[day] if _under(k, d)):
                 for metric, value in ours[(key, day)].items():
                     mine[metric] += value
             rate, complaints, base, basis = _complaints(mine)
@@ -219,7 +220,7 @@ def _our_checks(posture: list[Any], domain: str, requirement: str) -> list[dict[
     for wanted in REQUIREMENT_CHECKS.get(requirement, ()):
         for p in posture:
             family = p.check == wanted or (wanted.endswith(":") and p.check.startswith(wanted))
-            about = p.check == "ptr" or p.subject == domain or p.subject.endswith("." + domain)
+            about = p.check == "ptr" or _under(p.subject, domain)
             if family and about:
                 found.append({"subject": p.subject, "check": p.check, "status": p.status, "summary": p.summary})
     return found
@@ -261,7 +262,7 @@ class Signals:
         out: dict[str, Any] = {}
         if dimension in ("sending_domain", "all"):
             rates = {d: r for d, r in self.gmail.items()
-                     if dimension == "all" or key == d or key.endswith("." + d)}
+                     if dimension == "all" or _under(key, d)}
             if rates:
                 d = max(rates, key=lambda x: rates[x])
                 out["gmail_spam_rate"] = {"rate": rates[d], "domain": d}

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from functools import cache, partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
@@ -305,31 +305,31 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
     return written
 
 
-def rescore_since(session: Session, since: date) -> int:
-    """Mark every entity-day from `since` on for its score to be computed again."""
+def mark_to_score(session: Session, entities: Iterable[tuple[date, str, str]]) -> int:
+    """Mark these (day, dimension, key) for their score to be computed again; how many."""
     from store.bulk import upsert_insert
 
-    rows = [{"day": d, "dimension": dim, "key": key} for d, dim, key in session.execute(
-        select(Rollup.day, Rollup.dimension, Rollup.key).where(Rollup.day >= since).distinct())]
+    rows = [{"day": d, "dimension": dim, "key": key} for d, dim, key in sorted(set(entities))]
     stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
     for i in range(0, len(rows), 5000):
         session.execute(stmt, rows[i:i + 5000])
     return len(rows)
 
 
+def rescore_since(session: Session, since: date) -> int:
+    """Mark every entity-day from `since` on for its score to be computed again."""
+    return mark_to_score(session, (tuple(row) for row in session.execute(
+        select(Rollup.day, Rollup.dimension, Rollup.key).where(Rollup.day >= since).distinct())))
+
+
 def mark_listed_today(session: Session, today: date) -> None:
     """Blocklist results are not rollups: mark today's listed entities so their score is redone."""
-    from store.bulk import upsert_insert
-
     listed = _blocklist_listings(session)(today)
     if not listed:
         return
     keys = {(dim, key) for dim, key in listed}
     present = session.execute(select(Rollup.dimension, Rollup.key).where(Rollup.day == today).distinct()).all()
-    rows = [{"day": today, "dimension": dim, "key": key} for dim, key in present
-            if (dim, key) in keys or dim == "all"]
-    if rows:
-        session.execute(upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing(), rows)
+    mark_to_score(session, [(today, dim, key) for dim, key in present if (dim, key) in keys or dim == "all"])
 
 
 def scores_for(session: Session, day: date, dimension: str | None = None) -> list[Score]:

@@ -100,7 +100,7 @@ def cmd_providers_import(args, config) -> int:
 
 
 def cmd_providers_fetch(args, config) -> int:
-    from analysis.provider_feeds import FeedError, Stored, fetch_postmaster, fetch_snds, store_postmaster, store_snds
+    from analysis.provider_feeds import FeedError, fetch_postmaster, fetch_snds, store_fetched
     from store.clock import utcnow
 
     now = utcnow()
@@ -113,12 +113,7 @@ def cmd_providers_fetch(args, config) -> int:
             reads = fetch_snds(config.snds)
     except FeedError as exc:
         return fail(str(exc))
-    store = store_postmaster if args.feed == "postmaster" else store_snds
-    sessions = open_store(config)
-    total = Stored(args.feed)
-    for read in reads:
-        with sessions.begin() as session:
-            total.add(store(session, read, now=now, day=now.date(), source="fetch"))
+    total = store_fetched(open_store(config), args.feed, reads, now=now)
     return _summary(total, args.json, f"fetched from {args.feed}")
 
 

@@ -22,9 +22,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from store.bulk import upsert_insert
 from store.models import Base, BigId
 
-SNDS_COLOURS = ("GREEN", "YELLOW", "RED")
-COMPLIANCE_STATES = ("compliant", "needs_work", "unspecified")
-
 
 class PostmasterStat(Base):
     __tablename__ = "postmaster_stats"

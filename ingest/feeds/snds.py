@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from store.timeparse import utc
+from store.timeparse import parse_when
 
 COLOURS = ("GREEN", "YELLOW", "RED")
 DATA_COLUMNS = 14
@@ -79,11 +79,10 @@ def _when(text: str, what: str, required: bool = True) -> datetime | None:
             return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
         except ValueError:
             pass
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{what} {text!r} is not a time (M/D/YYYY h:mm AM, or ISO 8601)") from None
-    return utc(when)
+    when = parse_when(text)
+    if when is None:
+        raise ValueError(f"{what} {text!r} is not a time (M/D/YYYY h:mm AM, or ISO 8601)")
+    return when
 
 
 def _count(text: str, what: str) -> int:
@@ -150,8 +149,8 @@ def _status(row: list[str]) -> IpStatus:
     if len(row) < 3:
         raise ValueError(f"{len(row)} columns, the IP status list has {STATUS_COLUMNS}")
     first, last = _ip(row[0], "first IP"), _ip(row[1], "last IP")
-    if ipaddress.ip_address(first).version != ipaddress.ip_address(last).version or \
-            ipaddress.ip_address(last) < ipaddress.ip_address(first):
+    low, high = ipaddress.ip_address(first), ipaddress.ip_address(last)
+    if low.version != high.version or high < low:
         raise ValueError(f"the range {first} - {last} is not a range")
     blocked = row[2].strip().lower()
     if blocked not in ("yes", "no", "true", "false"):
