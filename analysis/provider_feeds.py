@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from analysis.config import PostmasterConfig, SndsConfig
 from analysis.jobs import JobContext, job
 from analysis.rollups import mark_days_to_judge
-from analysis.scores import mark_to_score
+from analysis.rollups import mark_to_score
 from ingest.feeds import postmaster, snds
 from store.provider_stats import (put_postmaster_compliance, put_postmaster_stats, put_snds_activity,
                                   put_snds_ip_status)

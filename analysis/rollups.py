@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import Text, and_, case, cast, delete, func, select, update as sql_update
 from sqlalchemy.orm import Session
@@ -337,11 +337,17 @@ def _upsert(session: Session, deltas: Deltas, now: datetime) -> None:
             for (d, dim, key, metric), v in deltas.items()]
     for i in range(0, len(rows), 5000):
         session.execute(stmt, rows[i:i + 5000])
-    pending = sorted({(d, dim, key[:255]) for (d, dim, key, _m) in deltas})
-    stmt = insert(ScorePending.__table__).on_conflict_do_nothing()
-    for i in range(0, len(pending), 5000):
-        session.execute(stmt, [{"day": d, "dimension": dim, "key": key} for d, dim, key in pending[i:i + 5000]])
+    mark_to_score(session, ((d, dim, key[:255]) for (d, dim, key, _m) in deltas))
     mark_days_to_judge(session, {d for d, _dim, _key, _m in deltas}, now)
+
+
+def mark_to_score(session: Session, entities: Iterable[tuple[date, str, str]]) -> int:
+    """Mark these (day, dimension, key) for their score to be computed again; how many."""
+    rows = [{"day": d, "dimension": dim, "key": key} for d, dim, key in sorted(set(entities))]
+    stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
+    for i in range(0, len(rows), 5000):
+        session.execute(stmt, rows[i:i + 5000])
+    return len(rows)
 
 
 def mark_days_to_judge(session: Session, days: set[date], now: datetime) -> None:

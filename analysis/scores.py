@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from functools import cache, partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 from analysis.config import ScoresConfig  # noqa: F401  (re-exported)
 from analysis.evidence import carried, complaint_base, passes
 from analysis.jobs import JobContext, job
-from analysis.rollups import BLOCK_METRICS
+from analysis.rollups import BLOCK_METRICS, mark_to_score
 from store.rollups import Rollup, Score, ScorePending
 
 METRICS = ("sent", "sent.fbl", "dmarc.messages", "complaints", "hard", *BLOCK_METRICS, "dmarc.aligned",
@@ -303,17 +303,6 @@ def score_pending(session: Session, *, now: datetime, config: ScoresConfig | Non
             tuple_(ScorePending.day, ScorePending.dimension, ScorePending.key).in_(done[i:i + 300])))
     session.flush()
     return written
-
-
-def mark_to_score(session: Session, entities: Iterable[tuple[date, str, str]]) -> int:
-    """Mark these (day, dimension, key) for their score to be computed again; how many."""
-    from store.bulk import upsert_insert
-
-    rows = [{"day": d, "dimension": dim, "key": key} for d, dim, key in sorted(set(entities))]
-    stmt = upsert_insert(session)(ScorePending.__table__).on_conflict_do_nothing()
-    for i in range(0, len(rows), 5000):
-        session.execute(stmt, rows[i:i + 5000])
-    return len(rows)
 
 
 def rescore_since(session: Session, since: date) -> int:
